@@ -1,0 +1,44 @@
+"""The `tala-ray` command. Each command group lives in `tala_ray.commands.<group>`."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import typer
+from pydantic import ValidationError
+
+from tala_ray.commands import data
+from tala_ray.errors import UserError
+
+app = typer.Typer(
+    help="tala-ray: Ray-distributed credit and uplift experimentation and serving.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+app.add_typer(data.app, name="data", help="Generate the synthetic lending world; profile a dataset spec.")
+
+
+def format_validation_error(error: ValidationError) -> str:
+    """One line per problem: `field.path: message`."""
+    problems = [f"{'.'.join(str(p) for p in e['loc']) or '<root>'}: {e['msg']}" for e in error.errors()]
+    return "; ".join(problems)
+
+
+def main() -> None:
+    """Console-script entry: logging is configured here and only here."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        app()
+    except UserError as error:
+        typer.echo(f"error: {error}", err=True)
+        sys.exit(2)
+    except ValidationError as error:
+        typer.echo(f"error: {format_validation_error(error)}", err=True)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()
