@@ -1,0 +1,166 @@
+"""Decision economics: pick the most profitable intervention, size the limit, explain a decline.
+
+For a loan of amount A over `term_days`, fee rate r per 30 days, loss given default L and
+intervention cost c_t, lending with option t earns in expectation
+`(1 - PD_t)·r·(term/30)·A - PD_t·L·A - c_t`. The policy approves when the best option earns
+more than zero. Pure functions on NumPy arrays: no Ray, no I/O.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from tala_ray.data.schema import INTERVENTION
+
+NO_INTERVENTION = "none"
+MAX_REASON_CODES = 4
+
+
+class LimitRung(BaseModel):
+    """Applicants whose default probability is at most `max_pd` may borrow up to `limit`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    max_pd: float = Field(gt=0.0, le=1.0, description="Upper bound (inclusive) on the default probability.")
+    limit: float = Field(gt=0.0, description="Largest amount lent at this risk, local currency.")
+
+
+class PolicyParams(BaseModel):
+    """The policy's run-time knobs (the `user_config` of the policy deployment)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    fee_rate_per_30_days: float = Field(0.12, gt=0.0, le=1.0, description="Fee r charged per 30 days of term.")
+    loss_given_default: float = Field(0.95, ge=0.0, le=1.0, description="Share L of the amount lost on default.")
+    intervention_cost: float = Field(1.0, ge=0.0, description="Cost c of the intervention per loan, local currency.")
+    limit_ladder: tuple[LimitRung, ...] = Field(
+        (
+            LimitRung(max_pd=0.05, limit=20_000.0),
+            LimitRung(max_pd=0.10, limit=10_000.0),
+            LimitRung(max_pd=0.20, limit=5_000.0),
+            LimitRung(max_pd=0.35, limit=2_000.0),
+        ),
+        min_length=1,
+        description="Rungs in increasing max_pd; above the last rung nothing is lent.",
+    )
+    max_reason_codes: int = Field(MAX_REASON_CODES, ge=1, le=MAX_REASON_CODES)
+
+    @model_validator(mode="after")
+    def _ladder_increasing(self) -> PolicyParams:
+        bounds = [rung.max_pd for rung in self.limit_ladder]
+        if any(b <= a for a, b in zip(bounds, bounds[1:], strict=False)):
+            raise ValueError(f"limit_ladder: max_pd must strictly increase, got {bounds}")
+        return self
+
+
+class ReasonCode(BaseModel):
+    """One principal reason for a decline: a stable code and a human-readable text."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    code: str
+    text: str
+    feature: str
+    contribution: float
+
+
+class PolicyDecision(BaseModel):
+    """What the policy decided for one application."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    decision: Literal["approve", "decline"]
+    limit: float = Field(ge=0.0)
+    intervention: str | None
+    expected_profit: float
+    expected_profit_by_option: dict[str, float | None] = Field(
+        description="Expected profit of each option; None where the ladder lends nothing with it."
+    )
+
+
+def ladder_limits(pd_values: np.ndarray, ladder: tuple[LimitRung, ...]) -> np.ndarray:
+    """The limit of the first rung whose max_pd covers each PD (0 above the last rung)."""
+    bounds = np.array([rung.max_pd for rung in ladder])
+    limits = np.array([rung.limit for rung in ladder] + [0.0])
+    return limits[np.searchsorted(bounds, pd_values, side="left")]
+
+
+def option_profits(
+    pd_control: np.ndarray, uplift: np.ndarray, amount: np.ndarray, term_days: np.ndarray, params: PolicyParams
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Expected profit and offered amount per option ({none, intervention}) for every application."""
+    pd_by_option = {
+        NO_INTERVENTION: np.clip(pd_control, 0.0, 1.0),
+        INTERVENTION: np.clip(pd_control - uplift, 0.0, 1.0),
+    }
+    cost_by_option = {NO_INTERVENTION: 0.0, INTERVENTION: params.intervention_cost}
+    fee = params.fee_rate_per_30_days * term_days / 30.0
+    profits, offered = {}, {}
+    for option, pd_t in pd_by_option.items():
+        lent = np.minimum(amount, ladder_limits(pd_t, params.limit_ladder))
+        profit = (1.0 - pd_t) * fee * lent - pd_t * params.loss_given_default * lent - cost_by_option[option]
+        profits[option] = np.where(lent > 0, profit, -np.inf)
+        offered[option] = lent
+    return profits, offered
+
+
+def decide(
+    pd_control: np.ndarray, uplift: np.ndarray, amount: np.ndarray, term_days: np.ndarray, params: PolicyParams
+) -> list[PolicyDecision]:
+    """Approve with the most profitable option when its expected profit is positive.
+
+    Ties go to the first option (no intervention: nothing is spent for no gain).
+    """
+    arrays = [np.asarray(a, dtype=float) for a in (pd_control, uplift, amount, term_days)]
+    profits, offered = option_profits(*arrays, params)
+    options = list(profits)
+    table = np.column_stack([profits[o] for o in options])
+    best = np.argmax(table, axis=1)
+    decisions = []
+    for row, choice in enumerate(best):
+        option = options[choice]
+        best_profit = float(table[row, choice])
+        approved = best_profit > 0.0
+        by_option = {o: _finite_or_none(float(table[row, i])) for i, o in enumerate(options)}
+        decisions.append(
+            PolicyDecision(
+                decision="approve" if approved else "decline",
+                limit=float(offered[option][row]) if approved else 0.0,
+                intervention=(None if option == NO_INTERVENTION else option) if approved else None,
+                expected_profit=best_profit if np.isfinite(best_profit) else 0.0,
+                expected_profit_by_option=by_option,
+            )
+        )
+    return decisions
+
+
+def _finite_or_none(value: float) -> float | None:
+    """JSON has no infinity: an option that lends nothing has no profit."""
+    return value if np.isfinite(value) else None
+
+
+def reason_code_for(feature: str) -> str:
+    """A stable code derived from the feature name (feature names are part of the feature-set version)."""
+    return "RC_" + re.sub(r"[^A-Z0-9]+", "_", feature.upper()).strip("_")
+
+
+def reason_codes(
+    contributions: Mapping[str, float], descriptions: Mapping[str, str], limit: int = MAX_REASON_CODES
+) -> list[ReasonCode]:
+    """The features that raised this applicant's risk most, largest first (ties by code), at most `limit`."""
+    raising = [(f, float(c)) for f, c in contributions.items() if np.isfinite(c) and c > 0.0]
+    raising.sort(key=lambda item: (-item[1], reason_code_for(item[0])))
+    return [
+        ReasonCode(
+            code=reason_code_for(feature),
+            text=descriptions.get(feature, feature.replace("_", " ")),
+            feature=feature,
+            contribution=contribution,
+        )
+        for feature, contribution in raising[: min(limit, MAX_REASON_CODES)]
+    ]

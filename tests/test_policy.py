@@ -1,0 +1,128 @@
+"""Decision economics and reason codes (pure, no Ray)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from pydantic import ValidationError
+
+from tala_ray.data.schema import INTERVENTION
+from tala_ray.policy import (
+    LimitRung,
+    PolicyParams,
+    decide,
+    ladder_limits,
+    reason_code_for,
+    reason_codes,
+)
+
+PARAMS = PolicyParams(
+    fee_rate_per_30_days=0.12,
+    loss_given_default=1.0,
+    intervention_cost=5.0,
+    limit_ladder=(LimitRung(max_pd=0.05, limit=1000.0), LimitRung(max_pd=0.2, limit=500.0)),
+)
+
+
+def one(pd_control: float, uplift: float = 0.0, amount: float = 400.0, term: int = 30, params=PARAMS):
+    return decide(np.array([pd_control]), np.array([uplift]), np.array([amount]), np.array([term]), params)[0]
+
+
+def test_profit_matches_the_formula():
+    decision = one(0.04, amount=400.0)
+    expected = (1 - 0.04) * 0.12 * 400.0 - 0.04 * 1.0 * 400.0
+    assert decision.decision == "approve"
+    assert decision.intervention is None
+    assert decision.expected_profit == pytest.approx(expected)
+    assert decision.limit == 400.0
+
+
+def test_fee_scales_with_term():
+    short, long = one(0.04, term=30), one(0.04, term=60)
+    assert long.expected_profit == pytest.approx((1 - 0.04) * 0.24 * 400 - 0.04 * 400)
+    assert long.expected_profit > short.expected_profit
+
+
+def test_declines_when_expected_loss_exceeds_fee():
+    # break-even PD for r=0.12, L=1 is 0.12/1.12 ~ 0.107
+    decision = one(0.15)
+    assert decision.decision == "decline"
+    assert decision.limit == 0.0
+    assert decision.intervention is None
+    assert decision.expected_profit < 0
+
+
+def test_intervention_chosen_when_its_uplift_pays_for_its_cost():
+    decision = one(0.15, uplift=0.08)
+    pd_t = 0.07
+    assert decision.decision == "approve"
+    assert decision.intervention == INTERVENTION
+    assert decision.expected_profit == pytest.approx((1 - pd_t) * 0.12 * 400 - pd_t * 400 - 5.0)
+
+
+def test_harmful_intervention_never_chosen():
+    decision = one(0.04, uplift=-0.05)
+    assert decision.intervention is None
+
+
+def test_small_uplift_below_cost_not_bought():
+    decision = one(0.04, uplift=0.001)
+    assert decision.intervention is None
+
+
+def test_limit_from_ladder_caps_the_amount():
+    assert one(0.03, amount=5000.0).limit == 1000.0
+    # 0.08 is on the second rung: max 500; profit at 500 is positive (r=0.12 over 60 days)
+    assert one(0.08, amount=5000.0, term=60).limit == 500.0
+
+
+def test_above_the_ladder_nothing_is_lent():
+    assert ladder_limits(np.array([0.01, 0.05, 0.2, 0.21]), PARAMS.limit_ladder).tolist() == [1000, 1000, 500, 0]
+    generous = PARAMS.model_copy(update={"fee_rate_per_30_days": 1.0})
+    assert one(0.5, params=generous).decision == "decline"
+
+
+@given(
+    pd_control=st.floats(0.0, 1.0),
+    uplift=st.floats(-1.0, 1.0),
+    amount=st.floats(1.0, 1e6),
+    term=st.integers(1, 365),
+)
+def test_decisions_are_consistent(pd_control, uplift, amount, term):
+    decision = one(pd_control, uplift, amount, term)
+    assert (decision.decision == "approve") == (decision.expected_profit > 0)
+    assert 0.0 <= decision.limit <= amount
+    assert np.isfinite(decision.expected_profit)
+    available = [p for p in decision.expected_profit_by_option.values() if p is not None]
+    assert decision.expected_profit == pytest.approx(max(available, default=0.0))
+
+
+def test_vectorised_equals_one_by_one():
+    rng = np.random.default_rng(0)
+    pds, ups = rng.uniform(0, 0.4, 50), rng.normal(0, 0.05, 50)
+    amounts, terms = rng.uniform(50, 3000, 50), rng.integers(7, 90, 50)
+    batch = decide(pds, ups, amounts, terms, PARAMS)
+    assert batch == [one(p, u, a, t) for p, u, a, t in zip(pds, ups, amounts, terms, strict=True)]
+
+
+def test_params_reject_bad_values():
+    with pytest.raises(ValidationError, match="limit_ladder"):
+        PolicyParams(limit_ladder=(LimitRung(max_pd=0.2, limit=1.0), LimitRung(max_pd=0.1, limit=2.0)))
+    with pytest.raises(ValidationError, match="loss_given_default"):
+        PolicyParams(loss_given_default=1.5)
+    with pytest.raises(ValidationError, match="Extra inputs"):
+        PolicyParams(fee=0.1)
+
+
+def test_reason_codes_top_four_risk_raising_in_stable_order():
+    contributions = {"a_x": 0.1, "b": 0.5, "c": -0.9, "d": 0.3, "e": 0.3, "f": 0.05, "g": 0.0}
+    descriptions = {"b": "Spending high against income"}
+    codes = reason_codes(contributions, descriptions)
+    assert [c.feature for c in codes] == ["b", "d", "e", "a_x"]
+    assert codes[0].text == "Spending high against income"
+    assert codes[0].code == "RC_B"
+    assert reason_code_for("bill pay-ratio_90d") == "RC_BILL_PAY_RATIO_90D"
+    assert reason_codes(contributions, descriptions, limit=2) == codes[:2]
+    assert reason_codes({"a": -1.0, "b": float("nan")}, {}) == []
