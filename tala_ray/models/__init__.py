@@ -1,0 +1,1 @@
+"""Credit models, their preprocessing and metrics (uplift models live in `uplift.py`)."""

@@ -1,0 +1,325 @@
+"""Credit (probability of default) estimators: logistic baseline, LightGBM, PyTorch MLP.
+
+scikit-learn contract: `__init__` stores hyperparameters only, `fit` returns self, learned state
+ends in `_`, `predict_proba` returns an (n, 2) array (column 1 = default). Each estimator also
+explains its scores (`contributions`) and turns itself into files in safe formats (`to_files`)
+and back (`from_files`): JSON, LightGBM's text model, numpy `.npz` without pickle.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+import numpy as np
+import pandas as pd
+
+from tala_ray.models.preprocessing import Preprocessor
+
+# Called during fit with (step, default probabilities on the validation set); lets Tune see progress.
+ProgressCallback = Callable[[int, np.ndarray], None]
+EvalSet = tuple[pd.DataFrame, np.ndarray]
+
+PREPROCESSING_FILE = "preprocessing.json"
+MODEL_FILE = "model.json"
+
+
+class CreditEstimator:
+    """Shared behaviour: hyperparameters, probabilities, contributions summed per feature, files."""
+
+    family: ClassVar[str]
+    weights_file: ClassVar[str]
+
+    def get_params(self) -> dict[str, Any]:
+        """The hyperparameters given to `__init__` (learned state ends in `_` and is left out)."""
+        return {k: v for k, v in vars(self).items() if not k.endswith("_")}
+
+    def predict_proba(self, features: pd.DataFrame) -> np.ndarray:
+        p_default = self._predict_default(features)
+        return np.column_stack([1.0 - p_default, p_default])
+
+    def contributions(self, features: pd.DataFrame) -> pd.DataFrame:
+        """Per-feature contribution to each row's risk score (log-odds scale; larger = riskier)."""
+        columns, values = self._dense_contributions(features)
+        frame = pd.DataFrame(values, columns=[c for c, _ in columns], index=features.index)
+        sources = [source for _, source in columns]
+        summed = frame.T.groupby(sources, sort=False).sum().T
+        return summed.reindex(columns=self.preprocessor_.feature_names, fill_value=0.0)
+
+    def to_files(self) -> dict[str, bytes]:
+        header = {"family": self.family, "params": self.get_params()}
+        return {
+            MODEL_FILE: json.dumps(header, indent=1).encode(),
+            PREPROCESSING_FILE: self.preprocessor_.to_json(),
+            self.weights_file: self._weights_bytes(),
+        }
+
+    @classmethod
+    def from_files(cls, files: dict[str, bytes]) -> "CreditEstimator":
+        header = json.loads(files[MODEL_FILE])
+        estimator = cls(**header["params"])
+        estimator.preprocessor_ = Preprocessor.from_json(files[PREPROCESSING_FILE])
+        estimator._load_weights(files[cls.weights_file])
+        return estimator
+
+    # Implemented by each family.
+    preprocessor_: Preprocessor
+
+    def _predict_default(self, features: pd.DataFrame) -> np.ndarray:
+        raise NotImplementedError
+
+    def _dense_contributions(self, features: pd.DataFrame) -> tuple[list[tuple[str, str]], np.ndarray]:
+        raise NotImplementedError
+
+    def _weights_bytes(self) -> bytes:
+        raise NotImplementedError
+
+    def _load_weights(self, data: bytes) -> None:
+        raise NotImplementedError
+
+
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-z))
+
+
+class LogisticCreditModel(CreditEstimator):
+    """L2-regularised logistic regression on standardised features (the baseline)."""
+
+    family = "logistic"
+    weights_file = "coefficients.json"
+
+    def __init__(self, C: float = 1.0, max_iter: int = 1000, seed: int = 0) -> None:
+        self.C = C
+        self.max_iter = max_iter
+        self.seed = seed
+
+    def fit(
+        self, features: pd.DataFrame, y: np.ndarray, eval_set: EvalSet | None = None, on_progress: ProgressCallback | None = None
+    ) -> "LogisticCreditModel":
+        from sklearn.linear_model import LogisticRegression
+
+        self.preprocessor_ = Preprocessor.fit(features)
+        model = LogisticRegression(C=self.C, max_iter=self.max_iter, random_state=self.seed)
+        model.fit(self.preprocessor_.transform_dense(features), np.asarray(y))
+        self.coef_ = model.coef_[0].astype(np.float64)
+        self.intercept_ = float(model.intercept_[0])
+        if eval_set is not None and on_progress is not None:
+            on_progress(1, self._predict_default(eval_set[0]))
+        return self
+
+    def _predict_default(self, features: pd.DataFrame) -> np.ndarray:
+        return _sigmoid(self.preprocessor_.transform_dense(features).astype(np.float64) @ self.coef_ + self.intercept_)
+
+    def _dense_contributions(self, features: pd.DataFrame) -> tuple[list[tuple[str, str]], np.ndarray]:
+        """Coefficient x standardised value."""
+        return self.preprocessor_.dense_columns(), self.preprocessor_.transform_dense(features) * self.coef_
+
+    def _weights_bytes(self) -> bytes:
+        return json.dumps({"coef": self.coef_.tolist(), "intercept": self.intercept_}).encode()
+
+    def _load_weights(self, data: bytes) -> None:
+        weights = json.loads(data)
+        self.coef_ = np.asarray(weights["coef"], dtype=np.float64)
+        self.intercept_ = float(weights["intercept"])
+
+
+class GBMCreditModel(CreditEstimator):
+    """LightGBM gradient-boosted trees; categoricals as native categorical splits."""
+
+    family = "gbm"
+    weights_file = "model.txt"
+
+    def __init__(
+        self,
+        n_estimators: int = 300,
+        learning_rate: float = 0.05,
+        num_leaves: int = 31,
+        min_child_samples: int = 20,
+        subsample: float = 1.0,
+        colsample_bytree: float = 1.0,
+        reg_lambda: float = 0.0,
+        report_every: int = 25,
+        seed: int = 0,
+    ) -> None:
+        self.n_estimators = n_estimators
+        self.learning_rate = learning_rate
+        self.num_leaves = num_leaves
+        self.min_child_samples = min_child_samples
+        self.subsample = subsample
+        self.colsample_bytree = colsample_bytree
+        self.reg_lambda = reg_lambda
+        self.report_every = report_every
+        self.seed = seed
+
+    def _lgb_params(self) -> dict[str, Any]:
+        return {
+            "objective": "binary",
+            "learning_rate": self.learning_rate,
+            "num_leaves": self.num_leaves,
+            "min_child_samples": self.min_child_samples,
+            "bagging_fraction": self.subsample,
+            "bagging_freq": 1 if self.subsample < 1.0 else 0,
+            "feature_fraction": self.colsample_bytree,
+            "lambda_l2": self.reg_lambda,
+            "seed": self.seed,
+            "num_threads": 1,
+            "verbosity": -1,
+        }
+
+    def fit(
+        self, features: pd.DataFrame, y: np.ndarray, eval_set: EvalSet | None = None, on_progress: ProgressCallback | None = None
+    ) -> "GBMCreditModel":
+        import lightgbm as lgb
+
+        self.preprocessor_ = Preprocessor.fit(features)
+        train = lgb.Dataset(
+            self.preprocessor_.transform_coded(features),
+            label=np.asarray(y),
+            categorical_feature=self.preprocessor_.coded_categoricals or "auto",
+            free_raw_data=False,
+        )
+        callbacks = []
+        if eval_set is not None and on_progress is not None:
+            coded_valid = self.preprocessor_.transform_coded(eval_set[0])
+
+            def report(env: Any) -> None:
+                step = env.iteration + 1
+                if step % self.report_every == 0 or step == env.end_iteration:
+                    on_progress(step, env.model.predict(coded_valid, num_iteration=step))
+
+            callbacks.append(report)
+        self.booster_ = lgb.train(self._lgb_params(), train, num_boost_round=self.n_estimators, callbacks=callbacks)
+        return self
+
+    def _predict_default(self, features: pd.DataFrame) -> np.ndarray:
+        return self.booster_.predict(self.preprocessor_.transform_coded(features))
+
+    def _dense_contributions(self, features: pd.DataFrame) -> tuple[list[tuple[str, str]], np.ndarray]:
+        """TreeSHAP (`pred_contrib=True`), without the bias column."""
+        values = self.booster_.predict(self.preprocessor_.transform_coded(features), pred_contrib=True)
+        names = self.booster_.feature_name()
+        return [(name, name) for name in names], values[:, : len(names)]
+
+    def _weights_bytes(self) -> bytes:
+        return self.booster_.model_to_string().encode()
+
+    def _load_weights(self, data: bytes) -> None:
+        import lightgbm as lgb
+
+        self.booster_ = lgb.Booster(model_str=data.decode())
+
+
+class MLPCreditModel(CreditEstimator):
+    """A PyTorch multilayer perceptron on standardised features; reports after every epoch."""
+
+    family = "mlp"
+    weights_file = "weights.npz"
+
+    def __init__(
+        self,
+        hidden_sizes: list[int] | tuple[int, ...] = (64, 32),
+        dropout: float = 0.1,
+        learning_rate: float = 1e-3,
+        weight_decay: float = 1e-5,
+        batch_size: int = 256,
+        epochs: int = 20,
+        seed: int = 0,
+    ) -> None:
+        self.hidden_sizes = list(hidden_sizes)
+        self.dropout = dropout
+        self.learning_rate = learning_rate
+        self.weight_decay = weight_decay
+        self.batch_size = batch_size
+        self.epochs = epochs
+        self.seed = seed
+
+    def _network(self, inputs: int) -> Any:
+        import torch.nn as nn
+
+        layers: list[nn.Module] = []
+        for width in self.hidden_sizes:
+            layers += [nn.Linear(inputs, width), nn.ReLU(), nn.Dropout(self.dropout)]
+            inputs = width
+        layers.append(nn.Linear(inputs, 1))
+        return nn.Sequential(*layers)
+
+    def fit(
+        self, features: pd.DataFrame, y: np.ndarray, eval_set: EvalSet | None = None, on_progress: ProgressCallback | None = None
+    ) -> "MLPCreditModel":
+        import torch
+
+        torch.manual_seed(self.seed)
+        torch.set_num_threads(1)
+        self.preprocessor_ = Preprocessor.fit(features)
+        x = torch.from_numpy(self.preprocessor_.transform_dense(features))
+        target = torch.from_numpy(np.asarray(y, dtype=np.float32))
+        self.network_ = self._network(x.shape[1])
+        optimiser = torch.optim.AdamW(self.network_.parameters(), lr=self.learning_rate, weight_decay=self.weight_decay)
+        loss_fn = torch.nn.BCEWithLogitsLoss()
+        generator = torch.Generator().manual_seed(self.seed)
+        for epoch in range(1, self.epochs + 1):
+            self.network_.train()
+            for batch in torch.randperm(len(x), generator=generator).split(self.batch_size):
+                optimiser.zero_grad()
+                loss_fn(self.network_(x[batch]).squeeze(1), target[batch]).backward()
+                optimiser.step()
+            if eval_set is not None and on_progress is not None:
+                on_progress(epoch, self._predict_default(eval_set[0]))
+        self.network_.eval()
+        return self
+
+    def _logits(self, dense: np.ndarray) -> np.ndarray:
+        import torch
+
+        self.network_.eval()
+        with torch.no_grad():
+            return self.network_(torch.from_numpy(dense)).squeeze(1).double().numpy()
+
+    def _predict_default(self, features: pd.DataFrame) -> np.ndarray:
+        return _sigmoid(self._logits(self.preprocessor_.transform_dense(features)))
+
+    def _dense_contributions(self, features: pd.DataFrame) -> tuple[list[tuple[str, str]], np.ndarray]:
+        """Gradient x input of the logit, against the all-zero (training mean / absent level) input."""
+        import torch
+
+        self.network_.eval()
+        x = torch.from_numpy(self.preprocessor_.transform_dense(features)).requires_grad_(True)
+        self.network_(x).sum().backward()
+        return self.preprocessor_.dense_columns(), (x.grad * x).detach().double().numpy()
+
+    def _weights_bytes(self) -> bytes:
+        buffer = io.BytesIO()
+        state = {name: tensor.detach().numpy() for name, tensor in self.network_.state_dict().items()}
+        np.savez(buffer, **state)
+        return buffer.getvalue()
+
+    def _load_weights(self, data: bytes) -> None:
+        import torch
+
+        with np.load(io.BytesIO(data), allow_pickle=False) as arrays:
+            state = {name: torch.from_numpy(arrays[name].copy()) for name in arrays.files}
+        self.network_ = self._network(len(self.preprocessor_.dense_columns()))
+        self.network_.load_state_dict(state)
+        self.network_.eval()
+
+
+ESTIMATORS: dict[str, type[CreditEstimator]] = {
+    cls.family: cls for cls in (LogisticCreditModel, GBMCreditModel, MLPCreditModel)
+}
+
+
+def estimator_from_files(files: dict[str, bytes]) -> CreditEstimator:
+    """Rebuild a fitted estimator from its (already verified) files."""
+    family = json.loads(files[MODEL_FILE])["family"]
+    if family not in ESTIMATORS:
+        raise ValueError(f"unknown credit model family {family!r}")
+    return ESTIMATORS[family].from_files(files)
+
+
+def model_files(family: str) -> list[str]:
+    """The files an estimator of `family` is rebuilt from (the rest of an artifact is its report)."""
+    if family not in ESTIMATORS:
+        raise ValueError(f"unknown credit model family {family!r}")
+    return [MODEL_FILE, PREPROCESSING_FILE, ESTIMATORS[family].weights_file]

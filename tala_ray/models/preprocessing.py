@@ -1,0 +1,126 @@
+"""Fitted preprocessing of a feature frame, stored as JSON inside every credit-model artifact.
+
+Numeric columns: missing values filled with the training median, then standardised; a missing
+indicator is added for columns that had gaps in training. Categorical (string) columns: one-hot
+over the levels seen in training (an unseen level is all zeros), or integer codes for LightGBM.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, ConfigDict
+
+from tala_ray.errors import UserError
+
+
+class NumericColumn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    median: float
+    mean: float
+    std: float
+    had_missing: bool
+
+
+class CategoricalColumn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    levels: list[str]
+
+
+class Preprocessor(BaseModel):
+    """The learned state; `fit` builds it, `to_json`/`from_json` store it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    feature_names: list[str]
+    numeric: list[NumericColumn]
+    categorical: list[CategoricalColumn]
+
+    @classmethod
+    def fit(cls, features: pd.DataFrame) -> "Preprocessor":
+        numeric, categorical = [], []
+        for name in features.columns:
+            column = features[name]
+            if is_categorical(column):
+                levels = sorted(str(v) for v in column.dropna().unique())
+                categorical.append(CategoricalColumn(name=name, levels=levels))
+                continue
+            values = column.astype("float64")
+            median = float(values.median()) if values.notna().any() else 0.0
+            filled = values.fillna(median)
+            std = float(filled.std(ddof=0))
+            numeric.append(
+                NumericColumn(
+                    name=name,
+                    median=median,
+                    mean=float(filled.mean()),
+                    std=std if std > 0 else 1.0,
+                    had_missing=bool(values.isna().any()),
+                )
+            )
+        return cls(feature_names=list(features.columns), numeric=numeric, categorical=categorical)
+
+    def check_columns(self, features: pd.DataFrame) -> None:
+        missing = [name for name in self.feature_names if name not in features.columns]
+        if missing:
+            raise UserError(f"features: missing columns {missing} (the model was trained on {self.feature_names})")
+
+    def dense_columns(self) -> list[tuple[str, str]]:
+        """(output column, source feature) for every column of `transform_dense`."""
+        columns: list[tuple[str, str]] = []
+        for column in self.numeric:
+            columns.append((column.name, column.name))
+            if column.had_missing:
+                columns.append((f"{column.name}__missing", column.name))
+        for column in self.categorical:
+            columns.extend((f"{column.name}={level}", column.name) for level in column.levels)
+        return columns
+
+    def transform_dense(self, features: pd.DataFrame) -> np.ndarray:
+        """Standardised numerics, missing indicators and one-hot categoricals as float32."""
+        self.check_columns(features)
+        blocks = []
+        for column in self.numeric:
+            values = pd.to_numeric(features[column.name], errors="coerce").astype("float64")
+            blocks.append(((values.fillna(column.median) - column.mean) / column.std).to_numpy())
+            if column.had_missing:
+                blocks.append(values.isna().to_numpy(dtype=np.float64))
+        for column in self.categorical:
+            values = features[column.name].astype("object")
+            blocks.extend((values == level).to_numpy(dtype=np.float64) for level in column.levels)
+        if not blocks:
+            return np.zeros((len(features), 0), dtype=np.float32)
+        return np.column_stack(blocks).astype(np.float32)
+
+    def transform_coded(self, features: pd.DataFrame) -> pd.DataFrame:
+        """Raw numerics (NaN kept) and categoricals as integer codes (unseen or missing: NaN), for LightGBM."""
+        self.check_columns(features)
+        out = {}
+        for column in self.numeric:
+            out[column.name] = pd.to_numeric(features[column.name], errors="coerce").astype("float64").to_numpy()
+        for column in self.categorical:
+            codes = {level: float(i) for i, level in enumerate(column.levels)}
+            out[column.name] = features[column.name].astype("object").map(codes).astype("float64").to_numpy()
+        return pd.DataFrame(out, index=features.index)
+
+    @property
+    def coded_categoricals(self) -> list[str]:
+        return [column.name for column in self.categorical]
+
+    def to_json(self) -> bytes:
+        return json.dumps(self.model_dump(), indent=1).encode()
+
+    @classmethod
+    def from_json(cls, data: bytes) -> "Preprocessor":
+        return cls.model_validate_json(data)
+
+
+def is_categorical(column: pd.Series) -> bool:
+    """String, object and category columns are categorical; everything else is numeric."""
+    return not (pd.api.types.is_numeric_dtype(column) or pd.api.types.is_bool_dtype(column))

@@ -1,0 +1,262 @@
+"""The model registry: versioned artifacts with sha256 manifests and aliases on any pyarrow filesystem.
+
+Layout under the registry root (a local directory, or an s3:// / gs:// URI):
+
+    <name>/<version>/<files...>      model weights, preprocessing, report (written first)
+    <name>/<version>/manifest.json   sha256 of every file plus lineage and metrics (written last)
+    <name>/aliases.json              {"champion": "3", "challenger": "4"}
+
+A version without a manifest is incomplete and invisible. Every file is checked against its
+sha256 before anything is built from it, and built from the very bytes that were checked.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+from pyarrow import fs as pafs
+from pydantic import BaseModel, ConfigDict, Field
+
+from tala_ray.errors import UserError
+from tala_ray.storage import join_path, resolve_filesystem
+
+MANIFEST = "manifest.json"
+ALIASES = "aliases.json"
+ALIAS_NAMES = ("champion", "challenger")
+Alias = Literal["champion", "challenger"]
+
+
+class ArtifactIntegrityError(UserError):
+    """A file's bytes do not match the sha256 its manifest recorded (or the file is missing)."""
+
+
+class FeatureSetMismatchError(UserError):
+    """The model was trained on a different feature-set version than the caller computes."""
+
+
+class ArtifactMetadata(BaseModel):
+    """What a caller states about an artifact; the registry adds name, version, files and time."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: str = Field(description="Artifact kind: 'credit' or 'uplift'.")
+    family: str = Field(description="Model family, e.g. 'gbm'.")
+    feature_set_version: str | None = None
+    feature_names: list[str] = Field(default_factory=list)
+    data_content_hash: str | None = None
+    git_commit: str = Field(default_factory=lambda: current_git_commit())
+    spec: dict[str, Any] = Field(default_factory=dict, description="The experiment spec that produced it.")
+    params: dict[str, Any] = Field(default_factory=dict, description="The winning hyperparameters.")
+    metrics: dict[str, float] = Field(default_factory=dict, description="Test-split metrics.")
+    extra: dict[str, Any] = Field(default_factory=dict, description="Anything else worth keeping (report figures).")
+
+
+class ArtifactManifest(ArtifactMetadata):
+    name: str
+    version: str
+    created_at: str
+    files: dict[str, str] = Field(description="Relative path -> sha256 of its bytes.")
+
+
+def current_git_commit() -> str:
+    """The code's commit: $TALA_GIT_COMMIT, else `git rev-parse HEAD`, else 'unknown' (e.g. in a Ray job)."""
+    if os.environ.get("TALA_GIT_COMMIT"):
+        return os.environ["TALA_GIT_COMMIT"]
+    try:
+        result = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10, check=True)
+        return result.stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def parse_model_ref(text: str) -> tuple[str, str | None]:
+    """'NAME@VERSION' or 'NAME@ALIAS' -> (name, ref); plain 'NAME' -> (name, None)."""
+    name, _, ref = text.partition("@")
+    if not name:
+        raise UserError(f"model reference {text!r}: give NAME or NAME@VERSION")
+    return name, ref or None
+
+
+class Registry:
+    """Versioned artifacts under one root URI."""
+
+    def __init__(self, uri: str) -> None:
+        self.uri = uri
+        self.filesystem, self.root = resolve_filesystem(uri)
+
+    # Writing.
+    def register(self, name: str, files: dict[str, bytes], metadata: ArtifactMetadata) -> ArtifactManifest:
+        """Store `files` as the next version of `name` and return its manifest."""
+        check_name(name)
+        version = self._claim_next_version(name)
+        directory = join_path(self.root, name, version)
+        for relative, data in files.items():
+            self._write(join_path(directory, relative), data)
+        manifest = ArtifactManifest(
+            **metadata.model_dump(),
+            name=name,
+            version=version,
+            created_at=datetime.now(UTC).isoformat(timespec="seconds"),
+            files={relative: sha256(data) for relative, data in files.items()},
+        )
+        self._write(join_path(directory, MANIFEST), manifest.model_dump_json(indent=1).encode())
+        return manifest
+
+    def set_alias(self, name: str, alias: Alias, version: str) -> None:
+        """Point `alias` (champion or challenger) at an existing version."""
+        if alias not in ALIAS_NAMES:
+            raise UserError(f"alias: {alias!r} is not one of {list(ALIAS_NAMES)}")
+        self.manifest(name, version)  # must exist
+        aliases = self.aliases(name) | {alias: version}
+        self._write(join_path(self.root, name, ALIASES), json.dumps(aliases, indent=1, sort_keys=True).encode())
+
+    # Reading.
+    def names(self) -> list[str]:
+        if self.filesystem.get_file_info(self.root).type != pafs.FileType.Directory:
+            return []
+        entries = self.filesystem.get_file_info(pafs.FileSelector(self.root))
+        return sorted(e.base_name for e in entries if e.type == pafs.FileType.Directory and self.versions(e.base_name))
+
+    def versions(self, name: str) -> list[str]:
+        """Complete versions of `name` (those with a manifest), oldest first."""
+        directory = join_path(self.root, name)
+        if self.filesystem.get_file_info(directory).type != pafs.FileType.Directory:
+            return []
+        entries = self.filesystem.get_file_info(pafs.FileSelector(directory))
+        numbered = [e.base_name for e in entries if e.type == pafs.FileType.Directory and e.base_name.isdigit()]
+        complete = [v for v in numbered if self._exists(join_path(directory, v, MANIFEST))]
+        return sorted(complete, key=int)
+
+    def aliases(self, name: str) -> dict[str, str]:
+        path = join_path(self.root, name, ALIASES)
+        return json.loads(self._read(path)) if self._exists(path) else {}
+
+    def resolve(self, name: str, ref: str | None = None) -> str:
+        """A version number from a version, an alias or 'latest' (the default)."""
+        versions = self.versions(name)
+        if not versions:
+            raise UserError(f"model {name!r}: not in the registry at {self.uri!r}")
+        if ref is None or ref == "latest":
+            return versions[-1]
+        if ref in versions:
+            return ref
+        aliases = self.aliases(name)
+        if ref in aliases:
+            return aliases[ref]
+        raise UserError(f"model {name!r}: no version or alias {ref!r} (versions {versions}, aliases {aliases})")
+
+    def manifest(self, name: str, version: str) -> ArtifactManifest:
+        path = join_path(self.root, name, version, MANIFEST)
+        if not self._exists(path):
+            raise UserError(f"model {name!r}: no version {version!r} in the registry at {self.uri!r}")
+        return ArtifactManifest.model_validate_json(self._read(path))
+
+    def read_verified(self, manifest: ArtifactManifest, only: list[str] | None = None) -> dict[str, bytes]:
+        """The artifact's files (or `only` these), each checked against its recorded sha256."""
+        files = {}
+        for relative in only if only is not None else manifest.files:
+            path = join_path(self.root, manifest.name, manifest.version, relative)
+            data = self._read(path) if self._exists(path) else None
+            if data is None or relative not in manifest.files or sha256(data) != manifest.files[relative]:
+                raise ArtifactIntegrityError(
+                    f"model {manifest.name}@{manifest.version}: checksum mismatch for {relative!r}; refusing to load"
+                )
+            files[relative] = data
+        return files
+
+    # Storage helpers.
+    def _claim_next_version(self, name: str) -> str:
+        """Reserve a new version directory; exclusive on local disk, best effort on object stores."""
+        directory = join_path(self.root, name)
+        self.filesystem.create_dir(directory, recursive=True)
+        while True:
+            entries = self.filesystem.get_file_info(pafs.FileSelector(directory))
+            taken = [int(e.base_name) for e in entries if e.base_name.isdigit()]
+            version = str(max(taken, default=0) + 1)
+            target = join_path(directory, version)
+            if not isinstance(self.filesystem, pafs.LocalFileSystem):
+                self.filesystem.create_dir(target)
+                return version
+            try:
+                os.mkdir(target)
+                return version
+            except FileExistsError:
+                continue
+
+    def _exists(self, path: str) -> bool:
+        return self.filesystem.get_file_info(path).type == pafs.FileType.File
+
+    def _read(self, path: str) -> bytes:
+        with self.filesystem.open_input_stream(path) as stream:
+            return stream.read()
+
+    def _write(self, path: str, data: bytes) -> None:
+        self.filesystem.create_dir(path.rsplit("/", 1)[0], recursive=True)
+        with self.filesystem.open_output_stream(path) as stream:
+            stream.write(data)
+
+
+def check_name(name: str) -> None:
+    allowed = name.replace("-", "").replace("_", "").replace(".", "")
+    if not name or not allowed.isalnum() or name.startswith("."):
+        raise UserError(f"model name {name!r}: use letters, digits, '-', '_' and '.' only")
+
+
+@dataclass(frozen=True)
+class CreditPredictor:
+    """A ready credit model: feature batch in, default probabilities (and contributions) out."""
+
+    name: str
+    version: str
+    feature_set_version: str | None
+    feature_names: list[str]
+    estimator: Any  # a fitted tala_ray.models.credit.CreditEstimator
+
+    def predict_proba(self, features: pd.DataFrame) -> np.ndarray:
+        """Probability of default for each row, shape (n,)."""
+        return self.estimator.predict_proba(features[self.feature_names])[:, 1]
+
+    def contributions(self, features: pd.DataFrame) -> pd.DataFrame:
+        """Per-feature contributions to each row's risk score (log-odds; positive raises the PD)."""
+        return self.estimator.contributions(features[self.feature_names])
+
+
+def check_feature_set(manifest: ArtifactManifest, expected: str | None) -> None:
+    if expected is not None and manifest.feature_set_version != expected:
+        raise FeatureSetMismatchError(
+            f"model {manifest.name}@{manifest.version}: trained on feature set "
+            f"{manifest.feature_set_version!r}, but the caller computes {expected!r}"
+        )
+
+
+def load_credit_predictor(
+    registry_uri: str, name: str, ref: str = "champion", expected_feature_set_version: str | None = None
+) -> CreditPredictor:
+    """Resolve `ref` (alias or version), verify every model file's sha256, and build the predictor."""
+    from tala_ray.models.credit import estimator_from_files, model_files
+
+    registry = Registry(registry_uri)
+    manifest = registry.manifest(name, registry.resolve(name, ref))
+    if manifest.kind != "credit":
+        raise UserError(f"model {name}@{manifest.version}: is a {manifest.kind!r} model, not a credit model")
+    check_feature_set(manifest, expected_feature_set_version)
+    files = registry.read_verified(manifest, only=model_files(manifest.family))
+    return CreditPredictor(
+        name=name,
+        version=manifest.version,
+        feature_set_version=manifest.feature_set_version,
+        feature_names=manifest.feature_names,
+        estimator=estimator_from_files(files),
+    )
