@@ -1,0 +1,39 @@
+"""`tala-ray serve CONFIG`: run the decision service locally from a Serve config file."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated
+
+import typer
+
+app = typer.Typer(no_args_is_help=False, invoke_without_command=True)
+
+
+@app.callback()
+def serve(
+    config: Annotated[str, typer.Argument(help="Serve config file.")] = "serve_configs/credit_decision.yaml",
+    registry_uri: Annotated[str | None, typer.Option(help="Override args.registry_uri.")] = None,
+    address: Annotated[str | None, typer.Option(help="Ray cluster address; default: start a local cluster.")] = None,
+    block: Annotated[bool, typer.Option(help="Keep serving until Ctrl-C (then shut down gracefully).")] = True,
+) -> None:
+    """Deploy the decision service from CONFIG (the file `serve run`/`serve deploy` take)."""
+    from tala_ray.ray_runtime import ensure_ray
+    from tala_ray.serving.launch import deploy, load_serve_config
+
+    overrides = {"registry_uri": registry_uri} if registry_uri else None
+    parsed = load_serve_config(config, overrides)  # fail on a bad file before starting Ray
+    ensure_ray(address)
+    deploy(parsed)
+    http = parsed.http_options
+    typer.echo(f"decision service running at http://{http.host}:{http.port}/ (OpenAPI at /docs)")
+    if not block:
+        return
+    from ray import serve as ray_serve
+
+    try:
+        while True:
+            time.sleep(5)
+    except KeyboardInterrupt:
+        typer.echo("shutting down (flushing the prediction log)")
+        ray_serve.shutdown()

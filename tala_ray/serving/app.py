@@ -1,0 +1,84 @@
+"""`build_app(args)`: the application builder named by `serve_configs/credit_decision*.yaml`."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from ray.serve import Application
+
+from tala_ray.errors import UserError
+from tala_ray.serving.args import AppArgs, ModelRef
+from tala_ray.serving.deployments import CreditModel, DecisionPolicy, FeatureTransform, UpliftModel
+from tala_ray.serving.ingress import DecisionIngress, IngressSettings, RoutingConfig
+from tala_ray.serving.model_slot import ModelConfig
+
+log = logging.getLogger(__name__)
+
+
+def resolve_model(kind: str, ref: ModelRef, args: AppArgs, feature_set_version: str) -> str:
+    """Load the model once here (checksums, feature-set version) and return its exact version.
+
+    A model that fails to load fails the deploy with the reason; the running application keeps
+    serving. Pinning the exact version makes every replica load the same artifact.
+    """
+    from tala_ray.models.uplift import load_uplift_predictor
+    from tala_ray.registry import load_credit_predictor
+
+    loader = load_credit_predictor if kind == "credit" else load_uplift_predictor
+    try:
+        predictor = loader(args.registry_uri, ref.name, ref=ref.ref, expected_feature_set_version=feature_set_version)
+    except Exception as error:
+        raise UserError(f"{kind} model {ref.name}@{ref.ref}: cannot be served: {type(error).__name__}: {error}") from error
+    return str(predictor.version)
+
+
+def model_user_config(kind: str, role: str, ref: ModelRef, args: AppArgs, feature_set_version: str) -> dict[str, Any]:
+    """The `user_config` of one model deployment, with the alias resolved to a version."""
+    return ModelConfig(
+        registry_uri=args.registry_uri,
+        name=ref.name,
+        version=resolve_model(kind, ref, args, feature_set_version),
+        role=role,
+        expected_feature_set_version=feature_set_version,
+        batching=args.model_batching,
+    ).model_dump(mode="json")
+
+
+def default_log_uri() -> str:
+    from tala_ray.config import get_settings
+
+    return f"{get_settings().data_root}/prediction_log"
+
+
+def build_app(args: AppArgs | dict[str, Any]) -> Application:
+    """Compose ingress -> features -> credit (+ challenger) and uplift -> policy from validated args."""
+    from tala_ray.features.definitions import feature_set_version
+
+    args = AppArgs.model_validate(args)
+    fsv = args.expected_feature_set_version or feature_set_version()
+    champion = CreditModel.options(name="CreditChampion", user_config=model_user_config("credit", "champion", args.credit_model, args, fsv))
+    challenger = None
+    if args.credit_challenger is not None:
+        challenger_config = model_user_config("credit", "challenger", args.credit_challenger, args, fsv)
+        challenger = CreditModel.options(name="CreditChallenger", user_config=challenger_config).bind()
+    uplift = UpliftModel.options(user_config=model_user_config("uplift", "champion", args.uplift_model, args, fsv))
+    features = FeatureTransform.options(user_config={"batching": args.feature_batching.model_dump()})
+    policy = DecisionPolicy.options(user_config=args.policy.model_dump(mode="json"))
+    routing = RoutingConfig(
+        challenger_mode=args.challenger_mode,
+        canary_weight=args.canary_weight,
+        max_batch_applications=args.max_batch_applications,
+    )
+    settings = IngressSettings(
+        prediction_log_uri=args.prediction_log_uri or default_log_uri(),
+        log_flush_interval_s=args.log_flush_interval_s,
+        log_max_buffer_rows=args.log_max_buffer_rows,
+        api_key_env=args.api_key_env,
+        api_key_file=args.api_key_file,
+        idempotency_cache_size=args.idempotency_cache_size,
+        max_body_bytes=args.max_body_bytes,
+    )
+    return DecisionIngress.options(user_config=routing.model_dump()).bind(
+        features.bind(), champion.bind(), challenger, uplift.bind(), policy.bind(), settings.model_dump()
+    )

@@ -1,0 +1,62 @@
+"""Typed arguments of the decision application (the `args:` block of a Serve config file)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from tala_ray.policy import PolicyParams
+
+
+class ModelRef(BaseModel):
+    """A model in the registry: its name and an alias (`champion`, `challenger`) or a version."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(min_length=1)
+    ref: str = Field("champion", min_length=1)
+
+
+class BatchingConfig(BaseModel):
+    """Dynamic batching of one deployment (`@serve.batch`), changeable through `user_config`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    max_batch_size: int = Field(16, ge=1, le=512)
+    batch_wait_timeout_s: float = Field(0.005, ge=0.0, le=1.0)
+
+
+class AppArgs(BaseModel):
+    """Everything the application builder needs; validated before anything is deployed."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    registry_uri: str = Field(min_length=1, description="Model registry root (path or s3:// / gs:// URI).")
+    credit_model: ModelRef = Field(description="The credit model that decides (the champion).")
+    uplift_model: ModelRef = Field(description="The uplift model for the intervention.")
+    credit_challenger: ModelRef | None = Field(None, description="A second credit model for canary or shadow.")
+    challenger_mode: Literal["off", "canary", "shadow"] = Field(
+        "off", description="canary: the challenger decides a `canary_weight` share; shadow: it scores, never decides."
+    )
+    canary_weight: float = Field(0.0, ge=0.0, le=1.0, description="Share of applications the challenger decides.")
+    expected_feature_set_version: str | None = Field(
+        None, description="Models must match this feature-set version; default: the code's current version."
+    )
+    policy: PolicyParams = Field(default_factory=PolicyParams)
+    max_batch_applications: int = Field(100, ge=1, le=10_000, description="Largest batch request accepted (else 413).")
+    max_body_bytes: int = Field(5_000_000, ge=1_000, description="Largest request body accepted (else 413).")
+    feature_batching: BatchingConfig = Field(default_factory=BatchingConfig)
+    model_batching: BatchingConfig = Field(default_factory=BatchingConfig)
+    prediction_log_uri: str | None = Field(None, description="Prediction log root; default $TALA_DATA_ROOT/prediction_log.")
+    log_flush_interval_s: float = Field(2.0, gt=0.0, le=300.0)
+    log_max_buffer_rows: int = Field(1000, ge=1)
+    api_key_env: str = Field("TALA_API_KEY", min_length=1, description="Environment variable holding the API key.")
+    api_key_file: str | None = Field(None, description="File holding API keys, one a line (wins over api_key_env).")
+    idempotency_cache_size: int = Field(10_000, ge=1, description="Idempotency keys remembered per ingress replica.")
+
+    @model_validator(mode="after")
+    def _challenger_present(self) -> AppArgs:
+        if self.challenger_mode != "off" and self.credit_challenger is None:
+            raise ValueError(f"credit_challenger: required when challenger_mode is {self.challenger_mode!r}")
+        return self

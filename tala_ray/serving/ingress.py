@@ -1,0 +1,307 @@
+"""The FastAPI ingress: authentication, validation, routing (champion/canary/shadow), logging."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import random
+import time
+import uuid
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import FastAPI, Header, HTTPException, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+from ray import serve
+
+from tala_ray.errors import UserError
+from tala_ray.serving.auth import OPEN_PATHS, is_authorised, load_api_keys
+from tala_ray.serving.idempotency import IdempotencyCache, IdempotencyConflict
+from tala_ray.serving.metrics import serving_metrics
+from tala_ray.serving.schemas import (
+    BatchDecisionRequest,
+    BatchDecisionResponse,
+    DecisionRequest,
+    DecisionResponse,
+    HealthResponse,
+    ModelsResponse,
+    ModelVersions,
+)
+
+log = logging.getLogger("ray.serve")
+
+app = FastAPI(
+    title="tala-ray decision service",
+    version="1",
+    description="Credit decisions: default probability, intervention uplift, policy. Bearer API key required.",
+)
+
+IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", max_length=200)]
+
+
+class IngressSettings(BaseModel):
+    """Fixed at replica start: where the log goes, where the API key comes from."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    prediction_log_uri: str
+    log_flush_interval_s: float
+    log_max_buffer_rows: int
+    api_key_env: str
+    api_key_file: str | None
+    idempotency_cache_size: int
+    max_body_bytes: int
+
+
+class RoutingConfig(BaseModel):
+    """The ingress `user_config`: who decides, and how large a batch may be (changed live)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    challenger_mode: Literal["off", "canary", "shadow"] = "off"
+    canary_weight: float = Field(0.0, ge=0.0, le=1.0)
+    max_batch_applications: int = Field(100, ge=1)
+
+
+@app.middleware("http")
+async def guard(request: Request, call_next: Any) -> Any:
+    """401 without a valid bearer key (except /healthz); 413 for a declared body over the limit."""
+    if request.url.path not in OPEN_PATHS:
+        if not is_authorised(request.headers.get("authorization"), request.app.state.api_keys):
+            return JSONResponse(
+                {"detail": "missing or invalid API key: send 'Authorization: Bearer <key>'"},
+                status_code=401,
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+    declared = request.headers.get("content-length", "0")
+    if not declared.isdigit():
+        return JSONResponse({"detail": "content-length: not a number"}, status_code=400)
+    if int(declared) > request.app.state.max_body_bytes:
+        limit = request.app.state.max_body_bytes
+        return JSONResponse({"detail": f"body: larger than {limit} bytes"}, status_code=413)
+    return await call_next(request)
+
+
+def fingerprint(body: BaseModel) -> str:
+    """A digest of the request body, to refuse an idempotency key reused for a different request."""
+    return hashlib.sha256(body.model_dump_json().encode()).hexdigest()
+
+
+@serve.deployment(name="DecisionIngress", max_ongoing_requests=128, ray_actor_options={"num_cpus": 0.1})
+@serve.ingress(app)
+class DecisionIngress:
+    """Calls features -> (credit, uplift) -> policy through handles; logs every decision."""
+
+    def __init__(
+        self,
+        features: Any,
+        credit_champion: Any,
+        credit_challenger: Any | None,
+        uplift: Any,
+        policy: Any,
+        settings: dict[str, Any],
+    ) -> None:
+        from tala_ray.monitoring.prediction_log import PredictionLogWriter
+
+        config = IngressSettings.model_validate(settings)
+        app.state.api_keys = load_api_keys(config.api_key_env, config.api_key_file)
+        app.state.max_body_bytes = config.max_body_bytes
+        self._features, self._uplift, self._policy = features, uplift, policy
+        self._credit = {"champion": credit_champion, "challenger": credit_challenger}
+        self._log = PredictionLogWriter(config.prediction_log_uri, config.log_flush_interval_s, config.log_max_buffer_rows)
+        self._idempotency = IdempotencyCache(config.idempotency_cache_size)
+        self._routing = RoutingConfig()
+        self._random = random.Random()
+        self._background: set[asyncio.Task[None]] = set()
+        self._metrics = serving_metrics()
+
+    def reconfigure(self, user_config: dict[str, Any]) -> None:
+        routing = RoutingConfig.model_validate(user_config)
+        if routing.challenger_mode != "off" and self._credit["challenger"] is None:
+            raise UserError("challenger_mode: needs a credit_challenger deployment in the application")
+        self._routing = routing
+
+    async def __del__(self) -> None:
+        """Graceful shutdown: finish shadow scoring, then flush the prediction log."""
+        if self._background:
+            await asyncio.wait(list(self._background), timeout=10)
+        self._log.close()
+
+    @app.get("/healthz", response_model=HealthResponse)
+    async def healthz(self) -> HealthResponse:
+        return HealthResponse(status="ok")
+
+    @app.get("/v1/models", response_model=ModelsResponse)
+    async def models(self) -> ModelsResponse:
+        challenger = self._credit["challenger"]
+        champion_info, uplift_info, policy = await asyncio.gather(
+            self._credit["champion"].info.remote(), self._uplift.info.remote(), self._policy.params.remote()
+        )
+        return ModelsResponse(
+            credit_champion=champion_info,
+            credit_challenger=await challenger.info.remote() if challenger is not None else None,
+            uplift=uplift_info,
+            challenger_mode=self._routing.challenger_mode,
+            canary_weight=self._routing.canary_weight,
+            policy=policy,
+        )
+
+    @app.post("/v1/decisions", response_model=DecisionResponse)
+    async def decision(self, body: DecisionRequest, idempotency_key: IdempotencyKey = None) -> DecisionResponse:
+        """Decide one application."""
+        started = time.perf_counter()
+        compute = lambda: self._decide([body], started, idempotency_key, batch_id=None)  # noqa: E731
+        responses, replayed = await self._once("decision", idempotency_key, body, compute)
+        self._metrics.decision_latency_ms.observe((time.perf_counter() - started) * 1000, {"endpoint": "decision"})
+        return responses[0].model_copy(update={"replayed": replayed})
+
+    @app.post("/v1/decisions/batch", response_model=BatchDecisionResponse)
+    async def batch(self, body: BatchDecisionRequest, idempotency_key: IdempotencyKey = None) -> BatchDecisionResponse:
+        """Decide up to `max_batch_applications` applications; more is refused with 413."""
+        started = time.perf_counter()
+        limit, count = self._routing.max_batch_applications, len(body.applications)
+        if count > limit:
+            detail = [{"loc": ["body", "applications"], "msg": f"at most {limit} applications per batch, got {count}"}]
+            raise HTTPException(status_code=413, detail=detail)
+        batch_id = str(uuid.uuid4())
+        compute = lambda: self._decide(body.applications, started, idempotency_key, batch_id)  # noqa: E731
+        responses, replayed = await self._once("batch", idempotency_key, body, compute)
+        self._metrics.decision_latency_ms.observe((time.perf_counter() - started) * 1000, {"endpoint": "batch"})
+        batch_id = responses[0].request_id.split(":")[0] if replayed else batch_id
+        return BatchDecisionResponse(batch_id=batch_id, decisions=responses, replayed=replayed)
+
+    async def _once(self, endpoint: str, key: str | None, body: BaseModel, compute: Any) -> tuple[Any, bool]:
+        """Run `compute` once per idempotency key (or always, without a key); map errors to HTTP."""
+        try:
+            if key is None:
+                return await compute(), False
+            return await self._idempotency.run_once(f"{endpoint}:{key}", fingerprint(body), compute)
+        except IdempotencyConflict:
+            detail = [{"loc": ["header", "Idempotency-Key"], "msg": "already used with a different request body"}]
+            raise HTTPException(status_code=409, detail=detail) from None
+        except UserError as error:
+            self._metrics.errors.inc(tags={"stage": endpoint, "kind": "user_error"})
+            raise HTTPException(status_code=422, detail=[{"loc": ["body"], "msg": str(error)}]) from None
+        except Exception:
+            self._metrics.errors.inc(tags={"stage": endpoint, "kind": "internal"})
+            raise
+
+    def _choose_role(self) -> str:
+        routing = self._routing
+        if routing.challenger_mode == "canary" and self._random.random() < routing.canary_weight:
+            return "challenger"
+        return "champion"
+
+    async def _decide(
+        self, applications: list[Any], started: float, idempotency_key: str | None, batch_id: str | None
+    ) -> list[DecisionResponse]:
+        """features -> credit and uplift (concurrently) -> policy; log and count every decision."""
+        rows = await asyncio.gather(*(self._features.transform.remote(a) for a in applications))
+        roles = [self._choose_role() for _ in applications]
+        credit, uplift = await asyncio.gather(
+            asyncio.gather(*(self._credit[role].score.remote(row) for role, row in zip(roles, rows, strict=True))),
+            asyncio.gather(*(self._uplift.effect.remote(row) for row in rows)),
+        )
+        decisions = await self._policy.decide.remote(_policy_items(applications, credit, uplift))
+        latency_ms = (time.perf_counter() - started) * 1000
+        ids = [f"{batch_id}:{i}" if batch_id else str(uuid.uuid4()) for i in range(len(applications))]
+        responses = [
+            DecisionResponse(
+                request_id=request_id,
+                decision=d["decision"],
+                limit=d["limit"],
+                intervention=d["intervention"],
+                default_probability=c["default_probability"],
+                uplift=u["uplift"],
+                expected_profit=d["expected_profit"],
+                reason_codes=d["reason_codes"],
+                model_versions=ModelVersions(credit=c["version"], credit_role=c["role"], uplift=u["version"]),
+            )
+            for request_id, d, c, u in zip(ids, decisions, credit, uplift, strict=True)
+        ]
+        records = [
+            _log_record(r, row, d, "decision", idempotency_key, latency_ms)
+            for r, row, d in zip(responses, rows, decisions, strict=True)
+        ]
+        self._log.append(records)
+        for response in responses:
+            self._metrics.decisions.inc(
+                tags={"outcome": response.decision, "credit_role": response.model_versions.credit_role}
+            )
+        if self._routing.challenger_mode == "shadow":
+            self._spawn(self._shadow(applications, rows, uplift, ids))
+        return responses
+
+    async def _shadow(self, applications: list[Any], rows: list[Any], uplift: list[Any], ids: list[str]) -> None:
+        """The challenger scores the same applications; its decisions are logged, never returned."""
+        started = time.perf_counter()
+        try:
+            challenger = self._credit["challenger"]
+            credit = await asyncio.gather(*(challenger.score.remote(row) for row in rows))
+            decisions = await self._policy.decide.remote(_policy_items(applications, credit, uplift))
+        except Exception:
+            self._metrics.errors.inc(tags={"stage": "shadow", "kind": "internal"})
+            log.exception("shadow scoring failed")
+            return
+        latency_ms = (time.perf_counter() - started) * 1000
+        records = []
+        for request_id, row, c, u, d in zip(ids, rows, credit, uplift, decisions, strict=True):
+            shadow = DecisionResponse(
+                request_id=request_id,
+                decision=d["decision"],
+                limit=d["limit"],
+                intervention=d["intervention"],
+                default_probability=c["default_probability"],
+                uplift=u["uplift"],
+                expected_profit=d["expected_profit"],
+                reason_codes=d["reason_codes"],
+                model_versions=ModelVersions(credit=c["version"], credit_role="challenger", uplift=u["version"]),
+            )
+            records.append(_log_record(shadow, row, d, "shadow", None, latency_ms))
+        self._log.append(records)
+
+    def _spawn(self, coroutine: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coroutine)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+
+def _policy_items(applications: list[Any], credit: list[dict], uplift: list[dict]) -> list[dict[str, Any]]:
+    return [
+        {
+            "default_probability": c["default_probability"],
+            "uplift": u["uplift"],
+            "amount": a.application.amount,
+            "term_days": a.application.term_days,
+            "contributions": c["contributions"],
+        }
+        for a, c, u in zip(applications, credit, uplift, strict=True)
+    ]
+
+
+def _log_record(
+    response: DecisionResponse, row: dict, decision: dict, role: str, idempotency_key: str | None, latency_ms: float
+) -> dict[str, Any]:
+    """One prediction-log row: ids, time, features, outputs, model versions, latency."""
+    return {
+        "request_id": response.request_id,
+        "logged_at": datetime.now(UTC),
+        "role": role,
+        "idempotency_key": idempotency_key,
+        "features": json.dumps(row, default=str),
+        "decision": response.decision,
+        "limit": response.limit,
+        "intervention": response.intervention,
+        "default_probability": response.default_probability,
+        "uplift": response.uplift,
+        "expected_profit": response.expected_profit,
+        "expected_profit_by_option": json.dumps(decision["expected_profit_by_option"]),
+        "reason_codes": json.dumps([r.code for r in response.reason_codes]),
+        "credit_model_version": response.model_versions.credit,
+        "credit_role": response.model_versions.credit_role,
+        "uplift_model_version": response.model_versions.uplift,
+        "latency_ms": latency_ms,
+    }

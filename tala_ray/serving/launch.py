@@ -1,0 +1,66 @@
+"""Reading a Serve config file and deploying it (what `tala-ray serve` does, like `serve run`)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from tala_ray.errors import UserError
+from tala_ray.serving.args import AppArgs
+
+BUILDER_IMPORT_PATH = "tala_ray.serving.app:build_app"
+LOOPBACK = "127.0.0.1"
+
+
+def _problems(error: ValidationError, prefix: str) -> str:
+    return "; ".join(f"{prefix}.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors())
+
+
+def load_serve_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Any:
+    """The file as Serve's own `ServeDeploySchema`, with our apps' `args` checked against `AppArgs`.
+
+    `overrides` are merged into every one of our applications' `args` (e.g. a registry URI).
+    """
+    from ray.serve.schema import ServeDeploySchema
+
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"config: {path} does not exist")
+    raw = yaml.safe_load(path.read_text()) or {}
+    for index, application in enumerate(raw.get("applications", [])):
+        if application.get("import_path") != BUILDER_IMPORT_PATH:
+            continue
+        application["args"] = {**(application.get("args") or {}), **(overrides or {})}
+        try:
+            AppArgs.model_validate(application["args"])
+        except ValidationError as error:
+            raise UserError(_problems(error, f"applications[{index}].args")) from None
+    try:
+        return ServeDeploySchema.model_validate(raw)
+    except ValidationError as error:
+        raise UserError(_problems(error, str(path))) from None
+
+
+def deploy(config: Any, timeout_s: float = 300.0) -> None:
+    """Start Serve with the file's HTTP options and deploy its applications; wait until RUNNING."""
+    from ray import serve
+    from ray.serve._private.api import serve_start
+
+    client = serve_start(http_options=config.http_options.model_dump(), proxy_location=config.proxy_location)
+    client.deploy_apps(config, _blocking=False)
+    names = [application.name for application in config.applications]
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        statuses = {name: serve.status().applications.get(name) for name in names}
+        states = {name: (s.status if s else "NOT_STARTED") for name, s in statuses.items()}
+        failed = {name: statuses[name].message for name, state in states.items() if state == "DEPLOY_FAILED"}
+        if failed:
+            raise UserError("; ".join(f"application {n}: deploy failed: {m}" for n, m in failed.items()))
+        if all(state == "RUNNING" for state in states.values()):
+            return
+        time.sleep(1.0)
+    raise UserError(f"applications {names}: not RUNNING after {timeout_s:.0f}s (see `serve status`)")

@@ -1,0 +1,102 @@
+"""Serving pieces that need no cluster: auth, idempotency, app args, the Serve config files."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+import yaml
+from pydantic import ValidationError
+
+from tala_ray.errors import UserError
+from tala_ray.serving.args import AppArgs
+from tala_ray.serving.auth import is_authorised, load_api_keys
+from tala_ray.serving.idempotency import IdempotencyCache, IdempotencyConflict
+from tala_ray.serving.launch import load_serve_config
+
+CONFIGS = sorted(Path(__file__).resolve().parents[1].glob("serve_configs/*.yaml"))
+KEY = "k" * 32
+
+
+def test_keys_from_file_allow_rotation_and_refuse_short_or_missing(tmp_path, monkeypatch):
+    key_file = tmp_path / "keys"
+    key_file.write_text(f"{KEY}\n\n{'n' * 20}\n")
+    keys = load_api_keys("UNUSED_ENV", str(key_file))
+    assert is_authorised(f"Bearer {KEY}", keys)
+    assert is_authorised(f"bearer {'n' * 20}", keys)
+    assert not is_authorised(f"Bearer {KEY}x", keys)
+    assert not is_authorised(KEY, keys)
+    assert not is_authorised(None, keys)
+    assert not is_authorised("Basic " + KEY, keys)
+    monkeypatch.delenv("TALA_TEST_KEY", raising=False)
+    with pytest.raises(UserError, match="no API key"):
+        load_api_keys("TALA_TEST_KEY", None)
+    monkeypatch.setenv("TALA_TEST_KEY", "short")
+    with pytest.raises(UserError, match="at least 16"):
+        load_api_keys("TALA_TEST_KEY", None)
+    monkeypatch.setenv("TALA_TEST_KEY", KEY)
+    assert load_api_keys("TALA_TEST_KEY", None) == (KEY.encode(),)
+    with pytest.raises(UserError, match="api_key_file"):
+        load_api_keys("TALA_TEST_KEY", str(tmp_path / "missing"))
+
+
+def test_idempotency_runs_once_replays_and_refuses_a_different_body():
+    calls = []
+
+    async def compute():
+        calls.append(1)
+        await asyncio.sleep(0.01)
+        return len(calls)
+
+    async def scenario():
+        cache = IdempotencyCache(capacity=2)
+        first, second = await asyncio.gather(cache.run_once("a", "h1", compute), cache.run_once("a", "h1", compute))
+        assert first == (1, False) and second == (1, True)
+        with pytest.raises(IdempotencyConflict):
+            await cache.run_once("a", "h2", compute)
+        await cache.run_once("b", "h", compute)
+        await cache.run_once("c", "h", compute)  # evicts "a"
+        assert await cache.run_once("a", "h1", compute) == (4, False)
+
+        async def failing():
+            raise RuntimeError("boom")
+
+        with pytest.raises(RuntimeError):
+            await cache.run_once("f", "h", failing)
+        assert await cache.run_once("f", "h", compute) == (5, False)  # a failure is not remembered
+
+    asyncio.run(scenario())
+
+
+def test_app_args_reject_mistakes_naming_the_field():
+    base = {"registry_uri": "r", "credit_model": {"name": "credit"}, "uplift_model": {"name": "uplift"}}
+    assert AppArgs.model_validate(base).credit_model.ref == "champion"
+    with pytest.raises(ValidationError, match="credit_challenger"):
+        AppArgs.model_validate({**base, "challenger_mode": "canary"})
+    with pytest.raises(ValidationError, match="canary_weight"):
+        AppArgs.model_validate({**base, "canary_weight": 1.5})
+    with pytest.raises(ValidationError, match="registry_url"):
+        AppArgs.model_validate({**base, "registry_url": "x"})
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
+def test_every_serve_config_parses_and_binds_loopback(path):
+    raw = yaml.safe_load(path.read_text())
+    assert raw["http_options"]["host"] == "127.0.0.1"
+    config = load_serve_config(path)
+    for application in config.applications:
+        deployments = {d.name: d for d in application.deployments}
+        assert deployments, "every deployment's scaling lives in the file"
+        for deployment in deployments.values():
+            assert deployment.autoscaling_config and deployment.max_ongoing_requests
+            assert "user_config" not in deployment.model_fields_set  # the builder owns user_config
+
+
+def test_bad_config_is_a_user_error_naming_the_field(tmp_path):
+    raw = yaml.safe_load(CONFIGS[0].read_text())
+    raw["applications"][0]["args"]["policy"]["loss_given_default"] = 3
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(raw))
+    with pytest.raises(UserError, match=r"applications\[0\]\.args\.policy\.loss_given_default"):
+        load_serve_config(bad)
