@@ -9,6 +9,7 @@ import typer
 from pydantic import ValidationError
 
 from tala_ray.commands import data
+from tala_ray.commands import serve as serve_command
 from tala_ray.errors import UserError
 
 app = typer.Typer(
@@ -19,6 +20,7 @@ app = typer.Typer(
     rich_markup_mode=None,
 )
 app.add_typer(data.app, name="data", help="Generate the synthetic lending world; profile a dataset spec.")
+app.add_typer(serve_command.app, name="serve", help="Run the decision service from a Serve config file.")
 
 
 def format_validation_error(error: ValidationError) -> str:

@@ -208,20 +208,7 @@ class DecisionIngress:
         decisions = await self._policy.decide.remote(_policy_items(applications, credit, uplift))
         latency_ms = (time.perf_counter() - started) * 1000
         ids = [f"{batch_id}:{i}" if batch_id else str(uuid.uuid4()) for i in range(len(applications))]
-        responses = [
-            DecisionResponse(
-                request_id=request_id,
-                decision=d["decision"],
-                limit=d["limit"],
-                intervention=d["intervention"],
-                default_probability=c["default_probability"],
-                uplift=u["uplift"],
-                expected_profit=d["expected_profit"],
-                reason_codes=d["reason_codes"],
-                model_versions=ModelVersions(credit=c["version"], credit_role=c["role"], uplift=u["version"]),
-            )
-            for request_id, d, c, u in zip(ids, decisions, credit, uplift, strict=True)
-        ]
+        responses = [_response(*parts) for parts in zip(ids, decisions, credit, uplift, strict=True)]
         records = [
             _log_record(r, row, d, "decision", idempotency_key, latency_ms)
             for r, row, d in zip(responses, rows, decisions, strict=True)
@@ -247,21 +234,10 @@ class DecisionIngress:
             log.exception("shadow scoring failed")
             return
         latency_ms = (time.perf_counter() - started) * 1000
-        records = []
-        for request_id, row, c, u, d in zip(ids, rows, credit, uplift, decisions, strict=True):
-            shadow = DecisionResponse(
-                request_id=request_id,
-                decision=d["decision"],
-                limit=d["limit"],
-                intervention=d["intervention"],
-                default_probability=c["default_probability"],
-                uplift=u["uplift"],
-                expected_profit=d["expected_profit"],
-                reason_codes=d["reason_codes"],
-                model_versions=ModelVersions(credit=c["version"], credit_role="challenger", uplift=u["version"]),
-            )
-            records.append(_log_record(shadow, row, d, "shadow", None, latency_ms))
-        self._log.append(records)
+        shadows = [_response(*parts) for parts in zip(ids, decisions, credit, uplift, strict=True)]
+        self._log.append(
+            [_log_record(r, row, d, "shadow", None, latency_ms) for r, row, d in zip(shadows, rows, decisions, strict=True)]
+        )
 
     def _spawn(self, coroutine: Any) -> None:
         task = asyncio.get_running_loop().create_task(coroutine)
@@ -280,6 +256,20 @@ def _policy_items(applications: list[Any], credit: list[dict], uplift: list[dict
         }
         for a, c, u in zip(applications, credit, uplift, strict=True)
     ]
+
+
+def _response(request_id: str, decision: dict, credit: dict, uplift: dict) -> DecisionResponse:
+    return DecisionResponse(
+        request_id=request_id,
+        decision=decision["decision"],
+        limit=decision["limit"],
+        intervention=decision["intervention"],
+        default_probability=credit["default_probability"],
+        uplift=uplift["uplift"],
+        expected_profit=decision["expected_profit"],
+        reason_codes=decision["reason_codes"],
+        model_versions=ModelVersions(credit=credit["version"], credit_role=credit["role"], uplift=uplift["version"]),
+    )
 
 
 def _log_record(
