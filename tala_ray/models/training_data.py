@@ -1,0 +1,185 @@
+"""A common training frame from a feature table or a dataset spec; splits; the truth join (evaluation only)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+
+from tala_ray.errors import UserError
+
+if TYPE_CHECKING:
+    from tala_ray.tuning.spec import DataSource, SplitSpec
+
+# Columns of a feature table that are keys, design or outcome, never model inputs.
+NON_FEATURE_COLUMNS = ("application_id", "applicant_id", "application_time", "cohort", "treatment", "propensity", "defaulted")
+
+
+@dataclass(frozen=True)
+class Lineage:
+    """Where the data came from, recorded with every model trained on it."""
+
+    source: str
+    feature_set_version: str | None = None
+    data_content_hash: str | None = None
+    world: str | None = None  # the generated world, for truth-based evaluation
+
+
+@dataclass(frozen=True)
+class TrainingFrame:
+    """Model inputs plus target (1 = default) and, where known, time, treatment and propensity."""
+
+    features: pd.DataFrame
+    target: np.ndarray
+    ids: np.ndarray
+    times: np.ndarray | None = None
+    treatment: np.ndarray | None = None
+    propensity: np.ndarray | None = None
+    lineage: Lineage = field(default_factory=lambda: Lineage(source="in-memory"))
+
+    def __post_init__(self) -> None:
+        if self.features.shape[1] == 0:
+            raise UserError("data: no feature columns")
+        labels = set(np.unique(self.target).tolist())
+        if not labels <= {0, 1}:
+            raise UserError(f"data: the target must be binary 0/1 (1 = default), found values {sorted(labels)[:5]}")
+
+    @property
+    def feature_names(self) -> list[str]:
+        return list(self.features.columns)
+
+    def take(self, positions: np.ndarray) -> "TrainingFrame":
+        """The rows at `positions` (integer positions, in the given order)."""
+
+        def pick(values: np.ndarray | None) -> np.ndarray | None:
+            return None if values is None else values[positions]
+
+        return replace(
+            self,
+            features=self.features.iloc[positions].reset_index(drop=True),
+            target=self.target[positions],
+            ids=self.ids[positions],
+            times=pick(self.times),
+            treatment=pick(self.treatment),
+            propensity=pick(self.propensity),
+        )
+
+
+@dataclass(frozen=True)
+class Splits:
+    train: TrainingFrame
+    valid: TrainingFrame
+    test: TrainingFrame
+
+
+def frame_from_feature_table(table: pd.DataFrame, lineage: Lineage) -> TrainingFrame:
+    """A training frame from a feature table's columns (the shared feature-table contract)."""
+    missing = [c for c in ("application_id", "application_time", "defaulted") if c not in table.columns]
+    if missing:
+        raise UserError(f"feature table {lineage.source!r}: missing columns {missing}")
+    features = table[[c for c in table.columns if c not in NON_FEATURE_COLUMNS]]
+    return TrainingFrame(
+        features=features.reset_index(drop=True),
+        target=table["defaulted"].to_numpy(dtype=np.int64),
+        ids=table["application_id"].to_numpy(),
+        times=table["application_time"].to_numpy(),
+        treatment=table["treatment"].to_numpy(dtype=np.int64) if "treatment" in table else None,
+        propensity=table["propensity"].to_numpy(dtype=np.float64) if "propensity" in table else None,
+        lineage=lineage,
+    )
+
+
+def load_training_frame(source: "DataSource") -> TrainingFrame:
+    """Read the experiment's data: a feature table or a dataset spec."""
+    if source.source == "feature_table":
+        from tala_ray.features.table import read_feature_manifest, read_feature_table
+
+        manifest = read_feature_manifest(source.path)
+        lineage = Lineage(
+            source=source.path,
+            feature_set_version=manifest.feature_set_version,
+            data_content_hash=_world_hash(manifest),
+            world=source.world,
+        )
+        return frame_from_feature_table(read_feature_table(source.path), lineage)
+    return _frame_from_dataset_spec(source.path)
+
+
+def _world_hash(manifest: object) -> str | None:
+    for name in ("world_content_hash", "source_content_hash", "content_hash"):
+        if getattr(manifest, name, None):
+            return str(getattr(manifest, name))
+    return None
+
+
+def _frame_from_dataset_spec(path: str) -> TrainingFrame:
+    from tala_ray.data.dataset_spec import load_dataset, load_dataset_spec
+
+    loaded = load_dataset(load_dataset_spec(path))
+    return TrainingFrame(
+        features=loaded.features.reset_index(drop=True),
+        target=np.asarray(loaded.target, dtype=np.int64),
+        ids=np.asarray(loaded.ids),
+        treatment=None if loaded.treatment is None else np.asarray(loaded.treatment, dtype=np.int64),
+        lineage=Lineage(source=path, data_content_hash=getattr(loaded, "content_hash", None)),
+    )
+
+
+def split_frame(frame: TrainingFrame, spec: "SplitSpec", seed: int) -> Splits:
+    """Out-of-time (earliest train, then valid, latest test) or random stratified."""
+    n = len(frame.target)
+    n_test, n_valid = int(round(n * spec.test_fraction)), int(round(n * spec.valid_fraction))
+    if spec.kind == "out_of_time":
+        if frame.times is None:
+            raise UserError("split: out_of_time needs application times; use kind: random_stratified for this data")
+        order = np.argsort(frame.times, kind="stable")
+        train, valid, test = order[: n - n_valid - n_test], order[n - n_valid - n_test : n - n_test], order[n - n_test :]
+    else:
+        from sklearn.model_selection import train_test_split
+
+        positions = np.arange(n)
+        rest, test = train_test_split(positions, test_size=n_test, stratify=frame.target, random_state=seed)
+        train, valid = train_test_split(rest, test_size=n_valid, stratify=frame.target[rest], random_state=seed)
+    splits = Splits(train=frame.take(train), valid=frame.take(valid), test=frame.take(test))
+    for name in ("train", "valid", "test"):
+        if np.unique(getattr(splits, name).target).size != 2:
+            raise UserError(f"split: the {name} part has only one class; use more data or larger fractions")
+    return splits
+
+
+def combine(first: TrainingFrame, second: TrainingFrame) -> TrainingFrame:
+    """Rows of both frames (for refitting the winner on train + valid)."""
+
+    def join(a: np.ndarray | None, b: np.ndarray | None) -> np.ndarray | None:
+        return None if a is None or b is None else np.concatenate([a, b])
+
+    return replace(
+        first,
+        features=pd.concat([first.features, second.features], ignore_index=True),
+        target=np.concatenate([first.target, second.target]),
+        ids=np.concatenate([first.ids, second.ids]),
+        times=join(first.times, second.times),
+        treatment=join(first.treatment, second.treatment),
+        propensity=join(first.propensity, second.propensity),
+    )
+
+
+def true_default_probability(world: str, ids: np.ndarray, treatment: np.ndarray) -> np.ndarray:
+    """Evaluation only: each application's true PD under the treatment it actually got (truth table)."""
+    import pyarrow.dataset as pads
+
+    from tala_ray.storage import join_path, resolve_filesystem
+
+    filesystem, root = resolve_filesystem(world)
+    truth = (
+        pads.dataset(join_path(root, "truth"), filesystem=filesystem, format="parquet")
+        .to_table(columns=["application_id", "pd_control", "pd_treated"])
+        .to_pandas()
+        .set_index("application_id")
+        .reindex(ids)
+    )
+    if truth["pd_control"].isna().any():
+        raise UserError(f"data.world: {world!r} has no truth for some applications; is it the world the features came from?")
+    return np.where(treatment == 1, truth["pd_treated"].to_numpy(), truth["pd_control"].to_numpy())

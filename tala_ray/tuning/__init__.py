@@ -1,0 +1,1 @@
+"""Experiment specs run on Ray Tune: spec -> trials -> best trial -> refit -> test -> registry."""

@@ -1,0 +1,129 @@
+"""`ExperimentSpec`: the typed form of `experiments/*.yaml`, validated with clear errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from tala_ray.errors import UserError
+from tala_ray.models.metrics import HIGHER_IS_BETTER, METRIC_NAMES
+from tala_ray.tuning.families import ModelFamily
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class FeatureTableSource(_Strict):
+    """A feature table built by `tala-ray features build`; `world` enables truth-based evaluation."""
+
+    source: Literal["feature_table"]
+    path: str
+    world: str | None = Field(None, description="The generated world, for the best possible AUC (evaluation only).")
+
+
+class DatasetSpecSource(_Strict):
+    """Any CSV/Parquet described by a dataset spec YAML (`tala_ray.data.dataset_spec.DatasetSpec`)."""
+
+    source: Literal["dataset_spec"]
+    path: str
+
+
+DataSource = Annotated[FeatureTableSource | DatasetSpecSource, Field(discriminator="source")]
+
+
+class _Fractions(_Strict):
+    valid_fraction: float = Field(0.15, gt=0, lt=1)
+    test_fraction: float = Field(0.15, gt=0, lt=1)
+
+    @model_validator(mode="after")
+    def _leaves_training_data(self) -> "_Fractions":
+        if self.valid_fraction + self.test_fraction >= 0.9:
+            raise ValueError("valid_fraction + test_fraction must leave at least 10% for training")
+        return self
+
+
+class OutOfTimeSplit(_Fractions):
+    """Train on the earliest applications, validate on the next ones, test on the latest."""
+
+    kind: Literal["out_of_time"]
+
+
+class RandomStratifiedSplit(_Fractions):
+    """Random split keeping the default rate equal across parts (for data without time)."""
+
+    kind: Literal["random_stratified"]
+
+
+SplitSpec = Annotated[OutOfTimeSplit | RandomStratifiedSplit, Field(discriminator="kind")]
+
+
+class ASHASpec(_Strict):
+    """Asynchronous successive halving: stops trials that trail at each rung."""
+
+    kind: Literal["asha"]
+    grace_period: int = Field(1, ge=1, description="Reports a trial always gets before it can be stopped.")
+    reduction_factor: float = Field(2.0, gt=1)
+    max_t: int = Field(100, ge=1, description="Most reports (epochs / boosting checkpoints) a trial gets.")
+
+
+class NoScheduler(_Strict):
+    """Every trial runs to the end (FIFO)."""
+
+    kind: Literal["none"]
+
+
+SchedulerSpec = Annotated[ASHASpec | NoScheduler, Field(discriminator="kind")]
+
+
+class Resources(_Strict):
+    cpu: float = Field(1.0, gt=0, description="CPUs per trial.")
+
+
+class ExperimentSpec(_Strict):
+    """One tuning experiment, end to end."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", description="Experiment name (run directory).")
+    description: str = ""
+    register_as: str | None = Field(None, description="Registry model name; default: the experiment name.")
+    data: DataSource
+    split: SplitSpec
+    model: ModelFamily
+    trials: int = Field(ge=1, description="Number of sampled configurations.")
+    scheduler: SchedulerSpec = Field(default_factory=lambda: NoScheduler(kind="none"))
+    resources: Resources = Field(default_factory=Resources)
+    metric: Literal[METRIC_NAMES] = "auc"  # type: ignore[valid-type]
+    mode: Literal["max", "min"] = "max"
+    seed: int = Field(0, ge=0)
+    max_failures: int = Field(2, ge=0, description="Retries of a crashed trial before it counts as failed.")
+
+    @model_validator(mode="after")
+    def _mode_matches_metric(self) -> "ExperimentSpec":
+        expected = "max" if HIGHER_IS_BETTER[self.metric] else "min"
+        if self.mode != expected:
+            raise ValueError(f"mode: {self.metric} is better when {'larger' if expected == 'max' else 'smaller'}; use {expected!r}")
+        return self
+
+    @property
+    def model_name(self) -> str:
+        return self.register_as or self.name
+
+
+def load_experiment_spec(path: str | Path) -> ExperimentSpec:
+    """Parse and validate a YAML spec; problems raise UserError naming the file and the fields."""
+    try:
+        raw = yaml.safe_load(Path(path).read_text())
+    except OSError as error:
+        raise UserError(f"experiment spec {str(path)!r}: cannot read it ({error.strerror})") from error
+    except yaml.YAMLError as error:
+        raise UserError(f"experiment spec {str(path)!r}: not valid YAML ({error})") from error
+    if not isinstance(raw, dict):
+        raise UserError(f"experiment spec {str(path)!r}: expected a mapping at the top level")
+    try:
+        return ExperimentSpec.model_validate(raw)
+    except ValidationError as error:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or '<root>'}: {e['msg']}" for e in error.errors())
+        raise UserError(f"experiment spec {str(path)!r}: {problems}") from error
