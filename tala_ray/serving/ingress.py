@@ -1,15 +1,11 @@
 """The FastAPI ingress: authentication, validation, routing (champion/canary/shadow), logging."""
 
-from __future__ import annotations
 
 import asyncio
-import hashlib
-import json
 import logging
 import random
 import time
 import uuid
-from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import FastAPI, Header, HTTPException, Request
@@ -21,6 +17,7 @@ from tala_ray.errors import UserError
 from tala_ray.serving.auth import OPEN_PATHS, is_authorised, load_api_keys
 from tala_ray.serving.idempotency import IdempotencyCache, IdempotencyConflict
 from tala_ray.serving.metrics import serving_metrics
+from tala_ray.serving.records import decision_response, fingerprint, log_record, policy_items
 from tala_ray.serving.schemas import (
     BatchDecisionRequest,
     BatchDecisionResponse,
@@ -28,7 +25,6 @@ from tala_ray.serving.schemas import (
     DecisionResponse,
     HealthResponse,
     ModelsResponse,
-    ModelVersions,
 )
 
 log = logging.getLogger("ray.serve")
@@ -83,11 +79,6 @@ async def guard(request: Request, call_next: Any) -> Any:
         limit = request.app.state.max_body_bytes
         return JSONResponse({"detail": f"body: larger than {limit} bytes"}, status_code=413)
     return await call_next(request)
-
-
-def fingerprint(body: BaseModel) -> str:
-    """A digest of the request body, to refuse an idempotency key reused for a different request."""
-    return hashlib.sha256(body.model_dump_json().encode()).hexdigest()
 
 
 @serve.deployment(name="DecisionIngress", max_ongoing_requests=128, ray_actor_options={"num_cpus": 0.1})
@@ -205,12 +196,12 @@ class DecisionIngress:
             asyncio.gather(*(self._credit[role].score.remote(row) for role, row in zip(roles, rows, strict=True))),
             asyncio.gather(*(self._uplift.effect.remote(row) for row in rows)),
         )
-        decisions = await self._policy.decide.remote(_policy_items(applications, credit, uplift))
+        decisions = await self._policy.decide.remote(policy_items(applications, credit, uplift))
         latency_ms = (time.perf_counter() - started) * 1000
         ids = [f"{batch_id}:{i}" if batch_id else str(uuid.uuid4()) for i in range(len(applications))]
-        responses = [_response(*parts) for parts in zip(ids, decisions, credit, uplift, strict=True)]
+        responses = [decision_response(*parts) for parts in zip(ids, decisions, credit, uplift, strict=True)]
         records = [
-            _log_record(r, row, d, "decision", idempotency_key, latency_ms)
+            log_record(r, row, d, "decision", idempotency_key, latency_ms)
             for r, row, d in zip(responses, rows, decisions, strict=True)
         ]
         self._log.append(records)
@@ -228,70 +219,18 @@ class DecisionIngress:
         try:
             challenger = self._credit["challenger"]
             credit = await asyncio.gather(*(challenger.score.remote(row) for row in rows))
-            decisions = await self._policy.decide.remote(_policy_items(applications, credit, uplift))
+            decisions = await self._policy.decide.remote(policy_items(applications, credit, uplift))
         except Exception:
             self._metrics.errors.inc(tags={"stage": "shadow", "kind": "internal"})
             log.exception("shadow scoring failed")
             return
         latency_ms = (time.perf_counter() - started) * 1000
-        shadows = [_response(*parts) for parts in zip(ids, decisions, credit, uplift, strict=True)]
+        shadows = [decision_response(*parts) for parts in zip(ids, decisions, credit, uplift, strict=True)]
         self._log.append(
-            [_log_record(r, row, d, "shadow", None, latency_ms) for r, row, d in zip(shadows, rows, decisions, strict=True)]
+            [log_record(r, row, d, "shadow", None, latency_ms) for r, row, d in zip(shadows, rows, decisions, strict=True)]
         )
 
     def _spawn(self, coroutine: Any) -> None:
         task = asyncio.get_running_loop().create_task(coroutine)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
-
-
-def _policy_items(applications: list[Any], credit: list[dict], uplift: list[dict]) -> list[dict[str, Any]]:
-    return [
-        {
-            "default_probability": c["default_probability"],
-            "uplift": u["uplift"],
-            "amount": a.application.amount,
-            "term_days": a.application.term_days,
-            "contributions": c["contributions"],
-        }
-        for a, c, u in zip(applications, credit, uplift, strict=True)
-    ]
-
-
-def _response(request_id: str, decision: dict, credit: dict, uplift: dict) -> DecisionResponse:
-    return DecisionResponse(
-        request_id=request_id,
-        decision=decision["decision"],
-        limit=decision["limit"],
-        intervention=decision["intervention"],
-        default_probability=credit["default_probability"],
-        uplift=uplift["uplift"],
-        expected_profit=decision["expected_profit"],
-        reason_codes=decision["reason_codes"],
-        model_versions=ModelVersions(credit=credit["version"], credit_role=credit["role"], uplift=uplift["version"]),
-    )
-
-
-def _log_record(
-    response: DecisionResponse, row: dict, decision: dict, role: str, idempotency_key: str | None, latency_ms: float
-) -> dict[str, Any]:
-    """One prediction-log row: ids, time, features, outputs, model versions, latency."""
-    return {
-        "request_id": response.request_id,
-        "logged_at": datetime.now(UTC),
-        "role": role,
-        "idempotency_key": idempotency_key,
-        "features": json.dumps(row, default=str),
-        "decision": response.decision,
-        "limit": response.limit,
-        "intervention": response.intervention,
-        "default_probability": response.default_probability,
-        "uplift": response.uplift,
-        "expected_profit": response.expected_profit,
-        "expected_profit_by_option": json.dumps(decision["expected_profit_by_option"]),
-        "reason_codes": json.dumps([r.code for r in response.reason_codes]),
-        "credit_model_version": response.model_versions.credit,
-        "credit_role": response.model_versions.credit_role,
-        "uplift_model_version": response.model_versions.uplift,
-        "latency_ms": latency_ms,
-    }

@@ -1,0 +1,73 @@
+"""Pure helpers of the ingress: policy inputs, response bodies, prediction-log rows, body digests.
+
+They live outside `ingress.py` because `@serve.ingress` serialises the FastAPI routes while that
+module is still being imported: names defined after the class would be missing in the replica.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import BaseModel
+
+from tala_ray.serving.schemas import DecisionResponse, ModelVersions
+
+
+def fingerprint(body: BaseModel) -> str:
+    """A digest of the request body, to refuse an idempotency key reused for a different request."""
+    return hashlib.sha256(body.model_dump_json().encode()).hexdigest()
+
+
+def policy_items(applications: list[Any], credit: list[dict], uplift: list[dict]) -> list[dict[str, Any]]:
+    return [
+        {
+            "default_probability": c["default_probability"],
+            "uplift": u["uplift"],
+            "amount": a.application.amount,
+            "term_days": a.application.term_days,
+            "contributions": c["contributions"],
+        }
+        for a, c, u in zip(applications, credit, uplift, strict=True)
+    ]
+
+
+def decision_response(request_id: str, decision: dict, credit: dict, uplift: dict) -> DecisionResponse:
+    return DecisionResponse(
+        request_id=request_id,
+        decision=decision["decision"],
+        limit=decision["limit"],
+        intervention=decision["intervention"],
+        default_probability=credit["default_probability"],
+        uplift=uplift["uplift"],
+        expected_profit=decision["expected_profit"],
+        reason_codes=decision["reason_codes"],
+        model_versions=ModelVersions(credit=credit["version"], credit_role=credit["role"], uplift=uplift["version"]),
+    )
+
+
+def log_record(
+    response: DecisionResponse, row: dict, decision: dict, role: str, idempotency_key: str | None, latency_ms: float
+) -> dict[str, Any]:
+    """One prediction-log row: ids, time, features, outputs, model versions, latency."""
+    return {
+        "request_id": response.request_id,
+        "logged_at": datetime.now(UTC),
+        "role": role,
+        "idempotency_key": idempotency_key,
+        "features": json.dumps(row, default=str),
+        "decision": response.decision,
+        "limit": response.limit,
+        "intervention": response.intervention,
+        "default_probability": response.default_probability,
+        "uplift": response.uplift,
+        "expected_profit": response.expected_profit,
+        "expected_profit_by_option": json.dumps(decision["expected_profit_by_option"]),
+        "reason_codes": json.dumps([r.code for r in response.reason_codes]),
+        "credit_model_version": response.model_versions.credit,
+        "credit_role": response.model_versions.credit_role,
+        "uplift_model_version": response.model_versions.uplift,
+        "latency_ms": latency_ms,
+    }
