@@ -9,7 +9,9 @@ import typer
 from pydantic import ValidationError
 
 from tala_ray.commands import data
+from tala_ray.commands import models as models_command
 from tala_ray.commands import serve as serve_command
+from tala_ray.commands import tune as tune_command
 from tala_ray.errors import UserError
 
 app = typer.Typer(
@@ -21,6 +23,8 @@ app = typer.Typer(
 )
 app.add_typer(data.app, name="data", help="Generate the synthetic lending world; profile a dataset spec.")
 app.add_typer(serve_command.app, name="serve", help="Run the decision service from a Serve config file.")
+app.add_typer(tune_command.app, name="tune", help="Run an experiment spec on Ray Tune and register the winner.")
+app.add_typer(models_command.app, name="models", help="List, show, promote and compare registered models.")
 
 
 def format_validation_error(error: ValidationError) -> str:

@@ -12,7 +12,7 @@ from typing import Any
 from tala_ray.errors import UserError
 from tala_ray.models.metrics import METRIC_NAMES
 from tala_ray.models.training_data import Splits, TrainingFrame, combine, load_training_frame, split_frame
-from tala_ray.tuning.families import FAMILY_BUILDERS
+from tala_ray.tuning.families import FAMILY_BUILDERS, FamilyBuilder
 from tala_ray.tuning.spec import ExperimentSpec
 from tala_ray.tuning.space import to_tune_space
 
@@ -27,7 +27,8 @@ class ExperimentInterrupted(UserError):
 class TrialCounts:
     total: int
     finished: int
-    errored: int
+    errored: int  # failed for good after max_failures retries
+    crashes: int  # every crash, retried or not
     retries: int  # crashes that were retried (bounded by the spec's max_failures)
 
 
@@ -45,11 +46,13 @@ class ExperimentOutcome:
     report: dict[str, Any] = field(default_factory=dict)
 
 
-def run_trial(config: dict[str, Any], *, train: TrainingFrame, valid: TrainingFrame, family: str, seed: int) -> None:
+def run_trial(
+    config: dict[str, Any], *, train: TrainingFrame, valid: TrainingFrame, builder: FamilyBuilder, seed: int
+) -> None:
     """The Tune trainable: one configuration, reporting validation metrics as it trains."""
     from ray import tune
 
-    FAMILY_BUILDERS[family].train_trial(config, seed, train, valid, report=tune.report)
+    builder.train_trial(config, seed, train, valid, report=tune.report)
 
 
 def experiment_path(spec: ExperimentSpec, runs_root: str) -> Path:
@@ -69,13 +72,15 @@ def _scheduler(spec: ExperimentSpec) -> Any:
     return FIFOScheduler()
 
 
-def _tuner(spec: ExperimentSpec, splits: Splits, path: Path, resume: bool, callbacks: list[Any]) -> Any:
+def _tuner(
+    spec: ExperimentSpec, builder: FamilyBuilder, splits: Splits, path: Path, resume: bool, callbacks: list[Any]
+) -> Any:
     """A new Tuner, or the interrupted one restored from `path` (finished trials are not rerun)."""
     from ray import tune
     from ray.tune.search.basic_variant import BasicVariantGenerator
 
     trainable = tune.with_resources(
-        tune.with_parameters(run_trial, train=splits.train, valid=splits.valid, family=spec.model.kind, seed=spec.seed),
+        tune.with_parameters(run_trial, train=splits.train, valid=splits.valid, builder=builder, seed=spec.seed),
         {"cpu": spec.resources.cpu},
     )
     if resume:
@@ -109,20 +114,27 @@ def _count_trials(path: Path) -> TrialCounts:
 
     trials = ExperimentAnalysis(str(path)).trials
     statuses = [trial.status for trial in trials]
+    crashes = sum(trial.run_metadata.num_failures for trial in trials)
     return TrialCounts(
         total=len(trials),
         finished=statuses.count("TERMINATED"),
         errored=statuses.count("ERROR"),
-        retries=sum(trial.run_metadata.num_failures for trial in trials),
+        crashes=crashes,
+        retries=crashes - statuses.count("ERROR"),
     )
 
 
 def tune_trials(
-    spec: ExperimentSpec, splits: Splits, runs_root: str, resume: bool = False, callbacks: list[Any] | None = None
+    spec: ExperimentSpec,
+    builder: FamilyBuilder,
+    splits: Splits,
+    runs_root: str,
+    resume: bool = False,
+    callbacks: list[Any] | None = None,
 ) -> tuple[dict[str, Any], dict[str, float], TrialCounts, Path]:
     """Run (or resume) the trials; return the best config, its validation metrics, the counts and the run path."""
     path = experiment_path(spec, runs_root)
-    results = _tuner(spec, splits, path, resume, callbacks or []).fit()
+    results = _tuner(spec, builder, splits, path, resume, callbacks or []).fit()
     counts = _count_trials(path)
     if counts.finished + counts.errored < spec.trials:
         raise ExperimentInterrupted(
@@ -144,8 +156,13 @@ def run_experiment(
     overwrite: bool = False,
     callbacks: list[Any] | None = None,
     frame: TrainingFrame | None = None,
+    builder: FamilyBuilder | None = None,
 ) -> ExperimentOutcome:
-    """The whole experiment on the current Ray cluster. `frame` replaces loading `spec.data` (tests)."""
+    """The whole experiment on the current Ray cluster.
+
+    `frame` replaces loading `spec.data`; `builder` replaces the family's entry in FAMILY_BUILDERS.
+    `callbacks` are extra Ray Tune callbacks (benchmarks use them to time results).
+    """
     from tala_ray.tuning.finalize import register_winner
 
     started = time.perf_counter()
@@ -155,8 +172,8 @@ def run_experiment(
     splits = split_frame(frame if frame is not None else load_training_frame(spec.data), spec.split, spec.seed)
     log.info("experiment %s: train %d, valid %d, test %d rows", spec.name, len(splits.train.target),
              len(splits.valid.target), len(splits.test.target))
-    best_params, best_valid, counts, path = tune_trials(spec, splits, runs_root, resume, callbacks)
-    builder = FAMILY_BUILDERS[spec.model.kind]
+    builder = builder or FAMILY_BUILDERS[spec.model.kind]
+    best_params, best_valid, counts, path = tune_trials(spec, builder, splits, runs_root, resume, callbacks)
     model = builder.refit(best_params, spec.seed, combine(splits.train, splits.valid))
     tuning_seconds = time.perf_counter() - started
     manifest, report = register_winner(spec, builder, model, best_params, splits, registry_uri, counts, tuning_seconds)

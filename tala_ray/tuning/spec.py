@@ -127,3 +127,15 @@ def load_experiment_spec(path: str | Path) -> ExperimentSpec:
     except ValidationError as error:
         problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or '<root>'}: {e['msg']}" for e in error.errors())
         raise UserError(f"experiment spec {str(path)!r}: {problems}") from error
+
+
+def with_data_overrides(spec: ExperimentSpec, path: str | None, world: str | None) -> ExperimentSpec:
+    """The spec with `data.path` and/or `data.world` replaced (command-line overrides), re-validated."""
+    data = spec.data.model_dump()
+    if path:
+        data["path"] = path
+    if world:
+        if spec.data.source != "feature_table":
+            raise UserError("--world: only a feature_table experiment has a world")
+        data["world"] = world
+    return ExperimentSpec.model_validate(spec.model_dump() | {"data": data})
