@@ -8,7 +8,8 @@ import typer
 
 from tala_ray.config import get_settings
 
-app = typer.Typer()
+# A group with no subcommands, so that `tala-ray tune SPEC --options` reads like a single command.
+app = typer.Typer(context_settings={"allow_interspersed_args": True}, subcommand_metavar="")
 
 
 @app.callback(invoke_without_command=True)
