@@ -226,11 +226,17 @@ class CreditPredictor:
 
     def predict_proba(self, features: pd.DataFrame) -> np.ndarray:
         """Probability of default for each row, shape (n,)."""
-        return self.estimator.predict_proba(features[self.feature_names])[:, 1]
+        return self.estimator.predict_proba(self._select(features))[:, 1]
 
     def contributions(self, features: pd.DataFrame) -> pd.DataFrame:
         """Per-feature contributions to each row's risk score (log-odds; positive raises the PD)."""
-        return self.estimator.contributions(features[self.feature_names])
+        return self.estimator.contributions(self._select(features))
+
+    def _select(self, features: pd.DataFrame) -> pd.DataFrame:
+        missing = [name for name in self.feature_names if name not in features.columns]
+        if missing:
+            raise UserError(f"features: {self.name}@{self.version} needs columns {missing} that the batch lacks")
+        return features[self.feature_names]
 
 
 def check_feature_set(manifest: ArtifactManifest, expected: str | None) -> None:

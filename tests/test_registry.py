@@ -48,6 +48,8 @@ def test_versions_aliases_and_load_by_alias(tmp_path):
     np.testing.assert_allclose(predictor.predict_proba(shuffled), model.predict_proba(frame)[:, 1])
     assert predictor.contributions(frame.head(3)).shape == (3, 3)
     assert load_credit_predictor(str(tmp_path / "reg"), "pd", ref="challenger").version == "1"
+    with pytest.raises(UserError, match=r"needs columns \['debt'\]"):
+        predictor.predict_proba(frame.drop(columns=["debt"]))
     assert registry.resolve("pd") == "2" and registry.resolve("pd", "1") == "1"
 
 
