@@ -17,12 +17,17 @@ def serve(
     address: Annotated[str | None, typer.Option(help="Ray cluster address; default: start a local cluster.")] = None,
     block: Annotated[bool, typer.Option(help="Keep serving until Ctrl-C (then shut down gracefully).")] = True,
 ) -> None:
-    """Deploy the decision service from CONFIG (the file `serve run`/`serve deploy` take)."""
+    """Deploy the decision service from CONFIG (the file `serve run`/`serve deploy` take).
+
+    Model aliases are pinned to the versions they point at now, so running this again after a
+    promotion swaps the new model in (with --address of a running cluster and --no-block it is
+    `serve deploy` plus that pinning).
+    """
     from tala_ray.ray_runtime import ensure_ray
     from tala_ray.serving.launch import deploy, load_serve_config
 
     overrides = {"registry_uri": registry_uri} if registry_uri else None
-    parsed = load_serve_config(config, overrides)  # fail on a bad file before starting Ray
+    parsed = load_serve_config(config, overrides, pin_versions=True)  # fail on a bad file before starting Ray
     ensure_ray(address)
     deploy(parsed)
     http = parsed.http_options

@@ -20,10 +20,31 @@ def _problems(error: ValidationError, prefix: str) -> str:
     return "; ".join(f"{prefix}.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors())
 
 
-def load_serve_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Any:
+MODEL_ARGS = ("credit_model", "credit_challenger", "uplift_model")
+
+
+def pin_model_versions(args: AppArgs) -> AppArgs:
+    """Replace each model alias with the version it points at now.
+
+    Serve rebuilds an application only when its `args` change, so deploying the same file after
+    a promotion would change nothing; pinned versions make the promotion visible to Serve.
+    """
+    from tala_ray.registry import Registry
+
+    registry = Registry(args.registry_uri)
+    pinned = {
+        field: ref.model_copy(update={"ref": registry.resolve(ref.name, ref.ref)})
+        for field in MODEL_ARGS
+        if (ref := getattr(args, field)) is not None
+    }
+    return args.model_copy(update=pinned)
+
+
+def load_serve_config(path: str | Path, overrides: dict[str, Any] | None = None, pin_versions: bool = False) -> Any:
     """The file as Serve's own `ServeDeploySchema`, with our apps' `args` checked against `AppArgs`.
 
-    `overrides` are merged into every one of our applications' `args` (e.g. a registry URI).
+    `overrides` are merged into every one of our applications' `args` (e.g. a registry URI);
+    `pin_versions` resolves model aliases in the registry (see `pin_model_versions`).
     """
     from ray.serve.schema import ServeDeploySchema
 
@@ -36,31 +57,42 @@ def load_serve_config(path: str | Path, overrides: dict[str, Any] | None = None)
             continue
         application["args"] = {**(application.get("args") or {}), **(overrides or {})}
         try:
-            AppArgs.model_validate(application["args"])
+            args = AppArgs.model_validate(application["args"])
         except ValidationError as error:
             raise UserError(_problems(error, f"applications[{index}].args")) from None
+        if pin_versions:
+            pinned = pin_model_versions(args)
+            application["args"] |= {f: getattr(pinned, f).model_dump() for f in MODEL_ARGS if getattr(pinned, f)}
     try:
         return ServeDeploySchema.model_validate(raw)
     except ValidationError as error:
         raise UserError(_problems(error, str(path))) from None
 
 
-def deploy(config: Any, timeout_s: float = 300.0) -> None:
-    """Start Serve with the file's HTTP options and deploy its applications; wait until RUNNING."""
+def deploy(config: Any, timeout_s: float = 300.0, settle_s: float = 2.0) -> None:
+    """Start Serve with the file's HTTP options and deploy its applications; wait until RUNNING.
+
+    Serve updates an application's status on its next control loop, so a status of RUNNING is
+    trusted only after it left RUNNING or `settle_s` passed (an in-place update may never leave it).
+    """
     from ray import serve
     from ray.serve._private.api import serve_start
 
     client = serve_start(http_options=config.http_options.model_dump(), proxy_location=config.proxy_location)
     client.deploy_apps(config, _blocking=False)
     names = [application.name for application in config.applications]
-    deadline = time.monotonic() + timeout_s
+    started = time.monotonic()
+    deadline = started + timeout_s
+    left_running = False
     while time.monotonic() < deadline:
         statuses = {name: serve.status().applications.get(name) for name in names}
         states = {name: (s.status if s else "NOT_STARTED") for name, s in statuses.items()}
         failed = {name: statuses[name].message for name, state in states.items() if state == "DEPLOY_FAILED"}
         if failed:
             raise UserError("; ".join(f"application {n}: deploy failed: {m}" for n, m in failed.items()))
-        if all(state == "RUNNING" for state in states.values()):
+        all_running = all(state == "RUNNING" for state in states.values())
+        left_running = left_running or not all_running
+        if all_running and (left_running or time.monotonic() - started > settle_s):
             return
-        time.sleep(1.0)
+        time.sleep(0.2)
     raise UserError(f"applications {names}: not RUNNING after {timeout_s:.0f}s (see `serve status`)")

@@ -1,0 +1,420 @@
+"""The decision service end to end: real models in a temporary registry, the real Serve app from
+`serve_configs/credit_decision_canary.yaml`, real HTTP. Serve starts once for the module."""
+
+from __future__ import annotations
+
+import json
+import math
+import socket
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tala_ray.errors import UserError
+from tala_ray.models.credit import LogisticCreditModel
+from tala_ray.policy import PolicyParams, decide, reason_codes
+from tala_ray.registry import ArtifactMetadata, Registry, load_credit_predictor
+
+pytestmark = pytest.mark.ray
+for _module in ("tala_ray.features.online", "tala_ray.models.uplift", "tala_ray.monitoring.prediction_log"):
+    pytest.importorskip(_module, reason="the decision service needs the feature, uplift and prediction-log modules")
+
+CANARY_CONFIG = Path(__file__).resolve().parents[1] / "serve_configs" / "credit_decision_canary.yaml"
+API_KEY = "test-key-" + "x" * 24
+AUTH = {"Authorization": f"Bearer {API_KEY}"}
+APP = "credit_decision"
+ACKNOWLEDGED: list[str] = []  # request ids the service answered with 200, checked against the log at the end
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def read_world(path: Path) -> dict[str, pd.DataFrame]:
+    return {t: pd.read_parquet(path / t) for t in ("applicants", "events", "loans", "applications")}
+
+
+def world_features(world: dict[str, pd.DataFrame], applications: pd.DataFrame) -> pd.DataFrame:
+    """The offline (batch) features of `applications`, through the shared feature code."""
+    from tala_ray.features.definitions import compute_features
+
+    ids = applications["applicant_id"]
+    applicants = world["applicants"][world["applicants"]["applicant_id"].isin(ids)]
+    events = world["events"][world["events"]["applicant_id"].isin(ids)]
+    loans = world["loans"][world["loans"]["applicant_id"].isin(ids)]
+    features = compute_features(applications, applicants, events, loans)
+    return features.set_index("application_id").loc[applications["application_id"]].reset_index()
+
+
+def _iso(value: pd.Timestamp) -> str:
+    return pd.Timestamp(value).isoformat()
+
+
+def _clean(value):
+    return None if value is None or (isinstance(value, float) and math.isnan(value)) else value
+
+
+def request_body(world: dict[str, pd.DataFrame], application: pd.Series) -> dict:
+    """The JSON an origination app would send for this application: raw data known before it."""
+    applicant = world["applicants"].set_index("applicant_id").loc[application["applicant_id"]]
+    at = application["application_time"]
+    events = world["events"][(world["events"]["applicant_id"] == application["applicant_id"]) & (world["events"]["event_time"] < at)]
+    loans = world["loans"][(world["loans"]["applicant_id"] == application["applicant_id"]) & (world["loans"]["disbursed_time"] < at)]
+    return {
+        "applicant": {
+            "country": applicant["country"],
+            "signup_time": _iso(applicant["signup_time"]),
+            "device_os": _clean(applicant["device_os"]),
+            "device_price_usd": _clean(float(applicant["device_price_usd"])),
+            "device_age_months": _clean(None if pd.isna(applicant["device_age_months"]) else int(applicant["device_age_months"])),
+        },
+        "application": {
+            "amount": float(application["amount"]),
+            "term_days": int(application["term_days"]),
+            "application_time": _iso(at),
+        },
+        "events": [
+            {
+                "event_time": _iso(e.event_time),
+                "event_type": e.event_type,
+                "amount": _clean(float(e.amount)) if e.amount is not None else None,
+                "app_category": _clean(e.app_category),
+            }
+            for e in events.itertuples()
+        ],
+        "loans": [
+            {
+                "disbursed_time": _iso(loan.disbursed_time),
+                "due_time": _iso(loan.due_time),
+                "amount": float(loan.amount),
+                "repaid": bool(loan.repaid),
+                "days_late": int(loan.days_late),
+            }
+            for loan in loans.itertuples()
+        ],
+    }
+
+
+def register_credit(registry: Registry, features: pd.DataFrame, y: np.ndarray, C: float, fsv: str) -> str:
+    names = [c for c in features.columns if c != "application_id"]
+    model = LogisticCreditModel(C=C).fit(features[names], y)
+    metadata = ArtifactMetadata(kind="credit", family="logistic", feature_set_version=fsv, feature_names=names)
+    return registry.register("credit", model.to_files(), metadata).version
+
+
+def register_uplift(registry: Registry, features: pd.DataFrame, applications: pd.DataFrame, fsv: str) -> str:
+    """A small uplift model through the uplift engineer's public API."""
+    from tala_ray.models.uplift import register_test_uplift  # replaced once the uplift API lands
+
+    return register_test_uplift(registry, features, applications, fsv)
+
+
+@pytest.fixture(scope="module")
+def world(small_world) -> dict[str, pd.DataFrame]:
+    return read_world(Path(small_world))
+
+
+@pytest.fixture(scope="module")
+def registry(world, tmp_path_factory) -> Registry:
+    """v1 (champion) and v2 (challenger) credit models and one uplift model, trained on 1,500 applications."""
+    from tala_ray.features.definitions import feature_set_version
+
+    fsv = feature_set_version()
+    registry = Registry(str(tmp_path_factory.mktemp("registry")))
+    train = world["applications"].sort_values("application_id").iloc[:1500]
+    features = world_features(world, train)
+    y = train["defaulted"].to_numpy()
+    assert register_credit(registry, features, y, C=1.0, fsv=fsv) == "1"
+    assert register_credit(registry, features, y, C=0.002, fsv=fsv) == "2"
+    registry.set_alias("credit", "champion", "1")
+    registry.set_alias("credit", "challenger", "2")
+    registry.set_alias("uplift", "champion", register_uplift(registry, features, train, fsv))
+    return registry
+
+
+class Service:
+    """The running application and a way to redeploy it with changed args."""
+
+    def __init__(self, raw: dict, workdir: Path, port: int) -> None:
+        self.raw, self.workdir, self.url = raw, workdir, f"http://127.0.0.1:{port}"
+        self.client = httpx.Client(base_url=self.url, headers=AUTH, timeout=60)
+
+    def deploy(self, **args) -> None:
+        from tala_ray.serving.launch import deploy, load_serve_config
+
+        self.raw["applications"][0]["args"].update(args)
+        path = self.workdir / "config.yaml"
+        path.write_text(yaml.safe_dump(self.raw))
+        deploy(load_serve_config(path, pin_versions=True), timeout_s=240)
+
+    def decide(self, body: dict, **headers) -> httpx.Response:
+        response = self.client.post("/v1/decisions", json=body, headers=headers)
+        if response.status_code == 200:
+            ACKNOWLEDGED.append(response.json()["request_id"])
+        return response
+
+    def decide_batch(self, bodies: list[dict]) -> httpx.Response:
+        response = self.client.post("/v1/decisions/batch", json={"applications": bodies})
+        if response.status_code == 200:
+            ACKNOWLEDGED.extend(d["request_id"] for d in response.json()["decisions"])
+        return response
+
+
+@pytest.fixture(scope="module")
+def service(ray_cluster, registry, tmp_path_factory):
+    from ray import serve
+
+    workdir = tmp_path_factory.mktemp("service")
+    (workdir / "api_keys").write_text(API_KEY + "\n")
+    raw = yaml.safe_load(CANARY_CONFIG.read_text())
+    port = free_port()
+    raw["http_options"]["port"] = port
+    raw["applications"][0]["args"].update(
+        registry_uri=registry.uri,
+        api_key_file=str(workdir / "api_keys"),
+        prediction_log_uri=str(workdir / "prediction_log"),
+        log_flush_interval_s=0.5,
+        challenger_mode="off",
+    )
+    running = Service(raw, workdir, port)
+    running.deploy()
+    yield running
+    running.client.close()
+    serve.shutdown()
+
+
+@pytest.fixture(scope="module")
+def sample(world) -> pd.DataFrame:
+    """Applications not used in training."""
+    return world["applications"].sort_values("application_id").iloc[2000:2040].reset_index(drop=True)
+
+
+@pytest.fixture(scope="module")
+def bodies(world, sample) -> list[dict]:
+    return [request_body(world, row) for _, row in sample.iterrows()]
+
+
+def test_health_is_open_everything_else_needs_the_key(service):
+    assert httpx.get(f"{service.url}/healthz").json() == {"status": "ok"}
+    for path in ("/v1/models", "/docs", "/openapi.json"):
+        assert httpx.get(f"{service.url}{path}").status_code == 401
+    assert httpx.post(f"{service.url}/v1/decisions", json={}).status_code == 401
+    wrong = {"Authorization": "Bearer " + "y" * 32}
+    assert httpx.post(f"{service.url}/v1/decisions", json={}, headers=wrong).status_code == 401
+    assert service.client.get("/openapi.json").json()["paths"].keys() >= {"/v1/decisions", "/v1/decisions/batch"}
+    models = service.client.get("/v1/models").json()
+    assert models["credit_champion"]["version"] == "1" and models["credit_challenger"]["version"] == "2"
+    assert models["challenger_mode"] == "off" and models["credit_champion"]["load_error"] is None
+
+
+def test_served_decisions_equal_the_offline_pipeline(service, registry, world, sample, bodies):
+    from tala_ray.features.definitions import FEATURES, feature_set_version
+    from tala_ray.models.uplift import load_uplift_predictor
+
+    single = [service.decide(body) for body in bodies[:5]]
+    batch = service.decide_batch(bodies)
+    assert all(r.status_code == 200 for r in single) and batch.status_code == 200, batch.text[:500]
+    served = batch.json()["decisions"]
+    assert [s.json()["default_probability"] for s in single] == pytest.approx(
+        [d["default_probability"] for d in served[:5]], abs=1e-12
+    )
+
+    fsv = feature_set_version()
+    features = world_features(world, sample)
+    credit = load_credit_predictor(registry.uri, "credit", "champion", fsv)
+    uplift = load_uplift_predictor(registry.uri, "uplift", "champion", fsv)
+    pd_offline = credit.predict_proba(features)
+    uplift_offline = uplift.effect(features)
+    params = PolicyParams.model_validate(service.raw["applications"][0]["args"]["policy"])
+    offline = decide(pd_offline, uplift_offline, sample["amount"], sample["term_days"], params)
+    contributions = credit.contributions(features)
+    descriptions = {f.name: f.description for f in FEATURES}
+
+    assert [d["default_probability"] for d in served] == pytest.approx(pd_offline, abs=1e-9)
+    assert [d["uplift"] for d in served] == pytest.approx(uplift_offline, abs=1e-9)
+    assert [d["decision"] for d in served] == [o.decision for o in offline]
+    assert [d["limit"] for d in served] == pytest.approx([o.limit for o in offline])
+    assert [d["intervention"] for d in served] == [o.intervention for o in offline]
+    assert {d["decision"] for d in served} == {"approve", "decline"}, "the sample should exercise both outcomes"
+    for i, d in enumerate(served):
+        expected = reason_codes(contributions.iloc[i].to_dict(), descriptions) if d["decision"] == "decline" else []
+        assert [r["code"] for r in d["reason_codes"]] == [r.code for r in expected]
+        assert len(d["reason_codes"]) <= 4
+        assert d["model_versions"] == {"credit": "1", "credit_role": "champion", "uplift": uplift.version}
+
+
+def test_bad_requests_get_422_or_413_naming_the_field(service, bodies):
+    body = bodies[0]
+    cases = {
+        "missing application": ({k: v for k, v in body.items() if k != "application"}, "application"),
+        "negative amount": ({**body, "application": {**body["application"], "amount": -5}}, "amount"),
+        "wrong type": ({**body, "application": {**body["application"], "term_days": "soon"}}, "term_days"),
+        "too many events": ({**body, "events": body["events"][:1] * 20_000}, "events"),
+        "unknown field": ({**body, "surprise": 1}, "surprise"),
+    }
+    for name, (payload, field) in cases.items():
+        response = service.client.post("/v1/decisions", json=payload)
+        assert response.status_code in (413, 422), name
+        assert field in response.text, name
+    malformed = service.client.post("/v1/decisions", content=b'{"applicant": ', headers={"Content-Type": "application/json"})
+    assert malformed.status_code == 422 and "json" in malformed.text.lower()
+    oversized = service.client.post("/v1/decisions/batch", json={"applications": [body] * 101})
+    assert oversized.status_code == 413 and "applications" in oversized.text
+    assert service.client.post("/v1/decisions/batch", json={"applications": []}).status_code == 422
+
+
+JSON_SCALARS = st.none() | st.booleans() | st.integers(-(10**12), 10**12) | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=12)
+JSON_VALUES = st.recursive(JSON_SCALARS, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4), max_leaves=12)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_generated_bad_inputs_never_get_a_5xx(service, bodies, data):
+    """Mutate one field of a valid body (or send junk) and check the service answers 4xx or 200."""
+    body = json.loads(json.dumps(bodies[1]))
+    section = data.draw(st.sampled_from(["applicant", "application", "events", "loans", "root"]))
+    if section == "root":
+        payload = data.draw(JSON_VALUES)
+    elif section in ("events", "loans") and body[section]:
+        item = body[section][0]
+        item[data.draw(st.sampled_from(sorted(item)))] = data.draw(JSON_VALUES)
+        payload = body
+    elif section in ("events", "loans"):
+        body[section] = data.draw(JSON_VALUES)
+        payload = body
+    else:
+        body[section][data.draw(st.sampled_from(sorted(body[section])))] = data.draw(JSON_VALUES)
+        payload = body
+    response = service.client.post("/v1/decisions", json=payload)
+    assert response.status_code < 500, response.text
+    if response.status_code == 200:
+        ACKNOWLEDGED.append(response.json()["request_id"])
+
+
+def test_idempotent_retry_returns_the_same_decision(service, bodies):
+    first = service.decide(bodies[2], **{"Idempotency-Key": "retry-1"})
+    again = service.decide(bodies[2], **{"Idempotency-Key": "retry-1"})
+    assert first.status_code == again.status_code == 200
+    assert again.json() == {**first.json(), "replayed": True}
+    conflict = service.decide(bodies[3], **{"Idempotency-Key": "retry-1"})
+    assert conflict.status_code == 409 and "Idempotency-Key" in conflict.text
+
+
+def test_canary_split_follows_the_weight(service, bodies):
+    weight, rounds = 0.3, 8
+    service.deploy(challenger_mode="canary", canary_weight=weight)
+    roles = []
+    for _ in range(rounds):
+        response = service.decide_batch(bodies)
+        assert response.status_code == 200
+        roles += [d["model_versions"]["credit_role"] for d in response.json()["decisions"]]
+    n, k = len(roles), roles.count("challenger")
+    assert abs(k - n * weight) <= 4 * math.sqrt(n * weight * (1 - weight)), (k, n)
+
+
+def test_shadow_scores_and_logs_but_never_decides(service, bodies):
+    service.deploy(challenger_mode="shadow", canary_weight=0.0)
+    responses = [service.decide(body) for body in bodies[:6]]
+    assert all(r.json()["model_versions"]["credit_role"] == "champion" for r in responses)
+    ids = {r.json()["request_id"] for r in responses}
+    log = wait_for_log(service, lambda frame: ids <= set(frame.loc[frame["role"] == "shadow", "request_id"]))
+    shadow = log[(log["role"] == "shadow") & log["request_id"].isin(ids)]
+    assert set(shadow["credit_model_version"]) == {"2"} and set(shadow["credit_role"]) == {"challenger"}
+    decided = log[(log["role"] == "decision") & log["request_id"].isin(ids)]
+    assert set(decided["credit_model_version"]) == {"1"}
+
+
+def test_model_swap_under_traffic_drops_nothing(service, registry, bodies):
+    failures, versions, stop = [], [], threading.Event()
+
+    def traffic() -> None:
+        with httpx.Client(base_url=service.url, headers=AUTH, timeout=60) as client:
+            while not stop.is_set():
+                response = client.post("/v1/decisions", json=bodies[4])
+                if response.status_code != 200:
+                    failures.append(response.status_code)
+                    continue
+                ACKNOWLEDGED.append(response.json()["request_id"])
+                versions.append(response.json()["model_versions"]["credit"])
+
+    registry.set_alias("credit", "champion", "2")
+    worker = threading.Thread(target=traffic)
+    worker.start()
+    try:
+        time.sleep(1.0)
+        service.deploy(challenger_mode="off")
+        deadline = time.monotonic() + 60
+        while (not versions or versions[-1] != "2") and time.monotonic() < deadline:
+            time.sleep(0.2)
+        time.sleep(0.5)
+    finally:
+        stop.set()
+        worker.join()
+    assert failures == []
+    assert versions[0] == "1" and versions[-1] == "2"
+    assert "1" not in versions[versions.index("2"):], "once swapped, the old version is gone"
+
+
+def test_a_model_that_fails_to_load_leaves_the_old_one_serving(service, registry, bodies):
+    from ray import serve
+
+    manifest = registry.manifest("credit", "1")
+    metadata = ArtifactMetadata.model_validate(manifest.model_dump(include=set(ArtifactMetadata.model_fields)))
+    broken = registry.register("credit", registry.read_verified(manifest), metadata).version  # same files
+    weights = Path(registry.uri) / "credit" / broken / "coefficients.json"
+    weights.write_text(weights.read_text().replace("[", "[1e3, ", 1))
+    registry.set_alias("credit", "champion", broken)
+    with pytest.raises(UserError, match="checksum"):
+        service.deploy()
+    assert "checksum" in serve.status().applications[APP].message
+    response = service.decide(bodies[0])
+    assert response.status_code == 200 and response.json()["model_versions"]["credit"] == "2"
+    registry.set_alias("credit", "champion", "2")
+
+
+def test_metrics_reach_rays_prometheus_endpoint(service):
+    import ray
+
+    port = ray._private.worker.global_worker.node.metrics_export_port
+    deadline, text = time.monotonic() + 60, ""
+    while time.monotonic() < deadline and "tala_decisions" not in text:
+        text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+        time.sleep(2)
+    assert 'outcome="approve"' in text or 'outcome="decline"' in text
+    assert "tala_model_latency_ms" in text and "tala_batch_size" in text
+
+
+def wait_for_log(service: Service, ready, timeout_s: float = 30.0) -> pd.DataFrame:
+    from tala_ray.monitoring.prediction_log import read_prediction_log
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        log = read_prediction_log(str(service.workdir / "prediction_log"))
+        if (len(log) and ready(log)) or time.monotonic() > deadline:
+            return log
+        time.sleep(0.5)
+
+
+def test_graceful_shutdown_leaves_every_acknowledged_decision_in_the_log(service):
+    from ray import serve
+
+    from tala_ray.monitoring.prediction_log import read_prediction_log
+
+    serve.delete(APP)
+    log = read_prediction_log(str(service.workdir / "prediction_log"))
+    decided = log[log["role"] == "decision"]
+    assert set(ACKNOWLEDGED) <= set(decided["request_id"])
+    assert decided["request_id"].is_unique, "an idempotent retry is logged once"
+    assert len(ACKNOWLEDGED) > 300
+    row = decided.iloc[0]
+    assert json.loads(row["features"]) and row["latency_ms"] > 0 and row["credit_model_version"]
