@@ -1,0 +1,206 @@
+"""The prediction log: buffered rows flushed as Parquet files on any pyarrow filesystem.
+
+Layout under the log root: ``date=YYYY-MM-DD/part-<UTC time>-<writer id>-<sequence>.parquet``.
+File names sort by flush time, so the newest rows are read first. Each flush writes one file,
+to a hidden temporary name first and renamed into place on local disks (object stores publish
+a whole object at once, so there the file is written in place).
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import logging
+import threading
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+from pyarrow import fs as pafs
+
+from tala_ray.errors import UserError
+from tala_ray.storage import join_path, resolve_filesystem
+
+log = logging.getLogger(__name__)
+
+TIME_COLUMN = "logged_at"
+
+
+class PredictionLogClosed(RuntimeError):
+    """`append` after `close`: the row would never be written."""
+
+
+def _normalise(record: dict[str, Any], now: datetime) -> dict[str, Any]:
+    """Nested values become JSON strings (a stable schema); a missing time becomes `now`."""
+    row = {k: json.dumps(v, default=str) if isinstance(v, dict | list) else v for k, v in record.items()}
+    row.setdefault(TIME_COLUMN, now)
+    return row
+
+
+class PredictionLogWriter:
+    """Thread-safe buffered writer: flushes on a timer, when the buffer is full, and on close.
+
+    A row is acknowledged when `append` returns; `close()` writes every acknowledged row. A failed
+    write keeps its rows in the buffer for the next flush, so nothing is dropped on a transient error.
+    """
+
+    def __init__(self, uri: str, flush_interval_s: float = 2.0, max_buffer_rows: int = 1000) -> None:
+        if flush_interval_s <= 0:
+            raise UserError(f"flush_interval_s: must be positive, got {flush_interval_s}")
+        if max_buffer_rows < 1:
+            raise UserError(f"max_buffer_rows: must be at least 1, got {max_buffer_rows}")
+        self.uri = uri
+        self._fs, self._root = resolve_filesystem(uri)
+        self._local = isinstance(self._fs, pafs.LocalFileSystem)
+        self._writer_id = uuid.uuid4().hex[:12]
+        self._max_buffer_rows = max_buffer_rows
+        self._buffer: list[dict[str, Any]] = []
+        self._buffer_lock = threading.Lock()
+        self._flush_lock = threading.Lock()
+        self._sequence = 0
+        self._closed = False
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._flusher = threading.Thread(
+            target=self._flush_periodically, args=(flush_interval_s,), name="prediction-log-flusher", daemon=True
+        )
+        self._flusher.start()
+        atexit.register(self.close)
+
+    def append(self, records: list[dict[str, Any]]) -> None:
+        """Buffer rows (dicts of column -> value); a full buffer wakes the flusher thread."""
+        now = datetime.now(UTC)
+        rows = [_normalise(r, now) for r in records]
+        with self._buffer_lock:
+            if self._closed:
+                raise PredictionLogClosed(f"prediction log {self.uri} is closed")
+            self._buffer.extend(rows)
+            full = len(self._buffer) >= self._max_buffer_rows
+        if full:
+            self._wake.set()
+
+    def flush(self) -> int:
+        """Write the buffered rows as one Parquet file; returns how many rows were written."""
+        with self._flush_lock:
+            with self._buffer_lock:
+                rows, self._buffer = self._buffer, []
+            if not rows:
+                return 0
+            try:
+                self._write(rows)
+            except Exception:
+                with self._buffer_lock:
+                    self._buffer[:0] = rows
+                raise
+            return len(rows)
+
+    def close(self) -> None:
+        """Stop the timer and write what is left. Safe to call more than once."""
+        with self._buffer_lock:
+            if self._closed:
+                return
+            self._closed = True
+        self._stop.set()
+        self._wake.set()
+        if self._flusher is not threading.current_thread():
+            self._flusher.join()
+        atexit.unregister(self.close)
+        self.flush()
+
+    @property
+    def buffered_rows(self) -> int:
+        with self._buffer_lock:
+            return len(self._buffer)
+
+    def _flush_periodically(self, interval_s: float) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(interval_s)
+            self._wake.clear()
+            if self._stop.is_set():
+                return
+            try:
+                self.flush()
+            except Exception:
+                log.exception("prediction log %s: flush failed; rows kept for the next attempt", self.uri)
+
+    def _write(self, rows: list[dict[str, Any]]) -> None:
+        flushed_at = datetime.now(UTC)
+        self._sequence += 1
+        directory = join_path(self._root, f"date={flushed_at:%Y-%m-%d}")
+        name = f"part-{flushed_at:%Y%m%dT%H%M%S%f}-{self._writer_id}-{self._sequence:06d}.parquet"
+        final_path = join_path(directory, name)
+        self._fs.create_dir(directory, recursive=True)
+        table = pa.Table.from_pylist(rows)
+        if not self._local:
+            pq.write_table(table, final_path, filesystem=self._fs)
+            return
+        temporary_path = join_path(directory, f".{name}.tmp")
+        pq.write_table(table, temporary_path, filesystem=self._fs)
+        self._fs.move(temporary_path, final_path)
+
+
+def _log_files(filesystem: pafs.FileSystem, root: str) -> list[str]:
+    """Finished log files, oldest first (hidden temporary files are skipped)."""
+    selector = pafs.FileSelector(root, recursive=True)
+    infos = filesystem.get_file_info(selector)
+    paths = [
+        info.path
+        for info in infos
+        if info.type == pafs.FileType.File
+        and info.base_name.startswith("part-")
+        and info.base_name.endswith(".parquet")
+    ]
+    return sorted(paths, key=lambda p: p.rsplit("/", 1)[-1])
+
+
+def _flushed_at(path: str) -> pd.Timestamp:
+    """The flush time in a file name: every row in the file was logged at or before it."""
+    stamp = path.rsplit("/", 1)[-1].split("-")[1]
+    return pd.Timestamp(datetime.strptime(stamp, "%Y%m%dT%H%M%S%f").replace(tzinfo=UTC))
+
+
+def _as_utc(moment: datetime | str) -> pd.Timestamp:
+    stamp = pd.Timestamp(moment)
+    return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+
+
+def _enough(frames: list[pd.DataFrame], limit: int | None, next_flush: pd.Timestamp) -> bool:
+    """True when no row of an older file can be among the `limit` newest rows read so far."""
+    if limit is None:
+        return False
+    if limit == 0:
+        return True
+    times = [t for f in frames for t in f[TIME_COLUMN]]
+    return len(times) >= limit and sorted(times, reverse=True)[limit - 1] > next_flush
+
+
+def read_prediction_log(uri: str, limit: int | None = None, since: datetime | str | None = None) -> pd.DataFrame:
+    """Logged rows, newest first; at most `limit`, only those logged at or after `since` (UTC if naive).
+
+    Files are read newest first and reading stops as soon as older files cannot change the answer.
+    """
+    if limit is not None and limit < 0:
+        raise UserError(f"limit: must be zero or more, got {limit}")
+    filesystem, root = resolve_filesystem(uri)
+    if filesystem.get_file_info(root).type != pafs.FileType.Directory:
+        raise UserError(f"uri: no prediction log at {uri}")
+    threshold = _as_utc(since) if since is not None else None
+    frames: list[pd.DataFrame] = []
+    for path in reversed(_log_files(filesystem, root)):
+        flushed_at = _flushed_at(path)
+        if (threshold is not None and flushed_at < threshold) or _enough(frames, limit, flushed_at):
+            break
+        frame = pq.read_table(path, filesystem=filesystem).to_pandas()
+        frame[TIME_COLUMN] = pd.to_datetime(frame[TIME_COLUMN], utc=True)
+        if threshold is not None:
+            frame = frame[frame[TIME_COLUMN] >= threshold]
+        if not frame.empty:
+            frames.append(frame.iloc[::-1])
+    if not frames:
+        return pd.DataFrame()
+    newest_first = pd.concat(frames, ignore_index=True)
+    newest_first = newest_first.sort_values(TIME_COLUMN, ascending=False, kind="stable", ignore_index=True)
+    return newest_first if limit is None else newest_first.head(limit)
