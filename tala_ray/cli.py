@@ -9,6 +9,7 @@ import typer
 from pydantic import ValidationError
 
 from tala_ray.commands import data
+from tala_ray.commands import log as log_command
 from tala_ray.commands import models as models_command
 from tala_ray.commands import serve as serve_command
 from tala_ray.commands import tune as tune_command
@@ -25,6 +26,7 @@ app.add_typer(data.app, name="data", help="Generate the synthetic lending world;
 app.add_typer(serve_command.app, name="serve", help="Run the decision service from a Serve config file.")
 app.add_typer(tune_command.app, name="tune", help="Run an experiment spec on Ray Tune and register the winner.")
 app.add_typer(models_command.app, name="models", help="List, show, promote and compare registered models.")
+app.add_typer(log_command.app, name="log", help="Read the prediction log of the decision service.")
 
 
 def format_validation_error(error: ValidationError) -> str:
