@@ -399,7 +399,10 @@ def wait_for_log(service: Service, ready, timeout_s: float = 30.0) -> pd.DataFra
 
     deadline = time.monotonic() + timeout_s
     while True:
-        log = read_prediction_log(str(service.workdir / "prediction_log"))
+        try:
+            log = read_prediction_log(str(service.workdir / "prediction_log"))
+        except UserError:  # nothing flushed yet
+            log = pd.DataFrame()
         if (len(log) and ready(log)) or time.monotonic() > deadline:
             return log
         time.sleep(0.5)

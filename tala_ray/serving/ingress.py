@@ -104,15 +104,25 @@ class DecisionIngress:
         self._credit = {"champion": credit_champion, "challenger": credit_challenger}
         self._log = PredictionLogWriter(config.prediction_log_uri, config.log_flush_interval_s, config.log_max_buffer_rows)
         self._idempotency = IdempotencyCache(config.idempotency_cache_size)
-        self._routing = RoutingConfig()
+        self._routing: RoutingConfig | None = None
         self._random = random.Random()
         self._background: set[asyncio.Task[None]] = set()
         self._metrics = serving_metrics()
 
     def reconfigure(self, user_config: dict[str, Any]) -> None:
-        routing = RoutingConfig.model_validate(user_config)
-        if routing.challenger_mode != "off" and self._credit["challenger"] is None:
-            raise UserError("challenger_mode: needs a credit_challenger deployment in the application")
+        """Bad routing fails the first start; later it is refused and the old routing kept.
+
+        (A failed in-place `reconfigure` makes Serve stop the replica, so it must not raise then.)
+        """
+        try:
+            routing = RoutingConfig.model_validate(user_config)
+            if routing.challenger_mode != "off" and self._credit["challenger"] is None:
+                raise UserError("challenger_mode: needs a credit_challenger deployment in the application")
+        except (ValueError, UserError) as error:
+            if self._routing is None:
+                raise
+            log.error("ingress user_config refused, keeping the previous routing: %s", error)
+            return
         self._routing = routing
 
     async def __del__(self) -> None:
