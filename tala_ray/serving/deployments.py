@@ -1,7 +1,8 @@
 """The model-graph deployments: feature transform, credit model, uplift model, decision policy.
 
-Each step takes one application and is batched with `@serve.batch`, so concurrent requests (and
-the items of a batch request) share one vectorised call.
+Single decisions call the `@serve.batch` methods (one application each), so concurrent requests
+share one vectorised call; a batch request sends all its applications to the `*_many` methods in
+one handle call per step.
 """
 
 from __future__ import annotations
@@ -43,11 +44,15 @@ class FeatureTransform:
 
     @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.005)
     async def transform(self, requests: list[Any]) -> list[FeatureRow]:
+        """One application per call; concurrent calls are batched."""
+        return self.transform_many(requests)
+
+    def transform_many(self, requests: list[Any]) -> list[FeatureRow]:
+        """All applications of a batch request in one call."""
         from tala_ray.features.online import features_from_requests
 
         started = time.perf_counter()
-        frame = features_from_requests(list(requests))
-        rows = frame.to_dict(orient="records")
+        rows = features_from_requests(list(requests)).to_dict(orient="records")
         serving_metrics().observe_batch("features", len(requests), (time.perf_counter() - started) * 1000)
         return rows
 
@@ -68,6 +73,11 @@ class CreditModel:
 
     @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.005)
     async def score(self, rows: list[FeatureRow]) -> list[dict[str, Any]]:
+        """One feature row per call; concurrent calls are batched."""
+        return self.score_many(rows)
+
+    def score_many(self, rows: list[FeatureRow]) -> list[dict[str, Any]]:
+        """Default probability, contributions and model version for each row."""
         started = time.perf_counter()
         predictor, config = self._slot.predictor, self._slot.config
         frame = _feature_frame(rows, predictor.feature_names)
@@ -104,6 +114,11 @@ class UpliftModel:
 
     @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.005)
     async def effect(self, rows: list[FeatureRow]) -> list[dict[str, Any]]:
+        """One feature row per call; concurrent calls are batched."""
+        return self.effect_many(rows)
+
+    def effect_many(self, rows: list[FeatureRow]) -> list[dict[str, Any]]:
+        """The intervention's uplift and model version for each row."""
         started = time.perf_counter()
         predictor = self._slot.predictor
         names = getattr(predictor, "feature_names", None) or [k for k in rows[0] if k not in ID_COLUMNS]

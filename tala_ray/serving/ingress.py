@@ -81,6 +81,14 @@ async def guard(request: Request, call_next: Any) -> Any:
     return await call_next(request)
 
 
+async def _call(single: Any, many: Any, items: list[Any]) -> list[Any]:
+    """One item through the batched method (Serve merges concurrent requests), several in one call."""
+    if len(items) == 1:
+        return [await single.remote(items[0])]
+    return await many.remote(items)
+
+
+# Everything the class uses must be defined above it: `@serve.ingress` serialises the routes here.
 @serve.deployment(name="DecisionIngress", max_ongoing_requests=128, ray_actor_options={"num_cpus": 0.1})
 @serve.ingress(app)
 class DecisionIngress:
@@ -200,11 +208,10 @@ class DecisionIngress:
         self, applications: list[Any], started: float, idempotency_key: str | None, batch_id: str | None
     ) -> list[DecisionResponse]:
         """features -> credit and uplift (concurrently) -> policy; log and count every decision."""
-        rows = await asyncio.gather(*(self._features.transform.remote(a) for a in applications))
         roles = [self._choose_role() for _ in applications]
+        rows = await _call(self._features.transform, self._features.transform_many, applications)
         credit, uplift = await asyncio.gather(
-            asyncio.gather(*(self._credit[role].score.remote(row) for role, row in zip(roles, rows, strict=True))),
-            asyncio.gather(*(self._uplift.effect.remote(row) for row in rows)),
+            self._score_by_role(rows, roles), _call(self._uplift.effect, self._uplift.effect_many, rows)
         )
         decisions = await self._policy.decide.remote(policy_items(applications, credit, uplift))
         latency_ms = (time.perf_counter() - started) * 1000
@@ -223,12 +230,26 @@ class DecisionIngress:
             self._spawn(self._shadow(applications, rows, uplift, ids))
         return responses
 
+    async def _score_by_role(self, rows: list[Any], roles: list[str]) -> list[dict[str, Any]]:
+        """Credit scores, each row by the model its role names (one call per model)."""
+        groups = {role: [i for i, r in enumerate(roles) if r == role] for role in set(roles)}
+        results = await asyncio.gather(
+            *(
+                _call(self._credit[role].score, self._credit[role].score_many, [rows[i] for i in positions])
+                for role, positions in groups.items()
+            )
+        )
+        scored: list[dict[str, Any]] = [{}] * len(rows)
+        for positions, group_results in zip(groups.values(), results, strict=True):
+            for position, result in zip(positions, group_results, strict=True):
+                scored[position] = result
+        return scored
+
     async def _shadow(self, applications: list[Any], rows: list[Any], uplift: list[Any], ids: list[str]) -> None:
         """The challenger scores the same applications; its decisions are logged, never returned."""
         started = time.perf_counter()
         try:
-            challenger = self._credit["challenger"]
-            credit = await asyncio.gather(*(challenger.score.remote(row) for row in rows))
+            credit = await self._score_by_role(rows, ["challenger"] * len(rows))
             decisions = await self._policy.decide.remote(policy_items(applications, credit, uplift))
         except Exception:
             self._metrics.errors.inc(tags={"stage": "shadow", "kind": "internal"})
