@@ -100,3 +100,19 @@ def test_bad_config_is_a_user_error_naming_the_field(tmp_path):
     bad.write_text(yaml.safe_dump(raw))
     with pytest.raises(UserError, match=r"applications\[0\]\.args\.policy\.loss_given_default"):
         load_serve_config(bad)
+
+
+def test_serve_command_reports_a_bad_config_in_one_line(tmp_path):
+    import subprocess
+    import sys
+
+    raw = yaml.safe_load(CONFIGS[0].read_text())
+    raw["applications"][0]["args"]["challenger_mode"] = "canary"
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(raw))
+    result = subprocess.run(
+        [sys.executable, "-m", "tala_ray.cli", "serve", str(bad)], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1].startswith("error: applications[0].args: ")
+    assert "credit_challenger" in result.stderr

@@ -17,7 +17,8 @@ LOOPBACK = "127.0.0.1"
 
 
 def _problems(error: ValidationError, prefix: str) -> str:
-    return "; ".join(f"{prefix}.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors())
+    """One `path: message` per problem, the path starting at `prefix`."""
+    return "; ".join(".".join([prefix, *(str(p) for p in e["loc"])]) + f": {e['msg']}" for e in error.errors())
 
 
 MODEL_ARGS = ("credit_model", "credit_challenger", "uplift_model")
