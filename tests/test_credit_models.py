@@ -69,3 +69,15 @@ def test_hyperparameters_only_in_init():
     model = ESTIMATORS["gbm"](n_estimators=7, learning_rate=0.2)
     assert model.get_params()["n_estimators"] == 7
     assert not [name for name in vars(model) if name.endswith("_")]
+
+
+def test_rare_levels_beyond_the_cap_and_dates_are_handled():
+    from tala_ray.errors import UserError
+    from tala_ray.models.preprocessing import Preprocessor
+
+    frame = pd.DataFrame({"shop": [f"s{i % 80}" for i in range(800)] + ["s0"] * 200, "x": np.arange(1000.0)})
+    preprocessor = Preprocessor.fit(frame, max_levels=10)
+    assert len(preprocessor.categorical[0].levels) == 10 and "s0" in preprocessor.categorical[0].levels
+    assert preprocessor.transform_dense(pd.DataFrame({"shop": ["s79"], "x": [1.0]}))[0, 1:].sum() == 0
+    with pytest.raises(UserError, match="'when' is a date/time"):
+        Preprocessor.fit(pd.DataFrame({"when": pd.to_datetime(["2024-01-01", "2024-02-01"]), "x": [1.0, 2.0]}))

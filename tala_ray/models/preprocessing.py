@@ -2,7 +2,7 @@
 
 Numeric columns: missing values filled with the training median, then standardised; a missing
 indicator is added for columns that had gaps in training. Categorical (string) columns: one-hot
-over the levels seen in training (an unseen level is all zeros), or integer codes for LightGBM.
+over the (at most 50 most frequent) levels seen in training (any other level is all zeros), or integer codes for LightGBM.
 """
 
 from __future__ import annotations
@@ -14,6 +14,8 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict
 
 from tala_ray.errors import UserError
+
+MAX_LEVELS = 50  # more levels than this per categorical: the rarest ones are treated as unseen
 
 
 class NumericColumn(BaseModel):
@@ -43,12 +45,16 @@ class Preprocessor(BaseModel):
     categorical: list[CategoricalColumn]
 
     @classmethod
-    def fit(cls, features: pd.DataFrame) -> "Preprocessor":
+    def fit(cls, features: pd.DataFrame, max_levels: int = MAX_LEVELS) -> "Preprocessor":
+        """Learn medians, scales and levels (the `max_levels` most frequent per categorical)."""
         numeric, categorical = [], []
         for name in features.columns:
             column = features[name]
+            if pd.api.types.is_datetime64_any_dtype(column) or pd.api.types.is_timedelta64_dtype(column):
+                raise UserError(f"features: column {name!r} is a date/time; give the model numbers derived from it")
             if is_categorical(column):
-                levels = sorted(str(v) for v in column.dropna().unique())
+                counts = column.dropna().astype(str).value_counts()
+                levels = sorted(counts.index[:max_levels])
                 categorical.append(CategoricalColumn(name=name, levels=levels))
                 continue
             values = column.astype("float64")
@@ -92,7 +98,7 @@ class Preprocessor(BaseModel):
             if column.had_missing:
                 blocks.append(values.isna().to_numpy(dtype=np.float64))
         for column in self.categorical:
-            values = features[column.name].astype("object")
+            values = features[column.name].astype("object").map(_as_level)
             blocks.extend((values == level).to_numpy(dtype=np.float64) for level in column.levels)
         if not blocks:
             return np.zeros((len(features), 0), dtype=np.float32)
@@ -106,7 +112,8 @@ class Preprocessor(BaseModel):
             out[column.name] = pd.to_numeric(features[column.name], errors="coerce").astype("float64").to_numpy()
         for column in self.categorical:
             codes = {level: float(i) for i, level in enumerate(column.levels)}
-            out[column.name] = features[column.name].astype("object").map(codes).astype("float64").to_numpy()
+            levels = features[column.name].astype("object").map(_as_level)
+            out[column.name] = levels.map(codes).astype("float64").to_numpy()
         return pd.DataFrame(out, index=features.index)
 
     @property
@@ -124,3 +131,8 @@ class Preprocessor(BaseModel):
 def is_categorical(column: pd.Series) -> bool:
     """String, object and category columns are categorical; everything else is numeric."""
     return not (pd.api.types.is_numeric_dtype(column) or pd.api.types.is_bool_dtype(column))
+
+
+def _as_level(value: object) -> object:
+    """Categorical values compare as strings (as in `fit`); missing stays missing."""
+    return value if value is None or (isinstance(value, float) and np.isnan(value)) else str(value)
