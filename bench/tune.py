@@ -67,7 +67,7 @@ def main() -> None:
     args = parser.parse_args()
     ensure_ray(args.address)
     with tempfile.TemporaryDirectory(prefix="bench_tune_") as work:
-        asha = {"kind": "asha", "grace_period": 2, "reduction_factor": 2, "max_t": 100}
+        asha = load_experiment_spec(SPEC).scheduler.model_dump()  # as the experiment ships
         run_variant("asha", asha, args, Path(work))
         run_variant("fifo", {"kind": "none"}, args, Path(work))
 
