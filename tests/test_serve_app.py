@@ -149,10 +149,15 @@ class Service:
         self.raw, self.workdir, self.url = raw, workdir, f"http://127.0.0.1:{port}"
         self.client = httpx.Client(base_url=self.url, headers=AUTH, timeout=60)
 
-    def deploy(self, **args) -> None:
+    def deploy(self, user_configs: dict[str, dict] | None = None, **args) -> None:
+        """Redeploy with changed `args` (rebuilds the app) and/or `user_config` overrides (in place)."""
         from tala_ray.serving.launch import deploy, load_serve_config
 
-        self.raw["applications"][0]["args"].update(args)
+        application = self.raw["applications"][0]
+        application["args"].update(args)
+        for deployment in application["deployments"]:
+            if deployment["name"] in (user_configs or {}):
+                deployment["user_config"] = user_configs[deployment["name"]]
         path = self.workdir / "config.yaml"
         path.write_text(yaml.safe_dump(self.raw))
         deploy(load_serve_config(path, pin_versions=True), timeout_s=240)
@@ -310,9 +315,25 @@ def test_idempotent_retry_returns_the_same_decision(service, bodies):
     assert conflict.status_code == 409 and "Idempotency-Key" in conflict.text
 
 
+def test_policy_changes_live_without_restarting_replicas(service, bodies):
+    before = service.client.get("/v1/models").json()
+    approved_before = [d["decision"] for d in service.decide_batch(bodies).json()["decisions"]].count("approve")
+    policy = service.raw["applications"][0]["args"]["policy"]
+    service.deploy(user_configs={"DecisionPolicy": {**policy, "fee_rate_per_30_days": 0.6}})
+    after = service.client.get("/v1/models").json()
+    assert after["policy"]["params"]["fee_rate_per_30_days"] == 0.6
+    for deployment in ("policy", "credit_champion", "uplift"):
+        assert after[deployment]["replica"] == before[deployment]["replica"], deployment
+    approved_after = [d["decision"] for d in service.decide_batch(bodies).json()["decisions"]].count("approve")
+    assert approved_after > approved_before
+    service.deploy(user_configs={"DecisionPolicy": policy})
+
+
 def test_canary_split_follows_the_weight(service, bodies):
     weight, rounds = 0.3, 8
-    service.deploy(challenger_mode="canary", canary_weight=weight)
+    ingress_before = service.client.get("/v1/models").json()["replica"]
+    service.deploy(user_configs={"DecisionIngress": {"challenger_mode": "canary", "canary_weight": weight}})
+    assert service.client.get("/v1/models").json()["replica"] == ingress_before, "changed in place"
     roles = []
     for _ in range(rounds):
         response = service.decide_batch(bodies)
@@ -323,7 +344,7 @@ def test_canary_split_follows_the_weight(service, bodies):
 
 
 def test_shadow_scores_and_logs_but_never_decides(service, bodies):
-    service.deploy(challenger_mode="shadow", canary_weight=0.0)
+    service.deploy(user_configs={"DecisionIngress": {"challenger_mode": "shadow"}})
     responses = [service.decide(body) for body in bodies[:6]]
     assert all(r.json()["model_versions"]["credit_role"] == "champion" for r in responses)
     ids = {r.json()["request_id"] for r in responses}
@@ -352,7 +373,7 @@ def test_model_swap_under_traffic_drops_nothing(service, registry, bodies):
     worker.start()
     try:
         time.sleep(1.0)
-        service.deploy(challenger_mode="off")
+        service.deploy(user_configs={"DecisionIngress": {"challenger_mode": "off"}})  # + the promotion
         deadline = time.monotonic() + 60
         while (not versions or versions[-1] != "2") and time.monotonic() < deadline:
             time.sleep(0.2)

@@ -90,7 +90,6 @@ def test_every_serve_config_parses_and_binds_loopback(path):
         assert deployments, "every deployment's scaling lives in the file"
         for deployment in deployments.values():
             assert deployment.autoscaling_config and deployment.max_ongoing_requests
-            assert "user_config" not in deployment.model_fields_set  # the builder owns user_config
 
 
 def test_bad_config_is_a_user_error_naming_the_field(tmp_path):
@@ -116,3 +115,23 @@ def test_serve_command_reports_a_bad_config_in_one_line(tmp_path):
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1].startswith("error: applications[0].args: ")
     assert "credit_challenger" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("deployment", "user_config", "message"),
+    [
+        ("DecisionPolicy", {"fee_rate_per_30_days": -1}, r"deployments\[4\]\.user_config\.fee_rate_per_30_days"),
+        ("DecisionIngress", {"challenger_mode": "canary"}, r"challenger_mode: needs args\.credit_challenger"),
+        ("DecisionIngress", {"canary_weight": 2}, r"deployments\[0\]\.user_config\.canary_weight"),
+        ("FeatureTransform", {"anything": 1}, "takes no user_config"),
+    ],
+)
+def test_live_user_config_overrides_are_validated(tmp_path, deployment, user_config, message):
+    raw = yaml.safe_load(CONFIGS[0].read_text())
+    for entry in raw["applications"][0]["deployments"]:
+        if entry["name"] == deployment:
+            entry["user_config"] = user_config
+    path = tmp_path / "live.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(UserError, match=message):
+        load_serve_config(path)

@@ -8,9 +8,9 @@ from typing import Any
 from ray.serve import Application
 
 from tala_ray.errors import UserError
-from tala_ray.serving.args import AppArgs, ModelRef
+from tala_ray.serving.args import AppArgs, ModelRef, RoutingConfig
 from tala_ray.serving.deployments import CreditModel, DecisionPolicy, FeatureTransform, UpliftModel
-from tala_ray.serving.ingress import DecisionIngress, IngressSettings, RoutingConfig
+from tala_ray.serving.ingress import DecisionIngress, IngressSettings
 from tala_ray.serving.model_slot import ModelConfig
 
 log = logging.getLogger(__name__)

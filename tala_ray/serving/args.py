@@ -27,6 +27,16 @@ class BatchingConfig(BaseModel):
     batch_wait_timeout_s: float = Field(0.005, ge=0.0, le=1.0)
 
 
+class RoutingConfig(BaseModel):
+    """The ingress `user_config`: who decides, and how large a batch may be (changed live)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    challenger_mode: Literal["off", "canary", "shadow"] = "off"
+    canary_weight: float = Field(0.0, ge=0.0, le=1.0)
+    max_batch_applications: int = Field(100, ge=1)
+
+
 class AppArgs(BaseModel):
     """Everything the application builder needs; validated before anything is deployed."""
 

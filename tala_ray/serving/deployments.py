@@ -30,6 +30,11 @@ def _apply_batching(method: Any, batching: BatchingConfig) -> None:
     method.set_batch_wait_timeout_s(batching.batch_wait_timeout_s)
 
 
+def _replica_id() -> str:
+    """Which replica answered (it stays the same across in-place `reconfigure` calls)."""
+    return serve.get_replica_context().replica_id.unique_id
+
+
 def _feature_frame(rows: list[FeatureRow], feature_names: list[str]) -> pd.DataFrame:
     """The rows as a frame with exactly the model's features, in its order."""
     return pd.DataFrame.from_records(rows).reindex(columns=list(feature_names))
@@ -95,7 +100,7 @@ class CreditModel:
         ]
 
     def info(self) -> dict[str, Any]:
-        return self._slot.info()
+        return self._slot.info() | {"replica": _replica_id()}
 
 
 @serve.deployment(name="UpliftModel", max_ongoing_requests=64, ray_actor_options={"num_cpus": 0.2})
@@ -127,7 +132,7 @@ class UpliftModel:
         return [{"uplift": float(e), "version": str(predictor.version)} for e in effects]
 
     def info(self) -> dict[str, Any]:
-        return self._slot.info()
+        return self._slot.info() | {"replica": _replica_id()}
 
 
 @serve.deployment(name="DecisionPolicy", max_ongoing_requests=64, ray_actor_options={"num_cpus": 0.1})
@@ -164,5 +169,5 @@ class DecisionPolicy:
             out.append({**decision.model_dump(), "reason_codes": [r.model_dump() for r in reasons]})
         return out
 
-    def params(self) -> dict[str, Any]:
-        return self._params.model_dump(mode="json")
+    def info(self) -> dict[str, Any]:
+        return {"params": self._params.model_dump(mode="json"), "replica": _replica_id()}

@@ -6,14 +6,17 @@ import logging
 import random
 import time
 import uuid
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from fastapi import FastAPI, Header, HTTPException, Request
+from fastapi.exception_handlers import request_validation_exception_handler
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict
 from ray import serve
 
 from tala_ray.errors import UserError
+from tala_ray.serving.args import RoutingConfig
 from tala_ray.serving.auth import OPEN_PATHS, is_authorised, load_api_keys
 from tala_ray.serving.idempotency import IdempotencyCache, IdempotencyConflict
 from tala_ray.serving.metrics import serving_metrics
@@ -52,14 +55,11 @@ class IngressSettings(BaseModel):
     max_body_bytes: int
 
 
-class RoutingConfig(BaseModel):
-    """The ingress `user_config`: who decides, and how large a batch may be (changed live)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    challenger_mode: Literal["off", "canary", "shadow"] = "off"
-    canary_weight: float = Field(0.0, ge=0.0, le=1.0)
-    max_batch_applications: int = Field(100, ge=1)
+@app.exception_handler(RequestValidationError)
+async def count_validation_errors(request: Request, error: RequestValidationError) -> JSONResponse:
+    """FastAPI's usual 422 body (each problem's `loc` and `msg`), counted in the error metric."""
+    serving_metrics().errors.inc(tags={"stage": "request", "kind": "validation"})
+    return await request_validation_exception_handler(request, error)
 
 
 @app.middleware("http")
@@ -67,6 +67,7 @@ async def guard(request: Request, call_next: Any) -> Any:
     """401 without a valid bearer key (except /healthz); 413 for a declared body over the limit."""
     if request.url.path not in OPEN_PATHS:
         if not is_authorised(request.headers.get("authorization"), request.app.state.api_keys):
+            serving_metrics().errors.inc(tags={"stage": "request", "kind": "unauthorised"})
             return JSONResponse(
                 {"detail": "missing or invalid API key: send 'Authorization: Bearer <key>'"},
                 status_code=401,
@@ -147,7 +148,7 @@ class DecisionIngress:
     async def models(self) -> ModelsResponse:
         challenger = self._credit["challenger"]
         champion_info, uplift_info, policy = await asyncio.gather(
-            self._credit["champion"].info.remote(), self._uplift.info.remote(), self._policy.params.remote()
+            self._credit["champion"].info.remote(), self._uplift.info.remote(), self._policy.info.remote()
         )
         return ModelsResponse(
             credit_champion=champion_info,
@@ -156,6 +157,7 @@ class DecisionIngress:
             challenger_mode=self._routing.challenger_mode,
             canary_weight=self._routing.canary_weight,
             policy=policy,
+            replica=serve.get_replica_context().replica_id.unique_id,
         )
 
     @app.post("/v1/decisions", response_model=DecisionResponse)

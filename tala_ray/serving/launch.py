@@ -10,7 +10,7 @@ import yaml
 from pydantic import ValidationError
 
 from tala_ray.errors import UserError
-from tala_ray.serving.args import AppArgs
+from tala_ray.serving.args import AppArgs, RoutingConfig
 
 BUILDER_IMPORT_PATH = "tala_ray.serving.app:build_app"
 LOOPBACK = "127.0.0.1"
@@ -22,6 +22,38 @@ def _problems(error: ValidationError, prefix: str) -> str:
 
 
 MODEL_ARGS = ("credit_model", "credit_challenger", "uplift_model")
+
+
+def live_config_models() -> dict[str, type]:
+    """The deployments whose `user_config` a config file may set (changed in place, no restart)."""
+    from tala_ray.policy import PolicyParams
+    from tala_ray.serving.model_slot import ModelConfig
+
+    return {
+        "DecisionIngress": RoutingConfig,
+        "DecisionPolicy": PolicyParams,
+        "CreditChampion": ModelConfig,
+        "CreditChallenger": ModelConfig,
+        "UpliftModel": ModelConfig,
+    }
+
+
+def check_user_configs(application: dict[str, Any], args: AppArgs, index: int) -> None:
+    """Validate `deployments[].user_config` overrides with the same models the replicas use."""
+    models = live_config_models()
+    for position, deployment in enumerate(application.get("deployments") or []):
+        if "user_config" not in deployment:
+            continue
+        where = f"applications[{index}].deployments[{position}].user_config"
+        schema = models.get(deployment.get("name"))
+        if schema is None:
+            raise UserError(f"{where}: deployment {deployment.get('name')!r} takes no user_config")
+        try:
+            config = schema.model_validate(deployment["user_config"])
+        except ValidationError as error:
+            raise UserError(_problems(error, where)) from None
+        if isinstance(config, RoutingConfig) and config.challenger_mode != "off" and args.credit_challenger is None:
+            raise UserError(f"{where}.challenger_mode: needs args.credit_challenger")
 
 
 def pin_model_versions(args: AppArgs) -> AppArgs:
@@ -61,6 +93,7 @@ def load_serve_config(path: str | Path, overrides: dict[str, Any] | None = None,
             args = AppArgs.model_validate(application["args"])
         except ValidationError as error:
             raise UserError(_problems(error, f"applications[{index}].args")) from None
+        check_user_configs(application, args, index)
         if pin_versions:
             pinned = pin_model_versions(args)
             application["args"] |= {f: getattr(pinned, f).model_dump() for f in MODEL_ARGS if getattr(pinned, f)}

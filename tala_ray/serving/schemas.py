@@ -58,7 +58,7 @@ class HealthResponse(BaseModel):
 
 
 class ModelsResponse(BaseModel):
-    """The models each deployment serves and the last reload error, if any."""
+    """The models each deployment serves, the last reload error if any, and the answering replicas."""
 
     credit_champion: dict[str, Any]
     credit_challenger: dict[str, Any] | None
@@ -66,3 +66,4 @@ class ModelsResponse(BaseModel):
     challenger_mode: str
     canary_weight: float
     policy: dict[str, Any]
+    replica: str = Field(description="The ingress replica that answered.")
