@@ -113,10 +113,15 @@ def register_credit(registry: Registry, features: pd.DataFrame, y: np.ndarray, C
 
 
 def register_uplift(registry: Registry, features: pd.DataFrame, applications: pd.DataFrame, fsv: str) -> str:
-    """A small uplift model through the uplift engineer's public API."""
-    from tala_ray.models.uplift import register_test_uplift  # replaced once the uplift API lands
+    """A small T-learner fitted on repayment (so `effect` is the reduction in default probability)."""
+    from tala_ray.models.uplift import TLearnerUplift
 
-    return register_test_uplift(registry, features, applications, fsv)
+    names = [c for c in features.columns if c != "application_id"]
+    model = TLearnerUplift(nuisance_n_estimators=30, cv=2).fit(
+        1 - applications["defaulted"].to_numpy(), applications["treatment"].to_numpy(), X=features[names]
+    )
+    metadata = ArtifactMetadata(kind="uplift", family=model.family, feature_set_version=fsv, feature_names=names)
+    return registry.register("uplift", model.to_files(), metadata).version
 
 
 @pytest.fixture(scope="module")
