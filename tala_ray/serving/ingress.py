@@ -1,6 +1,6 @@
 """The FastAPI ingress: authentication, validation, routing (champion/canary/shadow), logging."""
 
-
+# No `from __future__ import annotations` here: FastAPI must see the real request body types.
 import asyncio
 import logging
 import random
