@@ -9,6 +9,7 @@ import typer
 from pydantic import ValidationError
 
 from tala_ray.commands import data
+from tala_ray.commands import features as features_command
 from tala_ray.commands import log as log_command
 from tala_ray.commands import models as models_command
 from tala_ray.commands import serve as serve_command
@@ -23,6 +24,7 @@ app = typer.Typer(
     rich_markup_mode=None,
 )
 app.add_typer(data.app, name="data", help="Generate the synthetic lending world; profile a dataset spec.")
+app.add_typer(features_command.app, name="features", help="List feature definitions; build a feature table with Ray Data.")
 app.add_typer(serve_command.app, name="serve", help="Run the decision service from a Serve config file.")
 app.add_typer(tune_command.app, name="tune", help="Run an experiment spec on Ray Tune and register the winner.")
 app.add_typer(models_command.app, name="models", help="List, show, promote and compare registered models.")
