@@ -434,14 +434,17 @@ def wait_for_log(service: Service, ready, timeout_s: float = 30.0) -> pd.DataFra
         time.sleep(0.5)
 
 
-def test_graceful_shutdown_leaves_every_acknowledged_decision_in_the_log(service):
+def test_graceful_shutdown_leaves_every_acknowledged_decision_in_the_log(service, bodies):
     from ray import serve
 
     from tala_ray.monitoring.prediction_log import read_prediction_log
 
+    service.deploy(log_flush_interval_s=300.0)  # new args: the old ingress replica shuts down (and flushes)
+    last = [service.decide(body).json()["request_id"] for body in bodies[:10]]  # only a shutdown flush writes these
     serve.delete(APP)
     log = read_prediction_log(str(service.workdir / "prediction_log"))
     decided = log[log["role"] == "decision"]
+    assert set(last) <= set(decided["request_id"])
     assert set(ACKNOWLEDGED) <= set(decided["request_id"])
     assert decided["request_id"].is_unique, "an idempotent retry is logged once"
     assert len(ACKNOWLEDGED) > 300
