@@ -123,12 +123,16 @@ def test_serve_command_reports_a_bad_config_in_one_line(tmp_path):
         ("DecisionPolicy", {"fee_rate_per_30_days": -1}, r"deployments\[4\]\.user_config\.fee_rate_per_30_days"),
         ("DecisionIngress", {"challenger_mode": "canary"}, r"challenger_mode: needs args\.credit_challenger"),
         ("DecisionIngress", {"canary_weight": 2}, r"deployments\[0\]\.user_config\.canary_weight"),
-        ("FeatureTransform", {"anything": 1}, "takes no user_config"),
+        ("FeatureTransform", {"batching": {"max_batch_size": 0}}, r"user_config\.batching\.max_batch_size"),
+        ("Elsewhere", {"anything": 1}, "takes no user_config"),
     ],
 )
 def test_live_user_config_overrides_are_validated(tmp_path, deployment, user_config, message):
     raw = yaml.safe_load(CONFIGS[0].read_text())
-    for entry in raw["applications"][0]["deployments"]:
+    deployments = raw["applications"][0]["deployments"]
+    if deployment not in {entry["name"] for entry in deployments}:
+        deployments.append({"name": deployment})
+    for entry in deployments:
         if entry["name"] == deployment:
             entry["user_config"] = user_config
     path = tmp_path / "live.yaml"

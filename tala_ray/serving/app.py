@@ -8,7 +8,7 @@ from typing import Any
 from ray.serve import Application
 
 from tala_ray.errors import UserError
-from tala_ray.serving.args import AppArgs, ModelRef, RoutingConfig
+from tala_ray.serving.args import AppArgs, FeatureTransformConfig, ModelRef, RoutingConfig
 from tala_ray.serving.deployments import CreditModel, DecisionPolicy, FeatureTransform, UpliftModel
 from tala_ray.serving.ingress import DecisionIngress, IngressSettings
 from tala_ray.serving.model_slot import ModelConfig
@@ -63,7 +63,7 @@ def build_app(args: AppArgs | dict[str, Any]) -> Application:
         challenger_config = model_user_config("credit", "challenger", args.credit_challenger, args, fsv)
         challenger = CreditModel.options(name="CreditChallenger", user_config=challenger_config).bind()
     uplift = UpliftModel.options(user_config=model_user_config("uplift", "champion", args.uplift_model, args, fsv))
-    features = FeatureTransform.options(user_config={"batching": args.feature_batching.model_dump()})
+    features = FeatureTransform.options(user_config=FeatureTransformConfig(batching=args.feature_batching).model_dump())
     policy = DecisionPolicy.options(user_config=args.policy.model_dump(mode="json"))
     routing = RoutingConfig(
         challenger_mode=args.challenger_mode,

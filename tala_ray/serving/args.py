@@ -27,6 +27,14 @@ class BatchingConfig(BaseModel):
     batch_wait_timeout_s: float = Field(0.005, ge=0.0, le=1.0)
 
 
+class FeatureTransformConfig(BaseModel):
+    """The feature transform's `user_config`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    batching: BatchingConfig = Field(default_factory=BatchingConfig)
+
+
 class RoutingConfig(BaseModel):
     """The ingress `user_config`: who decides, and how large a batch may be (changed live)."""
 

@@ -16,7 +16,7 @@ import pandas as pd
 from ray import serve
 
 from tala_ray.policy import PolicyParams, decide, reason_codes
-from tala_ray.serving.args import BatchingConfig
+from tala_ray.serving.args import BatchingConfig, FeatureTransformConfig
 from tala_ray.serving.metrics import serving_metrics
 from tala_ray.serving.model_slot import ModelConfig, ModelSlot
 
@@ -45,7 +45,7 @@ class FeatureTransform:
     """Raw application (events, loans, device) -> one feature row, with the shared feature code."""
 
     def reconfigure(self, user_config: dict[str, Any]) -> None:
-        _apply_batching(self.transform, BatchingConfig.model_validate(user_config.get("batching", {})))
+        _apply_batching(self.transform, FeatureTransformConfig.model_validate(user_config).batching)
 
     @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.005)
     async def transform(self, requests: list[Any]) -> list[FeatureRow]:
