@@ -189,6 +189,8 @@ def service(ray_cluster, registry, tmp_path_factory):
     raw = yaml.safe_load(CANARY_CONFIG.read_text())
     port = free_port()
     raw["http_options"]["port"] = port
+    for deployment in raw["applications"][0]["deployments"]:  # leave room on the shared 2-CPU cluster
+        deployment["ray_actor_options"] = {"num_cpus": 0.05}
     raw["applications"][0]["args"].update(
         registry_uri=registry.uri,
         api_key_file=str(workdir / "api_keys"),
