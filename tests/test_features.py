@@ -1,0 +1,154 @@
+"""Feature definitions: contract, hand-checked values and point-in-time correctness (no Ray)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tala_ray.data.generate import WorldSpec
+from tala_ray.data.world import simulate_chunk
+from tala_ray.features.definitions import FEATURES, compute_features, feature_set_version
+
+DAY = pd.Timedelta(days=1)
+APP_TIME = pd.Timestamp("2025-06-01T12:00:00Z")
+
+
+@pytest.fixture(scope="module")
+def world() -> dict[str, pd.DataFrame]:
+    """A 600-applicant world simulated in-process (no Ray needed)."""
+    spec = WorldSpec(applicants=600, seed=3)
+    tables = simulate_chunk(spec.seed, 0, 0, spec.applicants)
+    return {name: table.to_pandas() for name, table in tables.items() if name != "truth"}
+
+
+def features_of(world: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    return compute_features(world["applications"], world["applicants"], world["events"], world["loans"])
+
+
+def one_applicant(events: list[dict], loans: list[dict] | None = None, country: str = "KE") -> pd.Series:
+    """Features of a single hand-built application at APP_TIME."""
+    applicants = pd.DataFrame(
+        [{"applicant_id": 1, "country": country, "signup_time": APP_TIME - 100 * DAY, "device_os": "android",
+          "device_price_usd": 80.0, "device_age_months": 3}]
+    )
+    applications = pd.DataFrame(
+        [{"application_id": 9, "applicant_id": 1, "application_time": APP_TIME, "amount": 2600.0, "term_days": 30}]
+    )
+    event_columns = ["applicant_id", "event_time", "event_type", "amount", "app_category"]
+    loan_columns = ["applicant_id", "disbursed_time", "due_time", "amount", "repaid", "days_late"]
+    frame = compute_features(
+        applications,
+        applicants,
+        pd.DataFrame([{"applicant_id": 1, "app_category": None, **e} for e in events], columns=event_columns),
+        pd.DataFrame([{"applicant_id": 1, **loan} for loan in loans or []], columns=loan_columns),
+    )
+    return frame.iloc[0]
+
+
+def test_output_has_one_row_per_application_and_the_declared_columns(world):
+    features = features_of(world)
+    assert list(features.columns) == ["application_id", *[f.name for f in FEATURES]]
+    assert features["application_id"].tolist() == world["applications"]["application_id"].tolist()
+    for definition in FEATURES:
+        column = features[definition.name]
+        if definition.dtype == "float64":
+            assert column.dtype == np.float64, definition.name
+        else:
+            assert pd.api.types.is_string_dtype(column), definition.name
+    assert len({f.name for f in FEATURES}) == len(FEATURES)
+    assert all(f.description for f in FEATURES)
+
+
+def test_feature_set_version_is_a_stable_hash():
+    assert feature_set_version() == feature_set_version()
+    assert feature_set_version().startswith("fs-") and len(feature_set_version()) == 19
+
+
+def test_hand_built_applicant_gives_the_expected_values():
+    events = [
+        {"event_time": APP_TIME - 5 * DAY, "event_type": "mm_in", "amount": 13_000.0},  # 100 USD in KE
+        {"event_time": APP_TIME - 40 * DAY, "event_type": "mm_in", "amount": 26_000.0},
+        {"event_time": APP_TIME - 10 * DAY, "event_type": "mm_out", "amount": 6_500.0},
+        {"event_time": APP_TIME - 20 * DAY, "event_type": "bill_pay", "amount": 1_300.0},
+        {"event_time": APP_TIME - 60 * DAY, "event_type": "app_install", "amount": None, "app_category": "betting"},
+        {"event_time": APP_TIME - 200 * DAY, "event_type": "mm_in", "amount": 1e9},  # beyond the 180-day lookback
+    ]
+    loans = [
+        {"disbursed_time": APP_TIME - 90 * DAY, "due_time": APP_TIME - 60 * DAY, "amount": 1300.0, "repaid": True, "days_late": 3},
+        {"disbursed_time": APP_TIME - 40 * DAY, "due_time": APP_TIME - 10 * DAY, "amount": 1300.0, "repaid": False, "days_late": 90},
+    ]
+    row = one_applicant(events, loans)
+    assert row["inflow_sum_7d_usd"] == pytest.approx(100.0)
+    assert row["inflow_sum_30d_usd"] == pytest.approx(100.0)
+    assert row["inflow_sum_90d_usd"] == pytest.approx(300.0)
+    assert row["inflow_count_90d"] == 2
+    assert row["outflow_sum_30d_usd"] == pytest.approx(50.0)
+    assert row["spend_ratio_log_90d"] == pytest.approx(np.log(70 / 320))
+    assert row["bill_count_30d"] == 1 and row["betting_installs"] == 1 and row["betting_installs_90d"] == 1
+    assert row["days_since_last_inflow"] == pytest.approx(5.0)
+    assert row["loan_amount_usd"] == pytest.approx(20.0)
+    assert row["loan_to_monthly_inflow_log"] == pytest.approx(np.log(25 / 105))
+    assert row["tenure_days"] == pytest.approx(100.0)
+    # The first loan was repaid 3 days late, well before; the second is past due but not yet written off.
+    assert row["prior_loan_count"] == 2 and row["repaid_loan_count"] == 1 and row["defaulted_loan_count"] == 0
+    assert row["overdue_loan_count"] == 1 and row["share_loans_repaid"] == 1.0 and row["mean_days_late_repaid"] == 3
+    assert row["country"] == "KE"
+
+
+def test_an_applicant_without_history_gets_zero_counts_and_missing_ratios():
+    row = one_applicant([])
+    assert row["inflow_sum_90d_usd"] == 0 and row["prior_loan_count"] == 0
+    assert np.isnan(row["share_loans_repaid"]) and np.isnan(row["days_since_last_event"])
+
+
+def plant_future(world: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
+    """Copy of the world with extra events and loans at and after each application time."""
+    apps = world["applications"][["applicant_id", "application_time"]]
+    planted_events = []
+    for offset in (pd.Timedelta(0), pd.Timedelta(milliseconds=1), 3 * DAY, 45 * DAY):
+        for kind, category in (("mm_in", None), ("mm_out", None), ("bill_pay", None), ("airtime", None), ("app_install", "betting")):
+            planted_events.append(
+                pd.DataFrame(
+                    {
+                        "applicant_id": apps["applicant_id"],
+                        "event_time": apps["application_time"] + offset,
+                        "event_type": kind,
+                        "amount": None if kind == "app_install" else 1e6,
+                        "app_category": category,
+                    }
+                )
+            )
+    planted_loans = pd.DataFrame(
+        {
+            "loan_id": -1 - np.arange(len(apps)),
+            "applicant_id": apps["applicant_id"],
+            "disbursed_time": apps["application_time"],
+            "due_time": apps["application_time"] + 30 * DAY,
+            "amount": 1e6,
+            "repaid": False,
+            "days_late": 90,
+        }
+    )
+    # Outcomes of earlier loans not settled by the application time are unknown then: flip them.
+    loans = world["loans"].merge(apps, on="applicant_id")
+    settles = loans["due_time"] + pd.to_timedelta(loans["days_late"], unit="D")
+    unsettled = (loans["disbursed_time"] < loans["application_time"]) & (settles >= loans["application_time"])
+    flipped = world["loans"].copy()
+    flipped.loc[unsettled.to_numpy(), "repaid"] = ~flipped.loc[unsettled.to_numpy(), "repaid"]
+    events = pd.concat([world["events"], *planted_events], ignore_index=True).astype(world["events"].dtypes.to_dict())
+    return {**world, "events": events, "loans": pd.concat([flipped, planted_loans], ignore_index=True)}
+
+
+def test_events_and_loans_at_or_after_the_application_time_change_nothing(world):
+    planted = plant_future(world)
+    assert len(planted["events"]) > len(world["events"]) + 5 * len(world["applications"])
+    pd.testing.assert_frame_equal(features_of(planted), features_of(world), check_exact=True)
+
+
+def test_the_point_in_time_check_would_catch_a_leak(world):
+    """The same planting one millisecond before the application time does change the features."""
+    shifted = {**world, "applications": world["applications"].assign(application_time=world["applications"]["application_time"] + pd.Timedelta(milliseconds=2))}
+    planted = plant_future(world)
+    changed = features_of({**planted, "applications": shifted["applications"]})
+    assert not changed["inflow_sum_7d_usd"].equals(features_of(shifted)["inflow_sum_7d_usd"])
