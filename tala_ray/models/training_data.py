@@ -74,12 +74,15 @@ class Splits:
     test: TrainingFrame
 
 
-def frame_from_feature_table(table: pd.DataFrame, lineage: Lineage) -> TrainingFrame:
-    """A training frame from a feature table's columns (the shared feature-table contract)."""
-    missing = [c for c in ("application_id", "application_time", "defaulted") if c not in table.columns]
+def frame_from_feature_table(
+    table: pd.DataFrame, lineage: Lineage, feature_names: list[str] | None = None
+) -> TrainingFrame:
+    """A training frame from a feature table's columns: `feature_names`, or all but the key columns."""
+    names = feature_names or [c for c in table.columns if c not in NON_FEATURE_COLUMNS]
+    missing = [c for c in ("application_id", "application_time", "defaulted", *names) if c not in table.columns]
     if missing:
         raise UserError(f"feature table {lineage.source!r}: missing columns {missing}")
-    features = table[[c for c in table.columns if c not in NON_FEATURE_COLUMNS]]
+    features = table[names]
     return TrainingFrame(
         features=features.reset_index(drop=True),
         target=table["defaulted"].to_numpy(dtype=np.int64),
@@ -97,21 +100,28 @@ def load_training_frame(source: "DataSource") -> TrainingFrame:
         from tala_ray.features.table import read_feature_manifest, read_feature_table
 
         manifest = read_feature_manifest(source.path)
+        if source.world:
+            check_same_world(source.world, manifest.world_content_hash)
         lineage = Lineage(
             source=source.path,
             feature_set_version=manifest.feature_set_version,
-            data_content_hash=_world_hash(manifest),
+            data_content_hash=manifest.world_content_hash,
             world=source.world,
         )
-        return frame_from_feature_table(read_feature_table(source.path), lineage)
+        return frame_from_feature_table(read_feature_table(source.path), lineage, manifest.feature_names)
     return _frame_from_dataset_spec(source.path)
 
 
-def _world_hash(manifest: object) -> str | None:
-    for name in ("world_content_hash", "source_content_hash", "content_hash"):
-        if getattr(manifest, name, None):
-            return str(getattr(manifest, name))
-    return None
+def check_same_world(world: str, expected_hash: str | None) -> None:
+    """The world given for evaluation must be the one the features were built from."""
+    from tala_ray.data.generate import read_manifest
+
+    actual = read_manifest(world).content_hash
+    if expected_hash is not None and actual != expected_hash:
+        raise UserError(
+            f"data.world: {world!r} (content hash {actual[:12]}) is not the world the feature table was built from "
+            f"({expected_hash[:12]})"
+        )
 
 
 def _frame_from_dataset_spec(path: str) -> TrainingFrame:
