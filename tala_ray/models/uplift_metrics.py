@@ -20,9 +20,17 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 log = logging.getLogger(__name__)
+
+# Causal validation scores computed on held-out data without ground truth (all: larger is better).
+UPLIFT_METRIC_NAMES = ("r_score", "dr_qini", "dr_auuc")
+
+
+def _z(alpha: float) -> float:
+    from scipy import stats
+
+    return float(stats.norm.ppf(1 - alpha / 2))
 
 
 @dataclass(frozen=True)
@@ -48,7 +56,7 @@ def mean_with_ci(values: np.ndarray, alpha: float = 0.05) -> EffectEstimate:
     n = len(values)
     mean = float(np.mean(values))
     std_error = float(np.std(values, ddof=1) / np.sqrt(n)) if n > 1 else float("inf")
-    z = float(stats.norm.ppf(1 - alpha / 2))
+    z = _z(alpha)
     return EffectEstimate(mean, std_error, mean - z * std_error, mean + z * std_error, n)
 
 
@@ -58,7 +66,7 @@ def naive_difference(y: np.ndarray, t: np.ndarray, alpha: float = 0.05) -> Effec
     treated, control = y[t == 1], y[t == 0]
     estimate = float(treated.mean() - control.mean())
     std_error = float(np.sqrt(treated.var(ddof=1) / len(treated) + control.var(ddof=1) / len(control)))
-    z = float(stats.norm.ppf(1 - alpha / 2))
+    z = _z(alpha)
     return EffectEstimate(estimate, std_error, estimate - z * std_error, estimate + z * std_error, len(y))
 
 
