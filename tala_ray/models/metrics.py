@@ -5,10 +5,15 @@ from __future__ import annotations
 import numpy as np
 from sklearn.metrics import brier_score_loss, log_loss, roc_auc_score, roc_curve
 
-METRIC_NAMES = ("auc", "gini", "ks", "brier", "log_loss", "calibration_error")
+from tala_ray.models.uplift_metrics import UPLIFT_METRIC_NAMES
+
+CREDIT_METRIC_NAMES = ("auc", "gini", "ks", "brier", "log_loss", "calibration_error")
+METRIC_NAMES = CREDIT_METRIC_NAMES + UPLIFT_METRIC_NAMES
 
 # For each metric, whether larger is better (how a spec's `mode` is checked).
-HIGHER_IS_BETTER = {"auc": True, "gini": True, "ks": True, "brier": False, "log_loss": False, "calibration_error": False}
+HIGHER_IS_BETTER = {"auc": True, "gini": True, "ks": True, "brier": False, "log_loss": False, "calibration_error": False} | {
+    name: True for name in UPLIFT_METRIC_NAMES
+}
 
 
 def ks_statistic(y_true: np.ndarray, p_default: np.ndarray) -> float:

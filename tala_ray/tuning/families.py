@@ -1,6 +1,6 @@
 """Model families: their spec (a discriminated union on `kind`) and the builder that trains them.
 
-To add a family (the uplift families live in `tala_ray/models/uplift.py`): add its spec class to
+To add a family (the uplift families live in `tala_ray/tuning/uplift_families.py`): add its spec class to
 `ModelFamily` and its builder to `FAMILY_BUILDERS`. A builder implements `FamilyBuilder`.
 """
 
@@ -18,6 +18,7 @@ from tala_ray.models.credit import ESTIMATORS, CreditEstimator
 from tala_ray.models.metrics import binary_metrics
 from tala_ray.models.training_data import TrainingFrame
 from tala_ray.tuning.space import SearchSpace
+from tala_ray.tuning.uplift_families import UPLIFT_BUILDERS, CausalForestFamily, DRLearnerFamily, LinearDMLFamily, TLearnerFamily, XLearnerFamily
 
 Report = Callable[[dict[str, float]], None]
 
@@ -54,7 +55,11 @@ class MLPFamily(FamilySpec):
     estimator_class: ClassVar[type] = ESTIMATORS["mlp"]
 
 
-ModelFamily = Annotated[LogisticFamily | GBMFamily | MLPFamily, Field(discriminator="kind")]
+ModelFamily = Annotated[
+    LogisticFamily | GBMFamily | MLPFamily
+    | DRLearnerFamily | XLearnerFamily | TLearnerFamily | CausalForestFamily | LinearDMLFamily,
+    Field(discriminator="kind"),
+]
 
 
 class FamilyBuilder(Protocol):
@@ -107,4 +112,4 @@ class CreditFamilyBuilder:
         return model.to_files()
 
 
-FAMILY_BUILDERS: dict[str, FamilyBuilder] = {name: CreditFamilyBuilder(family=name) for name in ESTIMATORS}
+FAMILY_BUILDERS: dict[str, FamilyBuilder] = {name: CreditFamilyBuilder(family=name) for name in ESTIMATORS} | UPLIFT_BUILDERS

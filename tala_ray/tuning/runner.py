@@ -14,6 +14,7 @@ from tala_ray.models.metrics import METRIC_NAMES
 from tala_ray.models.training_data import Splits, TrainingFrame, combine, load_training_frame, split_frame
 from tala_ray.tuning.families import FAMILY_BUILDERS, FamilyBuilder
 from tala_ray.tuning.spec import ExperimentSpec
+from tala_ray.tuning.uplift_families import UPLIFT_KINDS
 from tala_ray.tuning.space import to_tune_space
 
 log = logging.getLogger(__name__)
@@ -165,6 +166,10 @@ def run_experiment(
     """
     from tala_ray.tuning.finalize import register_winner
 
+    if spec.model.kind in UPLIFT_KINDS:
+        from tala_ray.tuning.uplift_families import run_uplift_experiment
+
+        return run_uplift_experiment(spec, registry_uri, runs_root, resume, overwrite, callbacks, frame)
     started = time.perf_counter()
     path = experiment_path(spec, runs_root)
     if overwrite and not resume and path.exists():

@@ -9,8 +9,10 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from tala_ray.errors import UserError
-from tala_ray.models.metrics import HIGHER_IS_BETTER, METRIC_NAMES
+from tala_ray.models.metrics import CREDIT_METRIC_NAMES, HIGHER_IS_BETTER, METRIC_NAMES
+from tala_ray.models.uplift_metrics import UPLIFT_METRIC_NAMES
 from tala_ray.tuning.families import ModelFamily
+from tala_ray.tuning.uplift_families import UPLIFT_KINDS
 
 
 class _Strict(BaseModel):
@@ -102,6 +104,9 @@ class ExperimentSpec(_Strict):
 
     @model_validator(mode="after")
     def _mode_matches_metric(self) -> "ExperimentSpec":
+        if (self.metric in UPLIFT_METRIC_NAMES) != (self.model.kind in UPLIFT_KINDS):
+            allowed = UPLIFT_METRIC_NAMES if self.model.kind in UPLIFT_KINDS else CREDIT_METRIC_NAMES
+            raise ValueError(f"metric: {self.metric} does not fit model.kind {self.model.kind}; use one of {list(allowed)}")
         expected = "max" if HIGHER_IS_BETTER[self.metric] else "min"
         if self.mode != expected:
             raise ValueError(f"mode: {self.metric} is better when {'larger' if expected == 'max' else 'smaller'}; use {expected!r}")
