@@ -110,7 +110,10 @@ def test_serve_command_reports_a_bad_config_in_one_line(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text(yaml.safe_dump(raw))
     result = subprocess.run(
-        [sys.executable, "-m", "tala_ray.cli", "serve", str(bad)], capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "tala_ray.cli", "serve", str(bad), "--registry-uri", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1].startswith("error: applications[0].args: ")

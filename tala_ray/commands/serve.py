@@ -7,10 +7,11 @@ from typing import Annotated
 
 import typer
 
-app = typer.Typer(no_args_is_help=False, invoke_without_command=True)
+# A group with no subcommands, so that `tala-ray serve CONFIG --options` reads like a single command.
+app = typer.Typer(context_settings={"allow_interspersed_args": True}, subcommand_metavar="")
 
 
-@app.callback()
+@app.callback(invoke_without_command=True)
 def serve(
     config: Annotated[str, typer.Argument(help="Serve config file.")] = "serve_configs/credit_decision.yaml",
     registry_uri: Annotated[str | None, typer.Option(help="Override args.registry_uri.")] = None,
