@@ -1,0 +1,57 @@
+"""Quality bar (slow): on a 50,000-applicant world, with the shipped specs.
+
+- experiment cohort: the tuned winner's Qini (true effects) reaches 0.7 of the oracle's and its
+  average-effect confidence interval (AIPW on the test split) covers the true average effect;
+- historical cohort: the adjusted average effect is closer to the truth than the naive difference.
+
+Prints the figures. Run: .venv/bin/python -m pytest -m slow tests/test_uplift_quality.py -s
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tala_ray.tuning.runner import run_experiment
+from tala_ray.tuning.spec import load_experiment_spec, with_data_overrides
+
+EXPERIMENTS = Path(__file__).parent.parent / "experiments"
+pytestmark = [pytest.mark.slow]
+
+
+def cli(*args: str) -> None:
+    result = subprocess.run([sys.executable, "-m", "tala_ray.cli", *args], capture_output=True, text=True, timeout=1800)
+    assert result.returncode == 0, result.stderr[-3000:]
+
+
+@pytest.fixture(scope="module")
+def world_50k(tmp_path_factory) -> tuple[str, str]:
+    root = tmp_path_factory.mktemp("uplift_quality")
+    world, features = str(root / "world"), str(root / "features")
+    cli("data", "generate", "--applicants", "50000", "--seed", "7", "--out", world)
+    cli("features", "build", "--world", world, "--out", features)
+    return world, features
+
+
+def _run(name: str, world_50k: tuple[str, str], tmp_path: Path) -> dict:
+    world, features = world_50k
+    spec = with_data_overrides(load_experiment_spec(EXPERIMENTS / f"{name}.yaml"), features, world)
+    outcome = run_experiment(spec, registry_uri=str(tmp_path / "registry"), runs_root=str(tmp_path / "runs"))
+    print(f"\n{name}: best {outcome.best_params}\n  valid {outcome.best_valid}\n  test {json.dumps(outcome.report['test'], default=str)}")
+    return outcome.report["test"]
+
+
+def test_experiment_cohort_winner_reaches_the_qini_bar_and_covers_the_true_effect(ray_cluster, world_50k, tmp_path):
+    test = _run("uplift_xlearner", world_50k, tmp_path)
+    assert test["qini_share_of_oracle"] >= 0.7
+    assert test["ate_adjusted_covers_truth"]
+
+
+def test_historical_cohort_adjusted_effect_beats_the_naive_difference(ray_cluster, world_50k, tmp_path):
+    test = _run("uplift_historical", world_50k, tmp_path)
+    assert test["adjusted_closer_than_naive"]
+    assert abs(test["ate_adjusted_error"]) < abs(test["ate_naive_error"]) / 3
