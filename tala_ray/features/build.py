@@ -39,7 +39,10 @@ def _raw_dataset(world: str, table: str) -> pads.Dataset:
     location = join_path(root, table)
     if filesystem.get_file_info(location).type == pafs.FileType.NotFound:
         raise UserError(f"world {world!r}: table {table!r} is missing (expected Parquet files under {location})")
-    return pads.dataset(location, filesystem=filesystem, format="parquet")
+    dataset = pads.dataset(location, filesystem=filesystem, format="parquet")
+    if not dataset.files:
+        raise UserError(f"world {world!r}: table {table!r} has no Parquet files under {location}")
+    return dataset
 
 
 def check_inputs(world: str) -> dict[str, int]:

@@ -1,0 +1,194 @@
+"""The Ray Data feature pipeline on a real local cluster: output, quarantine, input contracts, and
+parity of the online path with the batch table."""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import pytest
+
+from tala_ray.data import schema
+from tala_ray.data.generate import read_manifest
+from tala_ray.data.validation import SchemaMismatchError
+from tala_ray.features.build import build_feature_table, check_inputs
+from tala_ray.features.definitions import FEATURES, compute_features, feature_set_version
+from tala_ray.features.online import ApplicationRequest, features_from_requests
+from tala_ray.features.table import KEY_COLUMNS, read_feature_manifest, read_feature_table, read_quarantine
+
+pytestmark = pytest.mark.ray
+
+RAW = ("applicants", "events", "loans", "applications")
+# Online and batch run the same code on the same values; timestamps pass through ISO strings.
+PARITY_RTOL, PARITY_ATOL = 1e-12, 1e-12
+
+
+def read_raw(world: Path) -> dict[str, pa.Table]:
+    return {name: pq.read_table(world / name) for name in RAW}
+
+
+@pytest.fixture(scope="module")
+def built(small_world, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("features") / "table"
+    build_feature_table(str(small_world), str(out), engine="ray", num_buckets=3)
+    return out
+
+
+def test_build_writes_a_partitioned_table_and_its_manifest(built, small_world):
+    manifest = read_feature_manifest(str(built))
+    assert manifest.feature_set_version == feature_set_version()
+    assert manifest.feature_names == [f.name for f in FEATURES]
+    assert manifest.world_content_hash == read_manifest(str(small_world)).content_hash
+    assert manifest.rows_in["applications"] == 4_000 and manifest.rows_out == 4_000
+    assert manifest.rows_in["events"] > 100_000 and manifest.quarantined == {}
+    assert {p.name for p in (built / "table").iterdir()} == {"cohort=experiment", "cohort=historical"}
+
+
+def test_ray_table_equals_the_feature_code_run_in_one_process(built, small_world):
+    table = read_feature_table(str(built))
+    raw = {name: t.to_pandas() for name, t in read_raw(small_world).items()}
+    expected = compute_features(raw["applications"], raw["applicants"], raw["events"], raw["loans"])
+    assert list(table.columns) == [*KEY_COLUMNS, *[f.name for f in FEATURES]]
+    assert table["application_id"].is_unique
+    expected = expected.set_index("application_id").loc[table["application_id"]].reset_index()
+    pd.testing.assert_frame_equal(table[expected.columns], expected, check_exact=False, rtol=1e-12)
+    keys = raw["applications"].set_index("application_id").loc[table["application_id"]]
+    assert (table["defaulted"].to_numpy() == keys["defaulted"].to_numpy()).all()
+    assert (table["cohort"].to_numpy() == keys["cohort"].to_numpy()).all()
+
+
+def corrupt(world: Path, out: Path, applicants: int) -> dict[str, dict[str, int]]:
+    """Copy the first applicants' raw tables with bad rows appended; return table -> reason -> rows planted."""
+    raw = {name: t.filter(pc.less(t.column("applicant_id"), applicants)) for name, t in read_raw(world).items()}
+    first = {name: t.slice(0, 1).to_pylist()[0] for name, t in raw.items()}
+    t0 = first["applications"]["application_time"]
+    bad = {
+        "events": [
+            {**first["events"], "amount": -5.0},
+            {**first["events"], "amount": -1.0},
+            {**first["events"], "event_type": "lottery"},
+            {**first["events"], "event_time": pd.Timestamp("1970-01-02", tz="UTC").to_pydatetime()},
+            {**first["events"], "applicant_id": None},
+        ],
+        "loans": [{**first["loans"], "due_time": first["loans"]["disbursed_time"] - pd.Timedelta(days=3)}],
+        "applications": [
+            {**first["applications"], "application_id": 77, "amount": -10.0},
+            {**first["applications"], "application_id": 78, "applicant_id": 99_999_999, "application_time": t0},
+        ],
+    }
+    for name, table in raw.items():
+        nullable = pa.schema([f.with_nullable(True) for f in schema.TABLES[name]])
+        extra = pa.Table.from_pylist(bad.get(name, []), schema=nullable)
+        (out / name).mkdir(parents=True)
+        pq.write_table(pa.concat_tables([table.cast(nullable), extra]), out / name / "part-0.parquet")
+    return {
+        "events": {"negative_amount": 2, "unknown_event_type": 1, "impossible_timestamp": 1, "missing_id": 1},
+        "loans": {"impossible_timestamp": 1},
+        "applications": {"non_positive_amount": 1, "missing_applicant": 1},
+    }
+
+
+def test_bad_rows_are_quarantined_with_a_reason_and_counted(small_world, tmp_path):
+    planted = corrupt(small_world, tmp_path / "world", applicants=500)
+    out = tmp_path / "features"
+    manifest = build_feature_table(str(tmp_path / "world"), str(out), engine="ray", num_buckets=2)
+    assert manifest.quarantined == planted
+    assert manifest.rows_out == 500 and manifest.world_content_hash is None
+    events = read_quarantine(str(out), "events")
+    assert sorted(events["reason"]) == sorted(r for r, n in planted["events"].items() for _ in range(n))
+    assert events.loc[events["reason"] == "negative_amount", "amount"].lt(0).all()
+    applications = read_quarantine(str(out), "applications")
+    assert set(applications["application_id"]) == {77, 78}
+    assert not read_feature_table(str(out))["application_id"].isin([77, 78]).any()
+
+
+def write_world(out: Path, replace: dict[str, pa.Table]) -> None:
+    for name in RAW:
+        (out / name).mkdir(parents=True)
+        pq.write_table(replace.get(name, schema.TABLES[name].empty_table()), out / name / "part-0.parquet")
+
+
+def test_a_missing_column_stops_the_job_naming_table_and_column(small_world, tmp_path):
+    events = read_raw(small_world)["events"]
+    write_world(tmp_path, {"events": events.drop_columns(["amount"])})
+    with pytest.raises(SchemaMismatchError, match=r"table 'events': required column 'amount' is missing"):
+        check_inputs(str(tmp_path))
+
+
+def test_a_wrong_type_stops_the_job_naming_table_and_column(small_world, tmp_path):
+    loans = read_raw(small_world)["loans"]
+    wrong = loans.set_column(loans.schema.get_field_index("repaid"), "repaid", pa.array(["yes"] * loans.num_rows))
+    write_world(tmp_path, {"loans": wrong})
+    with pytest.raises(SchemaMismatchError, match=r"table 'loans': column 'repaid' has type string, expected bool"):
+        build_feature_table(str(tmp_path), str(tmp_path / "out"))
+
+
+def test_cli_reports_a_bad_input_in_one_line(tmp_path):
+    write_world(tmp_path, {})
+    (tmp_path / "loans" / "part-0.parquet").unlink()
+    result = subprocess.run(
+        [sys.executable, "-m", "tala_ray.cli", "features", "build", "--world", str(tmp_path), "--out", str(tmp_path / "o")],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith("error: world")
+
+
+def _iso(value) -> str:
+    return pd.Timestamp(value).isoformat()
+
+
+def _value(value):
+    return None if value is None or (isinstance(value, float) and math.isnan(value)) else value
+
+
+def request_for(raw: dict[str, pd.DataFrame], application: pd.Series, include_future: bool) -> dict:
+    """The JSON an origination app would send (optionally with records after the application time)."""
+    applicant = raw["applicants"].set_index("applicant_id").loc[application["applicant_id"]]
+    at = application["application_time"]
+    events = raw["events"][raw["events"]["applicant_id"] == application["applicant_id"]]
+    loans = raw["loans"][raw["loans"]["applicant_id"] == application["applicant_id"]]
+    if not include_future:
+        events, loans = events[events["event_time"] < at], loans[loans["disbursed_time"] < at]
+    return {
+        "applicant": {
+            "country": applicant["country"],
+            "signup_time": _iso(applicant["signup_time"]),
+            "device_os": _value(applicant["device_os"]),
+            "device_price_usd": _value(float(applicant["device_price_usd"])),
+            "device_age_months": int(applicant["device_age_months"]),
+        },
+        "application": {"amount": float(application["amount"]), "term_days": int(application["term_days"]), "application_time": _iso(at)},
+        "events": [
+            {"event_time": _iso(e.event_time), "event_type": e.event_type, "amount": _value(e.amount), "app_category": _value(e.app_category)}
+            for e in events.itertuples()
+        ],
+        "loans": [
+            {"disbursed_time": _iso(x.disbursed_time), "due_time": _iso(x.due_time), "amount": float(x.amount),
+             "repaid": bool(x.repaid), "days_late": int(x.days_late)}
+            for x in loans.itertuples()
+        ],
+    }
+
+
+@pytest.mark.parametrize("include_future", [False, True])
+def test_online_features_equal_the_batch_table(built, small_world, include_future):
+    raw = {name: t.to_pandas() for name, t in read_raw(small_world).items()}
+    sample = raw["applications"].sample(60, random_state=5).reset_index(drop=True)
+    requests = [ApplicationRequest.model_validate_json(pd.io.json.ujson_dumps(request_for(raw, row, include_future)))
+                for _, row in sample.iterrows()]
+    online = features_from_requests(requests)
+    batch = read_feature_table(str(built)).set_index("application_id").loc[sample["application_id"]].reset_index()
+    names = [f.name for f in FEATURES]
+    pd.testing.assert_frame_equal(
+        online[names], batch[names], check_exact=False, rtol=PARITY_RTOL, atol=PARITY_ATOL
+    )
+    assert np.isfinite(online["inflow_sum_90d_usd"]).all()
