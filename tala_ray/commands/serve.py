@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import time
+import signal
+import threading
 from typing import Annotated
 
 import typer
@@ -16,7 +17,7 @@ def serve(
     config: Annotated[str, typer.Argument(help="Serve config file.")] = "serve_configs/credit_decision.yaml",
     registry_uri: Annotated[str | None, typer.Option(help="Override args.registry_uri.")] = None,
     address: Annotated[str | None, typer.Option(help="Ray cluster address; default: start a local cluster.")] = None,
-    block: Annotated[bool, typer.Option(help="Keep serving until Ctrl-C (then shut down gracefully).")] = True,
+    block: Annotated[bool, typer.Option(help="Keep serving until Ctrl-C or SIGTERM (then shut down gracefully).")] = True,
 ) -> None:
     """Deploy the decision service from CONFIG (the file `serve run`/`serve deploy` take).
 
@@ -37,9 +38,9 @@ def serve(
         return
     from ray import serve as ray_serve
 
-    try:
-        while True:
-            time.sleep(5)
-    except KeyboardInterrupt:
-        typer.echo("shutting down (flushing the prediction log)")
-        ray_serve.shutdown()
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    stop.wait()
+    typer.echo("shutting down gracefully (the prediction log is flushed)")
+    ray_serve.shutdown()
