@@ -65,8 +65,8 @@ class ReasonCode(BaseModel):
 
     code: str
     text: str
-    feature: str
-    contribution: float
+    features: list[str] = Field(description="The applicant's features behind this reason, largest contribution first.")
+    contribution: float = Field(description="Summed contribution of those features to the risk score.")
 
 
 class PolicyDecision(BaseModel):
@@ -144,23 +144,69 @@ def _finite_or_none(value: float) -> float | None:
     return value if np.isfinite(value) else None
 
 
-def reason_code_for(feature: str) -> str:
-    """A stable code derived from the feature name (feature names are part of the feature-set version)."""
-    return "RC_" + re.sub(r"[^A-Z0-9]+", "_", feature.upper()).strip("_")
+class ReasonFamily(BaseModel):
+    """One adverse-action reason: a stable code and text for every feature whose name starts with a prefix."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    code: str
+    text: str
+    prefixes: tuple[str, ...]
+
+
+# First match wins, so the more specific prefixes come first. Codes never change meaning.
+REASON_FAMILIES: tuple[ReasonFamily, ...] = (
+    ReasonFamily(code="R01", text="Requested amount is high relative to income", prefixes=("loan_to_monthly_inflow", "loan_amount")),
+    ReasonFamily(code="R02", text="Requested loan term", prefixes=("term_days",)),
+    ReasonFamily(code="R03", text="Spending is high relative to income", prefixes=("spend_ratio", "net_flow", "outflow_", "days_since_last_outflow")),
+    ReasonFamily(code="R04", text="Income is irregular", prefixes=("inflow_payday", "inflow_monthly_cv", "inflow_cv", "inflow_largest_share")),
+    ReasonFamily(code="R05", text="Level of mobile-money income", prefixes=("inflow_", "days_since_last_inflow")),
+    ReasonFamily(code="R06", text="Bill payment history", prefixes=("bill_",)),
+    ReasonFamily(code="R07", text="Betting app activity", prefixes=("betting_",)),
+    ReasonFamily(
+        code="R08",
+        text="Repayment history on earlier loans",
+        prefixes=("defaulted_loan", "overdue_loan", "share_loans_repaid", "mean_days_late", "repaid_loan"),
+    ),
+    ReasonFamily(code="R09", text="Amount of earlier borrowing", prefixes=("prior_loan", "open_loan", "days_since_last_loan")),
+    ReasonFamily(code="R10", text="Airtime top-up activity", prefixes=("airtime_", "days_since_last_topup")),
+    ReasonFamily(code="R11", text="Gaps in account activity", prefixes=("event_count", "days_since_last_event", "longest_gap")),
+    ReasonFamily(code="R12", text="Length of time as a customer", prefixes=("tenure",)),
+    ReasonFamily(code="R13", text="Device profile", prefixes=("device_",)),
+    ReasonFamily(code="R14", text="Installed apps profile", prefixes=("finance_installs", "social_installs", "productivity_installs", "gaming_installs")),
+    ReasonFamily(code="R15", text="Market risk level", prefixes=("country",)),
+)
+
+
+def reason_family(feature: str, descriptions: Mapping[str, str]) -> tuple[str, str]:
+    """(code, text) of the reason a feature belongs to; a feature no family covers gets its own code."""
+    for family in REASON_FAMILIES:
+        if feature.startswith(family.prefixes):
+            return family.code, family.text
+    code = "RX_" + re.sub(r"[^A-Z0-9]+", "_", feature.upper()).strip("_")
+    return code, descriptions.get(feature, feature.replace("_", " "))
 
 
 def reason_codes(
     contributions: Mapping[str, float], descriptions: Mapping[str, str], limit: int = MAX_REASON_CODES
 ) -> list[ReasonCode]:
-    """The features that raised this applicant's risk most, largest first (ties by code), at most `limit`."""
-    raising = [(f, float(c)) for f, c in contributions.items() if np.isfinite(c) and c > 0.0]
-    raising.sort(key=lambda item: (-item[1], reason_code_for(item[0])))
+    """The reasons that raised this applicant's risk most: each reason's features' contributions
+    are summed; positive sums only, largest first (ties by code), at most `limit` (never above four)."""
+    totals: dict[tuple[str, str], float] = {}
+    members: dict[tuple[str, str], list[tuple[float, str]]] = {}
+    for feature, value in contributions.items():
+        if not np.isfinite(value):
+            continue
+        key = reason_family(feature, descriptions)
+        totals[key] = totals.get(key, 0.0) + float(value)
+        members.setdefault(key, []).append((float(value), feature))
+    raising = sorted((key for key, total in totals.items() if total > 0.0), key=lambda k: (-totals[k], k[0]))
     return [
         ReasonCode(
-            code=reason_code_for(feature),
-            text=descriptions.get(feature, feature.replace("_", " ")),
-            feature=feature,
-            contribution=contribution,
+            code=code,
+            text=text,
+            features=[f for v, f in sorted(members[(code, text)], key=lambda m: (-m[0], m[1])) if v > 0.0],
+            contribution=totals[(code, text)],
         )
-        for feature, contribution in raising[: min(limit, MAX_REASON_CODES)]
+        for code, text in raising[: min(limit, MAX_REASON_CODES)]
     ]

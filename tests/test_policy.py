@@ -14,8 +14,8 @@ from tala_ray.policy import (
     PolicyParams,
     decide,
     ladder_limits,
-    reason_code_for,
     reason_codes,
+    reason_family,
 )
 
 PARAMS = PolicyParams(
@@ -116,13 +116,30 @@ def test_params_reject_bad_values():
         PolicyParams(fee=0.1)
 
 
-def test_reason_codes_top_four_risk_raising_in_stable_order():
-    contributions = {"a_x": 0.1, "b": 0.5, "c": -0.9, "d": 0.3, "e": 0.3, "f": 0.05, "g": 0.0}
-    descriptions = {"b": "Spending high against income"}
-    codes = reason_codes(contributions, descriptions)
-    assert [c.feature for c in codes] == ["b", "d", "e", "a_x"]
-    assert codes[0].text == "Spending high against income"
-    assert codes[0].code == "RC_B"
-    assert reason_code_for("bill pay-ratio_90d") == "RC_BILL_PAY_RATIO_90D"
-    assert reason_codes(contributions, descriptions, limit=2) == codes[:2]
+def test_reason_codes_group_features_into_at_most_four_stable_reasons():
+    contributions = {
+        "bill_count_90d": 0.3,
+        "bill_count_180d": 0.25,  # same reason as bill_count_90d: 0.55 together
+        "spend_ratio_log_90d": 0.5,
+        "betting_installs": 0.2,
+        "tenure_days": 0.2,  # ties with betting (0.2): broken by code, R07 before R12
+        "inflow_sum_90d_usd": -0.9,
+        "device_price_usd": 0.1,
+        "loan_amount_usd": float("nan"),
+        "mystery_signal": 0.05,
+    }
+    codes = reason_codes(contributions, {"mystery_signal": "A new signal"})
+    assert [c.code for c in codes] == ["R06", "R03", "R07", "R12"]
+    assert codes[0].features == ["bill_count_90d", "bill_count_180d"]
+    assert codes[0].contribution == pytest.approx(0.55)
+    assert codes[0].text == "Bill payment history"
+    assert reason_codes(contributions, {}, limit=2) == codes[:2]
+    assert [c.code for c in reason_codes(contributions, {}, limit=9)] == ["R06", "R03", "R07", "R12"]
     assert reason_codes({"a": -1.0, "b": float("nan")}, {}) == []
+
+
+def test_unknown_features_get_their_own_stable_code():
+    assert reason_family("bill count-90d x", {}) == ("RX_BILL_COUNT_90D_X", "bill count-90d x")
+    assert reason_family("mystery", {"mystery": "A new signal"}) == ("RX_MYSTERY", "A new signal")
+    assert reason_family("inflow_cv_90d", {}) == ("R04", "Income is irregular")  # the specific family wins
+    assert reason_family("inflow_sum_7d_usd", {}) == ("R05", "Level of mobile-money income")
