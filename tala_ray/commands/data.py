@@ -1,4 +1,4 @@
-"""`tala-ray data ...`: the synthetic world."""
+"""`tala-ray data ...`: the synthetic world; profiles of dataset specs."""
 
 from __future__ import annotations
 
@@ -34,3 +34,12 @@ def generate(
     rows = ", ".join(f"{name}={t.rows:,}" for name, t in manifest.tables.items())
     typer.echo(f"world written to {out} in {manifest.elapsed_seconds:.1f}s: {rows}")
     typer.echo(f"content hash {manifest.content_hash}")
+
+
+@app.command()
+def profile(spec: Annotated[str, typer.Argument(help="Dataset spec YAML (CSV/Parquet source, target, features).")]) -> None:
+    """Print a profile of a dataset spec's data: rows, target rate, missing share and cardinality per column."""
+    from tala_ray.data.dataset_spec import load_dataset, load_dataset_spec
+    from tala_ray.data.profile import format_profile, profile_dataset
+
+    typer.echo(format_profile(profile_dataset(load_dataset(load_dataset_spec(spec)))))
