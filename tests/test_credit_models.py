@@ -9,7 +9,17 @@ import pytest
 from tala_ray.models.credit import ESTIMATORS, estimator_from_files
 from tala_ray.models.metrics import binary_metrics
 
-FAST_PARAMS = {"logistic": {}, "gbm": {"n_estimators": 60, "report_every": 20}, "mlp": {"epochs": 4}}
+FAST_PARAMS = {
+    "logistic": {},
+    "gbm": {"n_estimators": 60, "report_every": 20},
+    "gbm_on_logistic": {"n_estimators": 60, "report_every": 20, "boost_from_logistic": True},
+    "mlp": {"epochs": 4},
+}
+CASES = sorted(FAST_PARAMS)
+
+
+def make(case: str):
+    return ESTIMATORS[case.removesuffix("_on_logistic")](**FAST_PARAMS[case])
 
 
 def toy_credit_frame(n: int = 3000, seed: int = 0) -> tuple[pd.DataFrame, np.ndarray]:
@@ -29,12 +39,12 @@ def toy_credit_frame(n: int = 3000, seed: int = 0) -> tuple[pd.DataFrame, np.nda
     return frame, y.to_numpy()
 
 
-@pytest.mark.parametrize("family", sorted(ESTIMATORS))
-def test_estimator_learns_reports_and_round_trips(family):
+@pytest.mark.parametrize("case", CASES)
+def test_estimator_learns_reports_and_round_trips(case):
     frame, y = toy_credit_frame()
     train, valid = frame.iloc[:2400], frame.iloc[2400:]
     steps = []
-    model = ESTIMATORS[family](**FAST_PARAMS[family]).fit(
+    model = make(case).fit(
         train, y[:2400], eval_set=(valid, y[2400:]), on_progress=lambda step, p: steps.append((step, p.shape))
     )
     assert model.fit(train, y[:2400]) is model
@@ -46,10 +56,10 @@ def test_estimator_learns_reports_and_round_trips(family):
     np.testing.assert_allclose(rebuilt.predict_proba(valid), proba, rtol=1e-6, atol=1e-9)
 
 
-@pytest.mark.parametrize("family", sorted(ESTIMATORS))
-def test_contributions_point_the_right_way(family):
+@pytest.mark.parametrize("case", CASES)
+def test_contributions_point_the_right_way(case):
     frame, y = toy_credit_frame()
-    model = ESTIMATORS[family](**FAST_PARAMS[family]).fit(frame, y)
+    model = make(case).fit(frame, y)
     probe = pd.DataFrame({"income": [0.0, 0.0], "debt": [-2.0, 2.0], "country": ["A", "A"]})
     contributions = model.contributions(probe)
     assert list(contributions.columns) == ["income", "debt", "country"]

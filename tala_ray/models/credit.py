@@ -30,7 +30,7 @@ class CreditEstimator:
     """Shared behaviour: hyperparameters, probabilities, contributions summed per feature, files."""
 
     family: ClassVar[str]
-    weights_file: ClassVar[str]
+    weights_files: ClassVar[tuple[str, ...]]
 
     def get_params(self) -> dict[str, Any]:
         """The hyperparameters given to `__init__` (learned state ends in `_` and is left out)."""
@@ -53,7 +53,7 @@ class CreditEstimator:
         return {
             MODEL_FILE: json.dumps(header, indent=1).encode(),
             PREPROCESSING_FILE: self.preprocessor_.to_json(),
-            self.weights_file: self._weights_bytes(),
+            **self._weights_bytes(),
         }
 
     @classmethod
@@ -61,7 +61,7 @@ class CreditEstimator:
         header = json.loads(files[MODEL_FILE])
         estimator = cls(**header["params"])
         estimator.preprocessor_ = Preprocessor.from_json(files[PREPROCESSING_FILE])
-        estimator._load_weights(files[cls.weights_file])
+        estimator._load_weights({name: files[name] for name in cls.weights_files})
         return estimator
 
     # Implemented by each family.
@@ -73,10 +73,10 @@ class CreditEstimator:
     def _dense_contributions(self, features: pd.DataFrame) -> tuple[list[tuple[str, str]], np.ndarray]:
         raise NotImplementedError
 
-    def _weights_bytes(self) -> bytes:
+    def _weights_bytes(self) -> dict[str, bytes]:
         raise NotImplementedError
 
-    def _load_weights(self, data: bytes) -> None:
+    def _load_weights(self, files: dict[str, bytes]) -> None:
         raise NotImplementedError
 
 
@@ -88,7 +88,7 @@ class LogisticCreditModel(CreditEstimator):
     """L2-regularised logistic regression on standardised features (the baseline)."""
 
     family = "logistic"
-    weights_file = "coefficients.json"
+    weights_files = ("coefficients.json",)
 
     def __init__(self, C: float = 1.0, max_iter: int = 1000, seed: int = 0) -> None:
         self.C = C
@@ -109,27 +109,35 @@ class LogisticCreditModel(CreditEstimator):
             on_progress(1, self._predict_default(eval_set[0]))
         return self
 
+    def _logit(self, features: pd.DataFrame) -> np.ndarray:
+        return self.preprocessor_.transform_dense(features).astype(np.float64) @ self.coef_ + self.intercept_
+
     def _predict_default(self, features: pd.DataFrame) -> np.ndarray:
-        return _sigmoid(self.preprocessor_.transform_dense(features).astype(np.float64) @ self.coef_ + self.intercept_)
+        return _sigmoid(self._logit(features))
 
     def _dense_contributions(self, features: pd.DataFrame) -> tuple[list[tuple[str, str]], np.ndarray]:
         """Coefficient x standardised value."""
         return self.preprocessor_.dense_columns(), self.preprocessor_.transform_dense(features) * self.coef_
 
-    def _weights_bytes(self) -> bytes:
-        return json.dumps({"coef": self.coef_.tolist(), "intercept": self.intercept_}).encode()
+    def _weights_bytes(self) -> dict[str, bytes]:
+        return {"coefficients.json": json.dumps({"coef": self.coef_.tolist(), "intercept": self.intercept_}).encode()}
 
-    def _load_weights(self, data: bytes) -> None:
-        weights = json.loads(data)
+    def _load_weights(self, files: dict[str, bytes]) -> None:
+        weights = json.loads(files["coefficients.json"])
         self.coef_ = np.asarray(weights["coef"], dtype=np.float64)
         self.intercept_ = float(weights["intercept"])
 
 
 class GBMCreditModel(CreditEstimator):
-    """LightGBM gradient-boosted trees; categoricals as native categorical splits."""
+    """LightGBM gradient-boosted trees; categoricals as native categorical splits.
+
+    With `boost_from_logistic`, a logistic regression is fitted first and the trees learn what its
+    log-odds miss (its score is LightGBM's `init_score`): the trees add non-linear structure to a
+    strong linear start instead of rebuilding the linear part from splits.
+    """
 
     family = "gbm"
-    weights_file = "model.txt"
+    weights_files = ("model.txt", "init_logistic.json")
 
     def __init__(
         self,
@@ -140,6 +148,7 @@ class GBMCreditModel(CreditEstimator):
         subsample: float = 1.0,
         colsample_bytree: float = 1.0,
         reg_lambda: float = 0.0,
+        boost_from_logistic: bool = False,
         report_every: int = 25,
         seed: int = 0,
     ) -> None:
@@ -150,6 +159,7 @@ class GBMCreditModel(CreditEstimator):
         self.subsample = subsample
         self.colsample_bytree = colsample_bytree
         self.reg_lambda = reg_lambda
+        self.boost_from_logistic = boost_from_logistic
         self.report_every = report_every
         self.seed = seed
 
@@ -168,54 +178,75 @@ class GBMCreditModel(CreditEstimator):
             "verbosity": -1,
         }
 
+    def _init_logit(self, features: pd.DataFrame) -> np.ndarray:
+        if self.init_logistic_ is None:
+            return np.zeros(len(features))
+        return self.init_logistic_._logit(features)
+
     def fit(
         self, features: pd.DataFrame, y: np.ndarray, eval_set: EvalSet | None = None, on_progress: ProgressCallback | None = None
     ) -> "GBMCreditModel":
         import lightgbm as lgb
 
         self.preprocessor_ = Preprocessor.fit(features)
+        self.init_logistic_ = LogisticCreditModel(seed=self.seed).fit(features, y) if self.boost_from_logistic else None
         train = lgb.Dataset(
             self.preprocessor_.transform_coded(features),
             label=np.asarray(y),
+            init_score=self._init_logit(features),
             categorical_feature=self.preprocessor_.coded_categoricals or "auto",
             free_raw_data=False,
         )
         callbacks = []
         if eval_set is not None and on_progress is not None:
             coded_valid = self.preprocessor_.transform_coded(eval_set[0])
+            init_valid = self._init_logit(eval_set[0])
 
             def report(env: Any) -> None:
                 step = env.iteration + 1
                 if step % self.report_every == 0 or step == env.end_iteration:
-                    on_progress(step, env.model.predict(coded_valid, num_iteration=step))
+                    raw = env.model.predict(coded_valid, num_iteration=step, raw_score=True)
+                    on_progress(step, _sigmoid(raw + init_valid))
 
             callbacks.append(report)
         self.booster_ = lgb.train(self._lgb_params(), train, num_boost_round=self.n_estimators, callbacks=callbacks)
         return self
 
     def _predict_default(self, features: pd.DataFrame) -> np.ndarray:
-        return self.booster_.predict(self.preprocessor_.transform_coded(features))
+        raw = self.booster_.predict(self.preprocessor_.transform_coded(features), raw_score=True)
+        return _sigmoid(raw + self._init_logit(features))
 
     def _dense_contributions(self, features: pd.DataFrame) -> tuple[list[tuple[str, str]], np.ndarray]:
-        """TreeSHAP (`pred_contrib=True`), without the bias column."""
+        """TreeSHAP (`pred_contrib=True`) without the bias column, plus the logistic start's contributions."""
         values = self.booster_.predict(self.preprocessor_.transform_coded(features), pred_contrib=True)
         names = self.booster_.feature_name()
-        return [(name, name) for name in names], values[:, : len(names)]
+        columns, contributions = [(name, name) for name in names], values[:, : len(names)]
+        if self.init_logistic_ is not None:
+            linear_columns, linear = self.init_logistic_._dense_contributions(features)
+            columns, contributions = columns + linear_columns, np.hstack([contributions, linear])
+        return columns, contributions
 
-    def _weights_bytes(self) -> bytes:
-        return self.booster_.model_to_string().encode()
+    def _weights_bytes(self) -> dict[str, bytes]:
+        init = None if self.init_logistic_ is None else json.loads(self.init_logistic_._weights_bytes()["coefficients.json"])
+        return {"model.txt": self.booster_.model_to_string().encode(), "init_logistic.json": json.dumps(init).encode()}
 
-    def _load_weights(self, data: bytes) -> None:
+    def _load_weights(self, files: dict[str, bytes]) -> None:
         import lightgbm as lgb
 
-        self.booster_ = lgb.Booster(model_str=data.decode())
+        self.booster_ = lgb.Booster(model_str=files["model.txt"].decode())
+        init = json.loads(files["init_logistic.json"])
+        self.init_logistic_ = None
+        if init is not None:
+            self.init_logistic_ = LogisticCreditModel(seed=self.seed)
+            self.init_logistic_.preprocessor_ = self.preprocessor_
+            self.init_logistic_._load_weights({"coefficients.json": json.dumps(init).encode()})
 
 
 class MLPCreditModel(CreditEstimator):
     """A PyTorch multilayer perceptron on standardised features; reports after every epoch."""
 
     family = "mlp"
-    weights_file = "weights.npz"
+    weights_files = ("weights.npz",)
 
     def __init__(
         self,
@@ -289,16 +320,16 @@ class MLPCreditModel(CreditEstimator):
         self.network_(x).sum().backward()
         return self.preprocessor_.dense_columns(), (x.grad * x).detach().double().numpy()
 
-    def _weights_bytes(self) -> bytes:
+    def _weights_bytes(self) -> dict[str, bytes]:
         buffer = io.BytesIO()
         state = {name: tensor.detach().numpy() for name, tensor in self.network_.state_dict().items()}
         np.savez(buffer, **state)
-        return buffer.getvalue()
+        return {"weights.npz": buffer.getvalue()}
 
-    def _load_weights(self, data: bytes) -> None:
+    def _load_weights(self, files: dict[str, bytes]) -> None:
         import torch
 
-        with np.load(io.BytesIO(data), allow_pickle=False) as arrays:
+        with np.load(io.BytesIO(files["weights.npz"]), allow_pickle=False) as arrays:
             state = {name: torch.from_numpy(arrays[name].copy()) for name in arrays.files}
         self.network_ = self._network(len(self.preprocessor_.dense_columns()))
         self.network_.load_state_dict(state)
@@ -322,4 +353,4 @@ def model_files(family: str) -> list[str]:
     """The files an estimator of `family` is rebuilt from (the rest of an artifact is its report)."""
     if family not in ESTIMATORS:
         raise ValueError(f"unknown credit model family {family!r}")
-    return [MODEL_FILE, PREPROCESSING_FILE, ESTIMATORS[family].weights_file]
+    return [MODEL_FILE, PREPROCESSING_FILE, *ESTIMATORS[family].weights_files]
