@@ -3,6 +3,7 @@ parity of the online path with the batch table."""
 
 from __future__ import annotations
 
+import json
 import math
 import subprocess
 import sys
@@ -183,7 +184,7 @@ def request_for(raw: dict[str, pd.DataFrame], application: pd.Series, include_fu
 def test_online_features_equal_the_batch_table(built, small_world, include_future):
     raw = {name: t.to_pandas() for name, t in read_raw(small_world).items()}
     sample = raw["applications"].sample(60, random_state=5).reset_index(drop=True)
-    requests = [ApplicationRequest.model_validate_json(pd.io.json.ujson_dumps(request_for(raw, row, include_future)))
+    requests = [ApplicationRequest.model_validate_json(json.dumps(request_for(raw, row, include_future)))
                 for _, row in sample.iterrows()]
     online = features_from_requests(requests)
     batch = read_feature_table(str(built)).set_index("application_id").loc[sample["application_id"]].reset_index()
