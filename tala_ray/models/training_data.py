@@ -25,6 +25,7 @@ class Lineage:
     feature_set_version: str | None = None
     data_content_hash: str | None = None
     world: str | None = None  # the generated world, for truth-based evaluation
+    quarantined_rows: int = 0  # input rows the loader set aside (with a reason) instead of training on
 
 
 @dataclass(frozen=True)
@@ -107,6 +108,7 @@ def load_training_frame(source: "DataSource") -> TrainingFrame:
             feature_set_version=manifest.feature_set_version,
             data_content_hash=manifest.world_content_hash,
             world=source.world,
+            quarantined_rows=manifest.quarantined_total,
         )
         return frame_from_feature_table(read_feature_table(source.path), lineage, manifest.feature_names)
     return _frame_from_dataset_spec(source.path)
@@ -133,7 +135,7 @@ def _frame_from_dataset_spec(path: str) -> TrainingFrame:
         target=np.asarray(loaded.target, dtype=np.int64),
         ids=np.asarray(loaded.ids),
         treatment=None if loaded.treatment is None else np.asarray(loaded.treatment, dtype=np.int64),
-        lineage=Lineage(source=path, data_content_hash=getattr(loaded, "content_hash", None)),
+        lineage=Lineage(source=path, data_content_hash=loaded.content_hash, quarantined_rows=len(loaded.quarantined)),
     )
 
 

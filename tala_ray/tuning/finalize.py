@@ -49,6 +49,7 @@ def register_winner(
         "best_params": best_params,
         "test_metrics": metrics,
         "test_rows": int(len(test.target)),
+        "quarantined_rows": test.lineage.quarantined_rows,
         "trials": vars(counts),
         "experiment_seconds": round(experiment_seconds, 2),
     }
