@@ -22,6 +22,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import PeakMemory  # noqa: E402
 
+MARKER = "FIGURES "
+
 
 def run_one(engine: str, world: str, out: str, num_cpus: int) -> None:
     """Child process: build once with `engine`, print one JSON line of figures."""
@@ -37,7 +39,7 @@ def run_one(engine: str, world: str, out: str, num_cpus: int) -> None:
         started = time.perf_counter()
         manifest = build_feature_table(world, out, engine=engine, overwrite=True)
         seconds = time.perf_counter() - started
-    print(json.dumps({"seconds": seconds, "rows": manifest.rows_out, "events": manifest.rows_in["events"], "peak_gib": memory.peak_gib}))
+    print(MARKER + json.dumps({"seconds": seconds, "rows": manifest.rows_out, "events": manifest.rows_in["events"], "peak_gib": memory.peak_gib}))
 
 
 def ensure_world(root: Path, size: int) -> Path:
@@ -55,7 +57,8 @@ def measure(engine: str, world: Path, out: Path, num_cpus: int) -> dict:
         check=True, capture_output=True, text=True,
     )
     shutil.rmtree(out, ignore_errors=True)
-    return json.loads(result.stdout.strip().splitlines()[-1])
+    line = next(line for line in result.stdout.splitlines() if line.startswith(MARKER))
+    return json.loads(line[len(MARKER):])
 
 
 def main() -> None:

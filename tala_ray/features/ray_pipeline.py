@@ -28,15 +28,19 @@ BUCKET, TABLE, DATA = "bucket", "table", "data"
 _BLOB_SCHEMA = pa.schema([(BUCKET, pa.int64()), (TABLE, pa.string()), (DATA, pa.large_binary())])
 
 
-def _ipc_bytes(table: pa.Table) -> bytes:
+def _ipc_buffer(table: pa.Table) -> pa.Buffer:
     sink = pa.BufferOutputStream()
     with pa.ipc.new_stream(sink, table.schema) as writer:
         writer.write_table(table)
-    return sink.getvalue().to_pybytes()
+    return sink.getvalue()
 
 
-def _from_ipc(data: bytes) -> pa.Table:
-    return pa.ipc.open_stream(pa.py_buffer(data)).read_all()
+def _blob_array(buffers: list[pa.Buffer]) -> pa.LargeBinaryArray:
+    """A large_binary array made of the buffers (one copy, no Python bytes in between)."""
+    offsets = np.zeros(len(buffers) + 1, dtype=np.int64)
+    offsets[1:] = np.cumsum([b.size for b in buffers])
+    data = pa.py_buffer(b"".join(memoryview(b) for b in buffers)) if buffers else pa.py_buffer(b"")
+    return pa.LargeBinaryArray.from_buffers(pa.large_binary(), len(buffers), [None, pa.py_buffer(offsets), data])
 
 
 def bucketize(batch: pa.Table, *, out: str, table: str, num_buckets: int) -> pa.Table:
@@ -47,9 +51,9 @@ def bucketize(batch: pa.Table, *, out: str, table: str, num_buckets: int) -> pa.
     ordered, sorted_buckets = good.take(pa.array(order)), buckets[order]
     present, starts = np.unique(sorted_buckets, return_index=True)
     ends = np.r_[starts[1:], len(sorted_buckets)]
-    blobs = [_ipc_bytes(ordered.slice(s, e - s)) for s, e in zip(starts, ends)]
+    blobs = [_ipc_buffer(ordered.slice(s, e - s)) for s, e in zip(starts, ends)]
     return pa.Table.from_arrays(
-        [pa.array(present, pa.int64()), pa.array([table] * len(present)), pa.array(blobs, pa.large_binary())],
+        [pa.array(present, pa.int64()), pa.array([table] * len(present)), _blob_array(blobs)],
         schema=_BLOB_SCHEMA,
     )
 
@@ -57,8 +61,9 @@ def bucketize(batch: pa.Table, *, out: str, table: str, num_buckets: int) -> pa.
 def compute_bucket(group: pa.Table, *, out: str) -> pa.Table:
     """All rows of one bucket's applicants (every table) -> their feature-table rows."""
     parts: dict[str, list[pa.Table]] = {name: [] for name in validation.RAW_TABLES}
-    for name, data in zip(group.column(TABLE).to_pylist(), group.column(DATA).to_pylist()):
-        parts[name].append(_from_ipc(data))
+    blobs = (scalar.as_buffer() for chunk in group.column(DATA).chunks for scalar in chunk)
+    for name, blob in zip(group.column(TABLE).to_pylist(), blobs):
+        parts[name].append(pa.ipc.open_stream(blob).read_all())
     tables = {
         name: pa.concat_tables(chunks) if chunks else schema.TABLES[name].empty_table()
         for name, chunks in parts.items()
