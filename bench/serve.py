@@ -459,6 +459,52 @@ def command_noop(args: argparse.Namespace, driver: Driver) -> None:
         report_slo(args.slo, results, half, baseline)
 
 
+def _pids_in_group(root_pid: int, group: str) -> list[int]:
+    return [pid for pid, (name, _) in cpu_by_group(root_pid).items() if name == group]
+
+
+def summarize_profile(path: Path, top: int) -> list[str]:
+    """Self and inclusive sample shares by module:function from py-spy's collapsed (raw) output."""
+    self_samples: dict[str, int] = defaultdict(int)
+    inclusive: dict[str, int] = defaultdict(int)
+    total = 0
+    for line in path.read_text().splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        if not stack or not count_text.isdigit():
+            continue
+        count = int(count_text)
+        frames = [re.sub(r" \(.*?/site-packages/", " (", f) for f in stack.split(";")]
+        total += count
+        self_samples[frames[-1]] += count
+        for frame in set(frames):
+            inclusive[frame] += count
+    lines = [f"  self   {share:5.1%}  {frame}" for frame, share in sorted(((f, n / total) for f, n in self_samples.items()), key=lambda x: -x[1])[:top]]
+    lines += [f"  incl   {share:5.1%}  {frame}" for frame, share in sorted(((f, n / total) for f, n in inclusive.items()), key=lambda x: -x[1])[:top]]
+    return lines
+
+
+def command_profile(args: argparse.Namespace, driver: Driver) -> None:
+    """py-spy the proxy, HAProxy-less replica and controller of one variant under closed-loop load."""
+    variant = next(v for v in NOOP_VARIANTS if v.label == args.variant)
+    spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    with serve_noop_target(variant) as target, tempfile.TemporaryDirectory() as scratch:
+        driver.closed_loop(target, NOOP_BODY, args.profile_concurrency)  # warm-up
+        spies = []
+        for group in ("proxy", "replica"):
+            for pid in _pids_in_group(target.root_pid, group):
+                out = Path(scratch) / f"{group}-{pid}.txt"
+                command = [spy, "record", "--nonblocking", "--format", "raw", "--rate", "200", "-d", str(max(1, round(driver.seconds))), "-p", str(pid), "-o", str(out)]
+                spies.append((group, out, subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)))
+        result = driver.closed_loop(target, NOOP_BODY, args.profile_concurrency)
+        for _, _, process in spies:
+            process.wait(60)
+        print_results([result], {})
+        for group, out, _ in spies:
+            if out.exists():
+                print(f"\n{variant.label}: {group} ({out.name}), share of samples:")
+                print("\n".join(summarize_profile(out, args.top)))
+
+
 def command_endpoint(args: argparse.Namespace, driver: Driver) -> None:
     levels = [int(c) for c in args.concurrency.split(",")]
     fraction = load_slo(args.slo).latency.at_load_fraction
@@ -492,6 +538,10 @@ def parse_args() -> argparse.Namespace:
     sub = parser.add_subparsers(dest="mode", required=True)
     noop = sub.add_parser("noop", help="the no-op app under every Ray Serve knob, against uvicorn")
     noop.add_argument("--only", action="append", help="run only variants whose label contains this (repeatable)")
+    profile = sub.add_parser("profile", help="py-spy the proxy and replica of one no-op variant under load")
+    profile.add_argument("--variant", default="serve default proxy", choices=[v.label for v in NOOP_VARIANTS])
+    profile.add_argument("--profile-concurrency", type=int, default=16)
+    profile.add_argument("--top", type=int, default=12)
     endpoint = sub.add_parser("endpoint", help="drive a running endpoint, against an in-process uvicorn baseline")
     endpoint.add_argument("--url", required=True)
     endpoint.add_argument("--body", required=True, help="JSON file with one request body")
@@ -515,6 +565,8 @@ def main() -> None:
     print(f"load generators: {wrk or 'httpx (asyncio)'}, paced: {hey or 'httpx (asyncio)'}; {args.duration:g} s per level; cores: {os.cpu_count()}; load average {os.getloadavg()[0]:.1f}")
     if args.mode == "noop":
         command_noop(args, driver)
+    elif args.mode == "profile":
+        command_profile(args, driver)
     else:
         command_endpoint(args, driver)
 

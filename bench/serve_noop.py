@@ -88,6 +88,8 @@ def serve_app(style: str, replicas: int | str, max_ongoing_requests: int) -> Any
     @serve.deployment(name="NoopStarlette", **options)
     class NoopStarlette:
         async def __call__(self, request: Request) -> JSONResponse:
+            if request.method == "GET":
+                return JSONResponse({"status": "ok"})
             body = NoopRequest.model_validate_json(await request.body())
             return JSONResponse(_answer(body).model_dump())
 
