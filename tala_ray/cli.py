@@ -9,6 +9,7 @@ import typer
 from pydantic import ValidationError
 
 from tala_ray.commands import data
+from tala_ray.commands import demo as demo_command
 from tala_ray.commands import features as features_command
 from tala_ray.commands import log as log_command
 from tala_ray.commands import models as models_command
@@ -29,6 +30,7 @@ app.add_typer(serve_command.app, name="serve", help="Run the decision service fr
 app.add_typer(tune_command.app, name="tune", help="Run an experiment spec on Ray Tune and register the winner.")
 app.add_typer(models_command.app, name="models", help="List, show, promote and compare registered models.")
 app.add_typer(log_command.app, name="log", help="Read the prediction log of the decision service.")
+app.add_typer(demo_command.app, name="demo", help="The main job end to end: world, features, tuning, serving, traffic, report.")
 
 
 def format_validation_error(error: ValidationError) -> str:
