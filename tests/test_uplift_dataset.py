@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from tala_ray.models.training_data import Lineage, TrainingFrame
-from tala_ray.models.uplift_report import evaluate_uplift, qini_png, report_markdown, segments_png
+from tala_ray.models.uplift_report import average_effects, evaluate_uplift, qini_png, report_markdown, segments_png
 from tala_ray.tuning.spec import ExperimentSpec
 from tala_ray.tuning.uplift_families import EconomicsSpec
 
@@ -52,7 +52,10 @@ def test_evaluation_without_truth_reports_the_average_effect_and_segments():
     assert "true_ate" not in figures and set(evaluation.segments) == {"risk decile"}
     assert figures["ate_adjusted"]["lower"] < PLANTED_EFFECT < figures["ate_adjusted"]["upper"]
     assert qini_png(evaluation.curves).startswith(b"\x89PNG") and segments_png(evaluation.segments).startswith(b"\x89PNG")
+    overall = average_effects(frame, seed=0)
+    assert overall["adjusted"]["lower"] < PLANTED_EFFECT < overall["adjusted"]["upper"] and "true_ate" not in overall
     report = {"model": "m", "family": "t_learner", "experiment": "e", "cohort": "dataset", "test": figures,
+              "average_effect": overall,
               "overlap": {"low": 0.05, "high": 0.95, "below": 0, "above": 0, "n": 600},
               "trials": {"finished": 1, "errored": 0}, "best_params": {}}
     text = report_markdown(report, evaluation.segments)
@@ -72,6 +75,6 @@ def test_pipeline_on_a_planted_effect_covers_it(ray_cluster, tmp_path):
     })
     outcome = run_experiment(spec, registry_uri=str(tmp_path / "registry"), runs_root=str(tmp_path / "runs"),
                              frame=frame_of(planted_table(500, seed=2)))
-    adjusted = outcome.report["test"]["ate_adjusted"]
+    adjusted = outcome.report["average_effect"]["adjusted"]
     assert adjusted["lower"] <= PLANTED_EFFECT <= adjusted["upper"]
     assert json.loads((tmp_path / "registry" / "planted" / "1" / "report.json").read_text())["cohort"] == "dataset"

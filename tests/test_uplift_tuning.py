@@ -64,6 +64,7 @@ def test_experiment_cohort_is_tuned_selected_and_registered(ray_cluster, small_w
     assert report["cohort"] == "experiment" and test["treated_share"] == pytest.approx(0.5, abs=0.1)
     adjusted = test["ate_adjusted"]
     assert adjusted["lower"] < adjusted["estimate"] < adjusted["upper"]
+    assert report["average_effect"]["rows"] > test["rows"] and "adjusted_covers_truth" in report["average_effect"]
     assert {"pehe", "qini_share_of_oracle", "true_ate", "policy_value_usd_per_application"} <= set(test)
     policy = test["policy_value_usd_per_application"]
     assert policy["oracle"] >= max(policy["model"], policy["treat_all"], 0.0)
@@ -87,6 +88,8 @@ def test_historical_cohort_is_trimmed_and_adjusted_beats_naive(ray_cluster, smal
     assert report["cohort"] == "historical"
     assert report["overlap"]["below"] + report["overlap"]["above"] > 0  # the risk-based policy leaves thin overlap
     assert report["propensity_recorded_vs_estimated_mae"] < 0.15
-    test = report["test"]
-    assert test["ate_naive"]["estimate"] < test["true_ate"] - 0.1  # confounded: the treated were the riskier
-    assert test["adjusted_closer_than_naive"]
+    overall = report["average_effect"]
+    assert overall["naive"]["estimate"] < overall["true_ate"] - 0.1  # confounded: the treated were the riskier
+    assert overall["adjusted_closer_than_naive"]
+    assert overall["rows"] == report["overlap"]["n"] - report["overlap"]["below"] - report["overlap"]["above"]
+    assert "## Average effect" in (tmp_path / "registry" / "uplift_hist" / "1" / "report.md").read_text()

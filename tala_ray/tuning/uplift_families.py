@@ -269,7 +269,7 @@ def run_uplift_experiment(
     model = builder.refit(best_params, spec.seed, combine(splits.train, splits.valid))
     manifest, report = register_uplift_winner(
         spec, builder, model, best_params, splits, registry_uri, counts, time.perf_counter() - started,
-        overlap=overlap, full=full, estimated_propensity=propensity,
+        overlap=overlap, full=full, trimmed=trimmed, estimated_propensity=propensity,
     )
     return ExperimentOutcome(
         spec=spec, best_params=best_params, best_valid=best_valid, test_metrics=manifest.metrics, trials=counts,
