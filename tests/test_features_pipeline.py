@@ -12,7 +12,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
@@ -36,20 +35,34 @@ def read_raw(world: Path) -> dict[str, pa.Table]:
 
 
 @pytest.fixture(scope="module")
-def built(small_world, tmp_path_factory) -> Path:
+def corrupted(small_world, tmp_path_factory) -> tuple[Path, dict[str, dict[str, int]]]:
+    """The small world with bad rows planted in its raw tables, and what was planted."""
+    world = tmp_path_factory.mktemp("corrupted") / "world"
+    return world, corrupt(small_world, world)
+
+
+@pytest.fixture(scope="module")
+def built(corrupted, tmp_path_factory) -> Path:
+    """One Ray Data build (of the corrupted world) shared by the tests of this module."""
     out = tmp_path_factory.mktemp("features") / "table"
-    build_feature_table(str(small_world), str(out), engine="ray", num_buckets=3)
+    build_feature_table(str(corrupted[0]), str(out), engine="ray", num_buckets=3)
     return out
 
 
-def test_build_writes_a_partitioned_table_and_its_manifest(built, small_world):
+def test_build_writes_a_partitioned_table_and_its_manifest(built):
     manifest = read_feature_manifest(str(built))
     assert manifest.feature_set_version == feature_set_version()
     assert manifest.feature_names == [f.name for f in FEATURES]
-    assert manifest.world_content_hash == read_manifest(str(small_world)).content_hash
-    assert manifest.rows_in["applications"] == 4_000 and manifest.rows_out == 4_000
-    assert manifest.rows_in["events"] > 100_000 and manifest.quarantined == {}
+    assert manifest.rows_in["applications"] == 4_002 and manifest.rows_out == 4_000
+    assert manifest.rows_in["events"] > 100_000 and manifest.engine == "ray"
+    assert manifest.world_content_hash is None  # a raw source without a world manifest
     assert {p.name for p in (built / "table").iterdir()} == {"cohort=experiment", "cohort=historical"}
+
+
+def test_the_single_process_engine_gives_the_same_table_and_records_the_world(built, small_world, tmp_path):
+    manifest = build_feature_table(str(small_world), str(tmp_path / "local"), engine="local")
+    assert manifest.world_content_hash == read_manifest(str(small_world)).content_hash and manifest.quarantined == {}
+    pd.testing.assert_frame_equal(read_feature_table(str(tmp_path / "local")), read_feature_table(str(built)))
 
 
 def test_ray_table_equals_the_feature_code_run_in_one_process(built, small_world):
@@ -65,9 +78,9 @@ def test_ray_table_equals_the_feature_code_run_in_one_process(built, small_world
     assert (table["cohort"].to_numpy() == keys["cohort"].to_numpy()).all()
 
 
-def corrupt(world: Path, out: Path, applicants: int) -> dict[str, dict[str, int]]:
-    """Copy the first applicants' raw tables with bad rows appended; return table -> reason -> rows planted."""
-    raw = {name: t.filter(pc.less(t.column("applicant_id"), applicants)) for name, t in read_raw(world).items()}
+def corrupt(world: Path, out: Path) -> dict[str, dict[str, int]]:
+    """Copy the world's raw tables with bad rows appended; return table -> reason -> rows planted."""
+    raw = read_raw(world)
     first = {name: t.slice(0, 1).to_pylist()[0] for name, t in raw.items()}
     t0 = first["applications"]["application_time"]
     bad = {
@@ -96,18 +109,15 @@ def corrupt(world: Path, out: Path, applicants: int) -> dict[str, dict[str, int]
     }
 
 
-def test_bad_rows_are_quarantined_with_a_reason_and_counted(small_world, tmp_path):
-    planted = corrupt(small_world, tmp_path / "world", applicants=500)
-    out = tmp_path / "features"
-    manifest = build_feature_table(str(tmp_path / "world"), str(out), engine="ray", num_buckets=2)
-    assert manifest.quarantined == planted
-    assert manifest.rows_out == 500 and manifest.world_content_hash is None
-    events = read_quarantine(str(out), "events")
+def test_bad_rows_are_quarantined_with_a_reason_and_counted(built, corrupted):
+    planted = corrupted[1]
+    assert read_feature_manifest(str(built)).quarantined == planted
+    events = read_quarantine(str(built), "events")
     assert sorted(events["reason"]) == sorted(r for r, n in planted["events"].items() for _ in range(n))
     assert events.loc[events["reason"] == "negative_amount", "amount"].lt(0).all()
-    applications = read_quarantine(str(out), "applications")
+    applications = read_quarantine(str(built), "applications")
     assert set(applications["application_id"]) == {77, 78}
-    assert not read_feature_table(str(out))["application_id"].isin([77, 78]).any()
+    assert not read_feature_table(str(built))["application_id"].isin([77, 78]).any()
 
 
 def write_world(out: Path, replace: dict[str, pa.Table]) -> None:

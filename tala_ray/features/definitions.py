@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import inspect
 import json
+import sys
 from functools import lru_cache
 from typing import Literal
 
@@ -97,9 +98,8 @@ FEATURE_NAMES: list[str] = [f.name for f in FEATURES]
 def feature_set_version() -> str:
     """A short hash of the definitions' code and parameters: models check they get what they learned on."""
     digest = hashlib.sha256()
-    for module in (timeutil, event_aggregates, loan_history):
+    for module in (timeutil, event_aggregates, loan_history, sys.modules[__name__]):
         digest.update(inspect.getsource(module).encode())
-    digest.update(inspect.getsource(compute_features).encode())
     digest.update(json.dumps({"features": [f.model_dump() for f in FEATURES], "fx": FX_PER_USD}, sort_keys=True).encode())
     return "fs-" + digest.hexdigest()[:16]
 
