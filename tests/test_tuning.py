@@ -93,12 +93,12 @@ class CrashingBuilder(CreditFamilyBuilder):
 
 
 def test_crashed_trials_are_retried_counted_and_the_experiment_goes_on(ray_cluster, tmp_path):
-    spec = make_spec("logistic", {"C": {"loguniform": [0.01, 1.0]}}, max_failures=1)
+    spec = make_spec("logistic", {"C": {"loguniform": [0.01, 1.0]}}, trials=2, max_failures=1)
     builder = CrashingBuilder(family="logistic", markers=str(tmp_path))
     outcome = run_experiment(spec, str(tmp_path / "reg"), str(tmp_path / "runs"), frame=toy_frame(), builder=builder)
     counts = outcome.trials
-    assert (counts.total, counts.finished, counts.errored) == (3, 2, 1)
-    assert counts.crashes == 4 and counts.retries == 3  # 00001 crashed twice, was retried once, then gave up
+    assert (counts.total, counts.finished, counts.errored) == (2, 1, 1)
+    assert counts.crashes == 3 and counts.retries == 2  # 00001 crashed twice, was retried once, then gave up
     assert Registry(str(tmp_path / "reg")).versions("toy_pd") == [outcome.version]
 
 
@@ -120,7 +120,7 @@ class InterruptAfterFirstTrial(tune.Callback):
 
 
 def test_interrupted_experiment_resumes_without_redoing_finished_trials(ray_cluster, tmp_path):
-    spec = make_spec("gbm", {"n_estimators": 40, "num_leaves": {"randint": [4, 16]}, "report_every": 10}, trials=4)
+    spec = make_spec("gbm", {"n_estimators": 40, "num_leaves": {"randint": [4, 16]}, "report_every": 10}, trials=3)
     registry, runs = str(tmp_path / "reg"), str(tmp_path / "runs")
     with pytest.raises(ExperimentInterrupted, match="--resume"):
         run_experiment(spec, registry, runs, frame=toy_frame(), callbacks=[InterruptAfterFirstTrial(str(tmp_path))])
@@ -128,9 +128,9 @@ def test_interrupted_experiment_resumes_without_redoing_finished_trials(ray_clus
     finished_first = (tmp_path / "interrupted").read_text()
 
     outcome = run_experiment(spec, registry, runs, resume=True, frame=toy_frame())
-    assert outcome.trials.finished == 4
+    assert outcome.trials.finished == 3
     starts = (tmp_path / "starts.txt").read_text().split()
-    assert len(set(starts)) == 4  # the restored run logged the trials it started
+    assert len(set(starts)) == 3  # the restored run logged the trials it started
     assert starts.count(finished_first) == 1  # the finished trial was not run again
     assert Registry(registry).versions("toy_pd") == [outcome.version]
 
