@@ -102,6 +102,19 @@ def _access_log_off() -> bool:
     return os.environ.get("BENCH_ACCESS_LOG", "1") == "0"
 
 
+def _report_replicas(stop: threading.Event, interval_s: float = 3.0) -> None:
+    """Print the running replica count of each deployment whenever it changes (autoscaling checks)."""
+    from ray import serve
+
+    last: dict[str, int] = {}
+    while not stop.wait(interval_s):
+        deployments = serve.status().applications["noop"].deployments
+        counts = {name: d.replica_states.get("RUNNING", 0) for name, d in deployments.items()}
+        if counts != last:
+            print(f"REPLICAS {counts}", flush=True)
+            last = counts
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--style", choices=["fastapi", "starlette"], default="fastapi")
@@ -119,6 +132,7 @@ def main() -> None:
     serve.run(serve_app(args.style, args.replicas, args.max_ongoing_requests), name="noop", route_prefix="/")
     print(f"READY http://127.0.0.1:{args.port}", flush=True)
     stop = threading.Event()
+    threading.Thread(target=_report_replicas, args=(stop,), daemon=True).start()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     stop.wait()

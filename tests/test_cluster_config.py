@@ -100,5 +100,7 @@ def test_serve_settings_reach_every_ray_process(cluster: dict) -> None:
     env_setup = next(c for c in cluster["setup_commands"] if "tala-ray.env" in c)
     for variable in ("RAY_SERVE_ENABLE_HA_PROXY=1", "TALA_REGISTRY_URI=s3://", "TALA_DATA_ROOT=s3://"):
         assert variable in env_setup
+    # measured: the throughput bundle stops the ingress from autoscaling behind HAProxy
+    assert "RAY_SERVE_THROUGHPUT_OPTIMIZED" not in env_setup
     for command in (cluster["head_start_ray_commands"][-1], cluster["worker_start_ray_commands"][-1]):
         assert command.index("tala-ray.env") < command.index("ray start")
