@@ -1,0 +1,154 @@
+"""`tala-ray data generate`: the synthetic world, simulated in chunks as parallel Ray tasks.
+
+Each task simulates one fixed-size chunk and writes its part of every table straight to the
+output filesystem, so memory is bounded by the chunk size and the driver only sees file hashes.
+The chunk size, not the number of workers, fixes the random streams: output is deterministic.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import ray
+from pyarrow import fs as pafs
+from pydantic import BaseModel, ConfigDict, Field
+from tqdm import tqdm
+
+from tala_ray.data import schema
+from tala_ray.data.world import simulate_chunk
+from tala_ray.errors import UserError
+from tala_ray.storage import join_path, resolve_filesystem
+
+log = logging.getLogger(__name__)
+
+MANIFEST = "manifest.json"
+
+
+class WorldSpec(BaseModel):
+    """What to generate."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    applicants: int = Field(gt=0, description="Number of applicants (one application each).")
+    seed: int = Field(ge=0, description="Random seed: the same seed and size give identical tables.")
+    chunk_size: int = Field(20_000, gt=0, description="Applicants per Ray task; bounds each task's memory.")
+
+
+class TableManifest(BaseModel):
+    rows: int
+    files: dict[str, str]  # relative path -> sha256 of its bytes
+
+
+class WorldManifest(BaseModel):
+    """Written next to the tables; the content hash covers every file's bytes."""
+
+    schema_version: str
+    spec: WorldSpec
+    chunks: int
+    tables: dict[str, TableManifest]
+    content_hash: str
+    elapsed_seconds: float
+
+
+class OutputExistsError(UserError):
+    """The output location is not safe to write to."""
+
+
+def _parquet_bytes(table: pa.Table) -> bytes:
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink, compression="zstd")
+    return sink.getvalue().to_pybytes()
+
+
+@ray.remote(num_cpus=1)
+def _generate_chunk(spec: WorldSpec, chunk_index: int, out: str) -> dict[str, tuple[int, str, str]]:
+    """Simulate and write one chunk; return table -> (rows, relative path, sha256)."""
+    filesystem, root = resolve_filesystem(out)
+    first_id = chunk_index * spec.chunk_size
+    n = min(spec.chunk_size, spec.applicants - first_id)
+    result = {}
+    for name, table in simulate_chunk(spec.seed, chunk_index, first_id, n).items():
+        relative = f"{name}/part-{chunk_index:05d}.parquet"
+        data = _parquet_bytes(table)
+        with filesystem.open_output_stream(join_path(root, relative)) as stream:
+            stream.write(data)
+        result[name] = (table.num_rows, relative, hashlib.sha256(data).hexdigest())
+    return result
+
+
+def check_output(out: str, overwrite: bool) -> None:
+    """Refuse an output that is a file, or a non-empty directory without `overwrite`."""
+    filesystem, root = resolve_filesystem(out)
+    info = filesystem.get_file_info(root)
+    if info.type == pafs.FileType.File:
+        raise OutputExistsError(f"output {out!r} is a file; give a directory")
+    if info.type == pafs.FileType.Directory:
+        entries = filesystem.get_file_info(pafs.FileSelector(root, recursive=False))
+        if entries and not overwrite:
+            raise OutputExistsError(f"output {out!r} exists and is not empty; pass --overwrite to replace it")
+
+
+def _prepare_output(out: str) -> None:
+    filesystem, root = resolve_filesystem(out)
+    if filesystem.get_file_info(root).type == pafs.FileType.Directory:
+        filesystem.delete_dir_contents(root)
+    for name in schema.TABLES:
+        filesystem.create_dir(join_path(root, name), recursive=True)
+
+
+def generate_world(spec: WorldSpec, out: str, overwrite: bool = False, progress: bool = True) -> WorldManifest:
+    """Generate the world into `out` (a path or URI) on the current Ray cluster; return its manifest."""
+    check_output(out, overwrite)
+    _prepare_output(out)
+    started = time.perf_counter()
+    chunks = -(-spec.applicants // spec.chunk_size)
+    pending = [_generate_chunk.remote(spec, i, out) for i in range(chunks)]
+    tables: dict[str, TableManifest] = {name: TableManifest(rows=0, files={}) for name in schema.TABLES}
+    with tqdm(total=chunks, desc="generating world (chunks)", disable=not progress) as bar:
+        while pending:
+            done, pending = ray.wait(pending, num_returns=1)
+            for name, (rows, relative, digest) in ray.get(done[0]).items():
+                tables[name].rows += rows
+                tables[name].files[relative] = digest
+            bar.update(1)
+    manifest = WorldManifest(
+        schema_version=schema.SCHEMA_VERSION,
+        spec=spec,
+        chunks=chunks,
+        tables=tables,
+        content_hash=_content_hash(tables),
+        elapsed_seconds=round(time.perf_counter() - started, 3),
+    )
+    write_json(out, MANIFEST, manifest.model_dump(mode="json"))
+    log.info("world written to %s: %s", out, {k: v.rows for k, v in tables.items()})
+    return manifest
+
+
+def _content_hash(tables: dict[str, TableManifest]) -> str:
+    digest = hashlib.sha256()
+    for name in sorted(tables):
+        for relative, file_hash in sorted(tables[name].files.items()):
+            digest.update(f"{relative}:{file_hash}\n".encode())
+    return digest.hexdigest()
+
+
+def write_json(out: str, relative: str, payload: dict[str, Any]) -> None:
+    filesystem, root = resolve_filesystem(out)
+    with filesystem.open_output_stream(join_path(root, relative)) as stream:
+        stream.write(json.dumps(payload, indent=2, sort_keys=True).encode())
+
+
+def read_manifest(world: str) -> WorldManifest:
+    """The manifest of a generated world."""
+    filesystem, root = resolve_filesystem(world)
+    path = join_path(root, MANIFEST)
+    if filesystem.get_file_info(path).type != pafs.FileType.File:
+        raise UserError(f"no world at {world!r}: {MANIFEST} is missing (run `tala-ray data generate`)")
+    with filesystem.open_input_stream(path) as stream:
+        return WorldManifest.model_validate_json(stream.read())
