@@ -291,6 +291,16 @@ class ServeVariant:
     replica_port: bool = False  # call the replica's own direct-ingress port instead of the public one
 
 
+# docs/serving-performance.md: HAProxy plus the parts of RAY_SERVE_THROUGHPUT_OPTIMIZED that keep
+# the ingress autoscaling (the bundle's user-code-on-main-loop / router-in-same-loop stop it).
+RECOMMENDED_ENV = {
+    "RAY_SERVE_ENABLE_HA_PROXY": "1",
+    "RAY_SERVE_USE_GRPC_BY_DEFAULT": "1",
+    "RAY_SERVE_REQUEST_PATH_LOG_BUFFER_SIZE": "1000",
+    "RAY_SERVE_FREEZE_GC_ON_STARTUP": "1",
+    "BENCH_ACCESS_LOG": "0",
+}
+
 NOOP_VARIANTS = [
     ServeVariant("serve default proxy"),
     ServeVariant("serve proxy, access log off", {"BENCH_ACCESS_LOG": "0"}),
@@ -303,6 +313,7 @@ NOOP_VARIANTS = [
     ServeVariant("haproxy, throughput-optimized", {"RAY_SERVE_ENABLE_HA_PROXY": "1", "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1", "BENCH_ACCESS_LOG": "0"}),
     ServeVariant("haproxy, 2 replicas", {"RAY_SERVE_ENABLE_HA_PROXY": "1", "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1", "BENCH_ACCESS_LOG": "0"}, replicas="2"),
     ServeVariant("haproxy, autoscaling 1-2", {"RAY_SERVE_ENABLE_HA_PROXY": "1", "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1", "BENCH_ACCESS_LOG": "0"}, replicas="auto"),
+    ServeVariant("haproxy, recommended (gRPC handles, log buffer, GC freeze), autoscaling 1-2", RECOMMENDED_ENV, replicas="auto"),
     ServeVariant("haproxy, max_ongoing 8", {"RAY_SERVE_ENABLE_HA_PROXY": "1", "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1", "BENCH_ACCESS_LOG": "0"}, max_ongoing_requests=8),
 ]
 

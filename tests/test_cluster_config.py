@@ -97,8 +97,15 @@ def test_dashboard_binds_loopback_on_the_head(cluster: dict) -> None:
 
 
 def test_serve_settings_reach_every_ray_process(cluster: dict) -> None:
+    """The recommended Serve environment (bench/serve.py RECOMMENDED_ENV) and object-storage locations."""
+    import sys
+
+    sys.path.insert(0, str(ROOT))
+    from bench.serve import RECOMMENDED_ENV
+
     env_setup = next(c for c in cluster["setup_commands"] if "tala-ray.env" in c)
-    for variable in ("RAY_SERVE_ENABLE_HA_PROXY=1", "TALA_REGISTRY_URI=s3://", "TALA_DATA_ROOT=s3://"):
+    serve_env = [f"{k}={v}" for k, v in RECOMMENDED_ENV.items() if k.startswith("RAY_SERVE_")]
+    for variable in (*serve_env, "TALA_REGISTRY_URI=s3://", "TALA_DATA_ROOT=s3://"):
         assert variable in env_setup
     # measured: the throughput bundle stops the ingress from autoscaling behind HAProxy
     assert "RAY_SERVE_THROUGHPUT_OPTIMIZED" not in env_setup
