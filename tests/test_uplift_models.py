@@ -94,3 +94,9 @@ def test_one_arm_only_is_a_user_error(experiment):
     X, y = experiment["X"], experiment["y"]
     with pytest.raises(UserError, match="both arms"):
         UPLIFT_ESTIMATORS["t_learner"]().fit(y, np.ones(len(y)), X=X)
+
+
+def test_metalearners_refuse_controls_instead_of_ignoring_them(experiment):
+    X, y, t = experiment["X"], experiment["y"], experiment["t"]
+    with pytest.raises(UserError, match="W: x_learner takes no controls"):
+        UPLIFT_ESTIMATORS["x_learner"]().fit(y, t, X=X[["country"]], W=X[["betting_installs"]])

@@ -95,6 +95,8 @@ class UpliftEstimator:
         T = np.asarray(T).astype(np.int64)
         if set(np.unique(T).tolist()) != {0, 1}:
             raise UserError("treatment: needs both arms (0 and 1) in the training data")
+        if W is not None and not self._accepts_controls():
+            raise UserError(f"W: {self.family} takes no controls; pass every column as X")
         self.preprocessor_ = Preprocessor.fit(X)
         self.controls_ = None if W is None else Preprocessor.fit(W)
         self.estimator_ = self._build()
@@ -103,7 +105,7 @@ class UpliftEstimator:
 
     def _inputs(self, X: pd.DataFrame, W: pd.DataFrame | None) -> dict[str, np.ndarray]:
         inputs = {"X": self._dense(X)}
-        if W is not None and self.controls_ is not None and self._accepts_controls():
+        if W is not None and self.controls_ is not None:
             inputs["W"] = self.controls_.transform_dense(W).astype(np.float64)
         return inputs
 

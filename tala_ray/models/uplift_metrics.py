@@ -79,7 +79,8 @@ class Nuisance:
     propensity: np.ndarray
 
 
-def _lgbm(classifier: bool, seed: int) -> object:
+def nuisance_lgbm(classifier: bool, seed: int) -> object:
+    """The LightGBM outcome (regressor) or propensity (classifier) model of the evaluation code."""
     from lightgbm import LGBMClassifier, LGBMRegressor
 
     params = dict(n_estimators=150, learning_rate=0.05, num_leaves=15, min_child_samples=40, random_state=seed, n_jobs=1, verbose=-1)
@@ -98,9 +99,9 @@ def cross_fitted_nuisance(
     for train, test in StratifiedKFold(folds, shuffle=True, random_state=seed).split(X, strata):
         for arm, out in ((0, mu0), (1, mu1)):
             rows = train[t[train] == arm]
-            out[test] = _lgbm(False, seed).fit(X[rows], y[rows]).predict(X[test])
+            out[test] = nuisance_lgbm(False, seed).fit(X[rows], y[rows]).predict(X[test])
         if propensity is None:
-            e[test] = _lgbm(True, seed).fit(X[train], t[train]).predict_proba(X[test])[:, 1]
+            e[test] = nuisance_lgbm(True, seed).fit(X[train], t[train]).predict_proba(X[test])[:, 1]
     return Nuisance(mu0=mu0, mu1=mu1, propensity=np.asarray(propensity, dtype=np.float64) if propensity is not None else e)
 
 

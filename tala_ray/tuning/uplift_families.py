@@ -16,6 +16,7 @@ from __future__ import annotations
 import inspect
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
@@ -33,7 +34,7 @@ if TYPE_CHECKING:
     from tala_ray.tuning.spec import ExperimentSpec
 
 log = logging.getLogger(__name__)
-Report = Any  # Callable[[dict[str, float]], None], as in tala_ray.tuning.families
+Report = Callable[[dict[str, float]], None]  # as in tala_ray.tuning.families
 
 UPLIFT_KINDS = ("dr_learner", "x_learner", "t_learner", "causal_forest", "linear_dml")
 
@@ -142,16 +143,13 @@ class _FixedEffects:
 def validation_scores(effect: np.ndarray, frame: TrainingFrame, seed: int) -> dict[str, float]:
     """R-score (EconML RScorer) and DR Qini / AUUC of `effect` on a held-out frame; no truth used."""
     from econml.score import RScorer
-    from lightgbm import LGBMClassifier, LGBMRegressor
 
     from tala_ray.models import uplift_metrics as um
     from tala_ray.models.preprocessing import Preprocessor
 
     y, t = repayment(frame), treatment_of(frame)
     dense = Preprocessor.fit(frame.features).transform_dense(frame.features).astype(np.float64)
-    nuisance_params = dict(n_estimators=150, learning_rate=0.05, num_leaves=15, min_child_samples=40,
-                           random_state=seed, n_jobs=1, verbose=-1)
-    scorer = RScorer(model_y=LGBMRegressor(**nuisance_params), model_t=LGBMClassifier(**nuisance_params),
+    scorer = RScorer(model_y=um.nuisance_lgbm(False, seed), model_t=um.nuisance_lgbm(True, seed),
                      discrete_treatment=True, cv=3, random_state=seed).fit(y, t, X=dense)
     pseudo = um.dr_pseudo_outcomes(y, t, um.cross_fitted_nuisance(dense, y, t, seed=seed))
     return {
@@ -218,15 +216,13 @@ def load_uplift_frame(spec: "ExperimentSpec") -> TrainingFrame:
 
 def estimated_propensity(frame: TrainingFrame, seed: int) -> np.ndarray:
     """Cross-fitted P(treatment | features) (LightGBM); the recorded propensity is not trusted."""
-    from lightgbm import LGBMClassifier
     from sklearn.model_selection import cross_val_predict
 
     from tala_ray.models.preprocessing import Preprocessor
+    from tala_ray.models.uplift_metrics import nuisance_lgbm
 
     dense = Preprocessor.fit(frame.features).transform_dense(frame.features)
-    model = LGBMClassifier(n_estimators=150, learning_rate=0.05, num_leaves=15, min_child_samples=40,
-                           random_state=seed, n_jobs=1, verbose=-1)
-    return cross_val_predict(model, dense, treatment_of(frame), cv=3, method="predict_proba")[:, 1]
+    return cross_val_predict(nuisance_lgbm(True, seed), dense, treatment_of(frame), cv=3, method="predict_proba")[:, 1]
 
 
 def trim_to_overlap(frame: TrainingFrame, spec: "ExperimentSpec") -> tuple[TrainingFrame, "OverlapReport", np.ndarray]:
