@@ -28,6 +28,7 @@ for _module in ("tala_ray.features.online", "tala_ray.models.uplift", "tala_ray.
     pytest.importorskip(_module, reason="the decision service needs the feature, uplift and prediction-log modules")
 
 CANARY_CONFIG = Path(__file__).resolve().parents[1] / "serve_configs" / "credit_decision_canary.yaml"
+CREDIT_MODEL = "credit_pd"  # the name serve_configs/*.yaml serve
 API_KEY = "test-key-" + "x" * 24
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
 APP = "credit_decision"
@@ -109,7 +110,7 @@ def register_credit(registry: Registry, features: pd.DataFrame, y: np.ndarray, C
     names = [c for c in features.columns if c != "application_id"]
     model = LogisticCreditModel(C=C).fit(features[names], y)
     metadata = ArtifactMetadata(kind="credit", family="logistic", feature_set_version=fsv, feature_names=names)
-    return registry.register("credit", model.to_files(), metadata).version
+    return registry.register(CREDIT_MODEL, model.to_files(), metadata).version
 
 
 def register_uplift(registry: Registry, features: pd.DataFrame, applications: pd.DataFrame, fsv: str) -> str:
@@ -141,8 +142,8 @@ def registry(world, tmp_path_factory) -> Registry:
     y = train["defaulted"].to_numpy()
     assert register_credit(registry, features, y, C=1.0, fsv=fsv) == "1"
     assert register_credit(registry, features, y, C=0.002, fsv=fsv) == "2"
-    registry.set_alias("credit", "champion", "1")
-    registry.set_alias("credit", "challenger", "2")
+    registry.set_alias(CREDIT_MODEL, "champion", "1")
+    registry.set_alias(CREDIT_MODEL, "challenger", "2")
     registry.set_alias("uplift", "champion", register_uplift(registry, features, train, fsv))
     return registry
 
@@ -243,7 +244,7 @@ def test_served_decisions_equal_the_offline_pipeline(service, registry, world, s
 
     fsv = feature_set_version()
     features = world_features(world, sample)
-    credit = load_credit_predictor(registry.uri, "credit", "champion", fsv)
+    credit = load_credit_predictor(registry.uri, CREDIT_MODEL, "champion", fsv)
     uplift = load_uplift_predictor(registry.uri, "uplift", "champion", fsv)
     pd_offline = credit.predict_proba(features)
     uplift_offline = uplift.effect(features)
@@ -375,7 +376,7 @@ def test_model_swap_under_traffic_drops_nothing(service, registry, bodies):
                 ACKNOWLEDGED.append(response.json()["request_id"])
                 versions.append(response.json()["model_versions"]["credit"])
 
-    registry.set_alias("credit", "champion", "2")
+    registry.set_alias(CREDIT_MODEL, "champion", "2")
     worker = threading.Thread(target=traffic)
     worker.start()
     try:
@@ -396,18 +397,18 @@ def test_model_swap_under_traffic_drops_nothing(service, registry, bodies):
 def test_a_model_that_fails_to_load_leaves_the_old_one_serving(service, registry, bodies):
     from ray import serve
 
-    manifest = registry.manifest("credit", "1")
+    manifest = registry.manifest(CREDIT_MODEL, "1")
     metadata = ArtifactMetadata.model_validate(manifest.model_dump(include=set(ArtifactMetadata.model_fields)))
-    broken = registry.register("credit", registry.read_verified(manifest), metadata).version  # same files
-    weights = Path(registry.uri) / "credit" / broken / "coefficients.json"
+    broken = registry.register(CREDIT_MODEL, registry.read_verified(manifest), metadata).version  # same files
+    weights = Path(registry.uri) / CREDIT_MODEL / broken / "coefficients.json"
     weights.write_text(weights.read_text().replace("[", "[1e3, ", 1))
-    registry.set_alias("credit", "champion", broken)
+    registry.set_alias(CREDIT_MODEL, "champion", broken)
     with pytest.raises(UserError, match="checksum"):
         service.deploy()
     assert "checksum" in serve.status().applications[APP].message
     response = service.decide(bodies[0])
     assert response.status_code == 200 and response.json()["model_versions"]["credit"] == "2"
-    registry.set_alias("credit", "champion", "2")
+    registry.set_alias(CREDIT_MODEL, "champion", "2")
 
 
 def test_metrics_reach_rays_prometheus_endpoint(service):
