@@ -62,6 +62,7 @@ def test_evaluation_without_truth_reports_the_average_effect_and_segments():
     assert "adjusted (AIPW)" in text and "truth" not in text and "## Effect by risk decile" in text
 
 
+@pytest.mark.ray
 def test_a_csv_through_a_dataset_spec_reports_an_interval_covering_the_planted_effect(ray_cluster, tmp_path):
     from tala_ray.tuning.runner import run_experiment
 

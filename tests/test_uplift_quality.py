@@ -21,7 +21,7 @@ from tala_ray.tuning.runner import run_experiment
 from tala_ray.tuning.spec import load_experiment_spec, with_data_overrides
 
 EXPERIMENTS = Path(__file__).parent.parent / "experiments"
-pytestmark = [pytest.mark.slow]
+pytestmark = [pytest.mark.slow, pytest.mark.ray]
 
 
 def cli(*args: str) -> None:

@@ -10,6 +10,8 @@ import pytest
 
 from tala_ray.tuning.spec import ExperimentSpec
 
+pytestmark = pytest.mark.ray
+
 SMALL_NUISANCE = {"nuisance_n_estimators": 60, "nuisance_num_leaves": 7, "cv": 2}
 
 
