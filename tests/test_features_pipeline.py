@@ -4,7 +4,6 @@ parity of the online path with the batch table."""
 from __future__ import annotations
 
 import json
-import math
 import subprocess
 import sys
 from pathlib import Path
@@ -21,6 +20,7 @@ from tala_ray.data.validation import SchemaMismatchError
 from tala_ray.features.build import build_feature_table, check_inputs
 from tala_ray.features.definitions import FEATURES, compute_features, feature_set_version
 from tala_ray.features.online import ApplicationRequest, features_from_requests
+from tala_ray.features.replay import request_payload
 from tala_ray.features.table import KEY_COLUMNS, read_feature_manifest, read_feature_table, read_quarantine
 
 pytestmark = pytest.mark.ray
@@ -153,48 +153,11 @@ def test_cli_reports_a_bad_input_in_one_line(tmp_path):
     assert result.stderr.strip().splitlines()[-1].startswith("error: world")
 
 
-def _iso(value) -> str:
-    return pd.Timestamp(value).isoformat()
-
-
-def _value(value):
-    return None if value is None or (isinstance(value, float) and math.isnan(value)) else value
-
-
-def request_for(raw: dict[str, pd.DataFrame], application: pd.Series, include_future: bool) -> dict:
-    """The JSON an origination app would send (optionally with records after the application time)."""
-    applicant = raw["applicants"].set_index("applicant_id").loc[application["applicant_id"]]
-    at = application["application_time"]
-    events = raw["events"][raw["events"]["applicant_id"] == application["applicant_id"]]
-    loans = raw["loans"][raw["loans"]["applicant_id"] == application["applicant_id"]]
-    if not include_future:
-        events, loans = events[events["event_time"] < at], loans[loans["disbursed_time"] < at]
-    return {
-        "applicant": {
-            "country": applicant["country"],
-            "signup_time": _iso(applicant["signup_time"]),
-            "device_os": _value(applicant["device_os"]),
-            "device_price_usd": _value(float(applicant["device_price_usd"])),
-            "device_age_months": int(applicant["device_age_months"]),
-        },
-        "application": {"amount": float(application["amount"]), "term_days": int(application["term_days"]), "application_time": _iso(at)},
-        "events": [
-            {"event_time": _iso(e.event_time), "event_type": e.event_type, "amount": _value(e.amount), "app_category": _value(e.app_category)}
-            for e in events.itertuples()
-        ],
-        "loans": [
-            {"disbursed_time": _iso(x.disbursed_time), "due_time": _iso(x.due_time), "amount": float(x.amount),
-             "repaid": bool(x.repaid), "days_late": int(x.days_late)}
-            for x in loans.itertuples()
-        ],
-    }
-
-
 @pytest.mark.parametrize("include_future", [False, True])
 def test_online_features_equal_the_batch_table(built, small_world, include_future):
     raw = {name: t.to_pandas() for name, t in read_raw(small_world).items()}
     sample = raw["applications"].sample(60, random_state=5).reset_index(drop=True)
-    requests = [ApplicationRequest.model_validate_json(json.dumps(request_for(raw, row, include_future)))
+    requests = [ApplicationRequest.model_validate_json(json.dumps(request_payload(raw, row, include_future)))
                 for _, row in sample.iterrows()]
     online = features_from_requests(requests)
     batch = read_feature_table(str(built)).set_index("application_id").loc[sample["application_id"]].reset_index()

@@ -19,6 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tala_ray.errors import UserError
+from tala_ray.features.replay import read_world_tables, request_payload
 from tala_ray.models.credit import LogisticCreditModel
 from tala_ray.policy import PolicyParams, decide, reason_codes
 from tala_ray.registry import ArtifactMetadata, Registry, load_credit_predictor
@@ -41,10 +42,6 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def read_world(path: Path) -> dict[str, pd.DataFrame]:
-    return {t: pd.read_parquet(path / t) for t in ("applicants", "events", "loans", "applications")}
-
-
 def world_features(world: dict[str, pd.DataFrame], applications: pd.DataFrame) -> pd.DataFrame:
     """The offline (batch) features of `applications`, through the shared feature code."""
     from tala_ray.features.definitions import compute_features
@@ -55,55 +52,6 @@ def world_features(world: dict[str, pd.DataFrame], applications: pd.DataFrame) -
     loans = world["loans"][world["loans"]["applicant_id"].isin(ids)]
     features = compute_features(applications, applicants, events, loans)
     return features.set_index("application_id").loc[applications["application_id"]].reset_index()
-
-
-def _iso(value: pd.Timestamp) -> str:
-    return pd.Timestamp(value).isoformat()
-
-
-def _clean(value):
-    return None if value is None or (isinstance(value, float) and math.isnan(value)) else value
-
-
-def request_body(world: dict[str, pd.DataFrame], application: pd.Series) -> dict:
-    """The JSON an origination app would send for this application: raw data known before it."""
-    applicant = world["applicants"].set_index("applicant_id").loc[application["applicant_id"]]
-    at = application["application_time"]
-    events = world["events"][(world["events"]["applicant_id"] == application["applicant_id"]) & (world["events"]["event_time"] < at)]
-    loans = world["loans"][(world["loans"]["applicant_id"] == application["applicant_id"]) & (world["loans"]["disbursed_time"] < at)]
-    return {
-        "applicant": {
-            "country": applicant["country"],
-            "signup_time": _iso(applicant["signup_time"]),
-            "device_os": _clean(applicant["device_os"]),
-            "device_price_usd": _clean(float(applicant["device_price_usd"])),
-            "device_age_months": _clean(None if pd.isna(applicant["device_age_months"]) else int(applicant["device_age_months"])),
-        },
-        "application": {
-            "amount": float(application["amount"]),
-            "term_days": int(application["term_days"]),
-            "application_time": _iso(at),
-        },
-        "events": [
-            {
-                "event_time": _iso(e.event_time),
-                "event_type": e.event_type,
-                "amount": _clean(float(e.amount)) if e.amount is not None else None,
-                "app_category": _clean(e.app_category),
-            }
-            for e in events.itertuples()
-        ],
-        "loans": [
-            {
-                "disbursed_time": _iso(loan.disbursed_time),
-                "due_time": _iso(loan.due_time),
-                "amount": float(loan.amount),
-                "repaid": bool(loan.repaid),
-                "days_late": int(loan.days_late),
-            }
-            for loan in loans.itertuples()
-        ],
-    }
 
 
 def register_credit(registry: Registry, features: pd.DataFrame, y: np.ndarray, C: float, fsv: str) -> str:
@@ -127,7 +75,7 @@ def register_uplift(registry: Registry, features: pd.DataFrame, applications: pd
 
 @pytest.fixture(scope="module")
 def world(small_world) -> dict[str, pd.DataFrame]:
-    return read_world(Path(small_world))
+    return read_world_tables(str(small_world))
 
 
 @pytest.fixture(scope="module")
@@ -214,7 +162,7 @@ def sample(world) -> pd.DataFrame:
 
 @pytest.fixture(scope="module")
 def bodies(world, sample) -> list[dict]:
-    return [request_body(world, row) for _, row in sample.iterrows()]
+    return [request_payload(world, row) for _, row in sample.iterrows()]
 
 
 def test_health_is_open_everything_else_needs_the_key(service):
