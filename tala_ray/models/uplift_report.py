@@ -117,11 +117,10 @@ def evaluate_uplift(
     }
     evaluation = UpliftEvaluation(figures=figures)
     evaluation.curves["model (DR pseudo-outcomes)"] = um.qini_curve(effect, pseudo)
-    segment_truth = truth
     if "country" in frame.features.columns:
-        evaluation.segments["country"] = um.segment_effects(frame.features["country"].astype(str), pseudo, effect, segment_truth)
+        evaluation.segments["country"] = um.segment_effects(frame.features["country"].astype(str), pseudo, effect, truth)
     risk = 1.0 - nuisance.mu0  # default probability without the intervention
-    evaluation.segments["risk decile"] = um.segment_effects(um.deciles(risk), pseudo, effect, segment_truth)
+    evaluation.segments["risk decile"] = um.segment_effects(um.deciles(risk), pseudo, effect, truth)
     if truth is not None:
         figures.update(_against_truth(effect, truth, adjusted, naive, value_per_effect(frame.features, economics), economics))
         evaluation.curves["model (true effects)"] = um.qini_curve(effect, truth)
