@@ -36,7 +36,7 @@ class DemoOptions(BaseModel):
     holdout_applicants: int = Field(5_000, ge=500, description="Applicants in the fresh world the policy is judged on.")
     seed: int = Field(7, ge=0)
     credit_spec: Path = Path("experiments/credit_gbm.yaml")
-    uplift_spec: Path = Path("experiments/uplift_dr_learner.yaml")
+    uplift_spec: Path = Path("experiments/uplift_xlearner.yaml")
     credit_trials: int = Field(4, ge=1)
     uplift_trials: int = Field(2, ge=1)
     serve_config: Path = Path("serve_configs/credit_decision.yaml")
