@@ -43,10 +43,10 @@ class CreditEstimator:
     def contributions(self, features: pd.DataFrame) -> pd.DataFrame:
         """Per-feature contribution to each row's risk score (log-odds scale; larger = riskier)."""
         columns, values = self._dense_contributions(features)
-        frame = pd.DataFrame(values, columns=[c for c, _ in columns], index=features.index)
-        sources = [source for _, source in columns]
-        summed = frame.T.groupby(sources, sort=False).sum().T
-        return summed.reindex(columns=self.preprocessor_.feature_names, fill_value=0.0)
+        names = self.preprocessor_.feature_names
+        position = {name: i for i, name in enumerate(names)}
+        summed = _group_sum(np.asarray(values, dtype=np.float64), [position[source] for _, source in columns], len(names))
+        return pd.DataFrame(summed, columns=list(names), index=features.index)
 
     def to_files(self) -> dict[str, bytes]:
         header = {"family": self.family, "params": self.get_params()}
@@ -78,6 +78,28 @@ class CreditEstimator:
 
     def _load_weights(self, files: dict[str, bytes]) -> None:
         raise NotImplementedError
+
+
+def _group_sum(values: np.ndarray, groups: list[int], n_groups: int) -> np.ndarray:
+    """Row-wise sums of the columns of each group, exactly as a pandas group sum adds them (in column
+    order, with Kahan compensation, missing values skipped), vectorised over the groups."""
+    total = np.zeros((values.shape[0], n_groups))
+    compensation = np.zeros_like(total)
+    members: dict[int, list[int]] = {}
+    for column, group in enumerate(groups):
+        members.setdefault(group, []).append(column)
+    for rank in range(max((len(m) for m in members.values()), default=0)):
+        taking = [(g, m[rank]) for g, m in members.items() if len(m) > rank]
+        target, source = np.array([g for g, _ in taking]), np.array([c for _, c in taking])
+        value, before, carried = values[:, source], total[:, target], compensation[:, target]
+        present = ~np.isnan(value)
+        with np.errstate(invalid="ignore"):  # inf - inf: the compensation is reset, as pandas does
+            y = value - carried
+            t = before + y
+            error = t - before - y
+        compensation[:, target] = np.where(present, np.where(np.isfinite(error), error, 0.0), carried)
+        total[:, target] = np.where(present, t, before)
+    return total
 
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:

@@ -92,14 +92,18 @@ class Preprocessor(BaseModel):
         """Standardised numerics, missing indicators and one-hot categoricals as float32."""
         self.check_columns(features)
         blocks = []
-        for column in self.numeric:
-            values = pd.to_numeric(features[column.name], errors="coerce").astype("float64")
-            blocks.append(((values.fillna(column.median) - column.mean) / column.std).to_numpy())
-            if column.had_missing:
-                blocks.append(values.isna().to_numpy(dtype=np.float64))
+        if self.numeric:
+            values = _float_matrix(features, [column.name for column in self.numeric])
+            missing = np.isnan(values)
+            medians, means, stds = (np.array([getattr(c, k) for c in self.numeric]) for k in ("median", "mean", "std"))
+            scaled = (np.where(missing, medians, values) - means) / stds
+            for i, column in enumerate(self.numeric):
+                blocks.append(scaled[:, i])
+                if column.had_missing:
+                    blocks.append(missing[:, i].astype(np.float64))
         for column in self.categorical:
-            values = features[column.name].astype("object").map(_as_level)
-            blocks.extend((values == level).to_numpy(dtype=np.float64) for level in column.levels)
+            values = _levels(features[column.name])
+            blocks.extend((values == level).astype(np.float64) for level in column.levels)
         if not blocks:
             return np.zeros((len(features), 0), dtype=np.float32)
         return np.column_stack(blocks).astype(np.float32)
@@ -131,6 +135,21 @@ class Preprocessor(BaseModel):
 def is_categorical(column: pd.Series) -> bool:
     """String, object and category columns are categorical; everything else is numeric."""
     return not (pd.api.types.is_numeric_dtype(column) or pd.api.types.is_bool_dtype(column))
+
+
+def _float_matrix(features: pd.DataFrame, names: list[str]) -> np.ndarray:
+    """The columns as a float64 matrix (non-numbers become NaN); one conversion when all are numeric."""
+    subset = features[names]
+    if all(isinstance(dtype, np.dtype) and dtype.kind in "fiub" for dtype in subset.dtypes):
+        return subset.to_numpy(dtype=np.float64)
+    return np.column_stack(
+        [pd.to_numeric(subset[name], errors="coerce").astype("float64").to_numpy() for name in names]
+    ).reshape(len(features), len(names))
+
+
+def _levels(column: pd.Series) -> np.ndarray:
+    """The column's values as levels (strings; missing stays missing), an object array."""
+    return np.array([_as_level(value) for value in column.to_numpy(dtype=object)], dtype=object)
 
 
 def _as_level(value: object) -> object:

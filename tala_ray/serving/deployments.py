@@ -11,17 +11,14 @@ import logging
 import time
 from typing import Any
 
-import numpy as np
-import pandas as pd
 from ray import serve
 
-from tala_ray.policy import PolicyParams, decide, reason_codes
+from tala_ray.policy import PolicyParams
 from tala_ray.serving.args import BatchingConfig, FeatureTransformConfig
+from tala_ray.serving.graph import FeatureRow, credit_scores, feature_descriptions, feature_rows, policy_decisions, uplift_effects
 from tala_ray.serving.metrics import serving_metrics
 from tala_ray.serving.model_slot import ModelConfig, ModelSlot
 
-FeatureRow = dict[str, Any]
-ID_COLUMNS = ("application_id",)
 log = logging.getLogger("ray.serve")
 
 
@@ -33,11 +30,6 @@ def _apply_batching(method: Any, batching: BatchingConfig) -> None:
 def _replica_id() -> str:
     """Which replica answered (it stays the same across in-place `reconfigure` calls)."""
     return serve.get_replica_context().replica_id.unique_id
-
-
-def _feature_frame(rows: list[FeatureRow], feature_names: list[str]) -> pd.DataFrame:
-    """The rows as a frame with exactly the model's features, in its order."""
-    return pd.DataFrame.from_records(rows).reindex(columns=list(feature_names))
 
 
 @serve.deployment(name="FeatureTransform", max_ongoing_requests=64, ray_actor_options={"num_cpus": 0.2})
@@ -54,10 +46,8 @@ class FeatureTransform:
 
     def transform_many(self, requests: list[Any]) -> list[FeatureRow]:
         """All applications of a batch request in one call."""
-        from tala_ray.features.online import features_from_requests
-
         started = time.perf_counter()
-        rows = features_from_requests(list(requests)).to_dict(orient="records")
+        rows = feature_rows(requests)
         serving_metrics().observe_batch("features", len(requests), (time.perf_counter() - started) * 1000)
         return rows
 
@@ -85,19 +75,9 @@ class CreditModel:
         """Default probability, contributions and model version for each row."""
         started = time.perf_counter()
         predictor, config = self._slot.predictor, self._slot.config
-        frame = _feature_frame(rows, predictor.feature_names)
-        probabilities = np.asarray(predictor.predict_proba(frame), dtype=float)
-        contributions = predictor.contributions(frame)
+        scores = credit_scores(predictor, config.role, rows)
         serving_metrics().observe_batch(f"credit_{config.role}", len(rows), (time.perf_counter() - started) * 1000)
-        return [
-            {
-                "default_probability": float(p),
-                "contributions": {k: float(v) for k, v in contributions.iloc[i].items()},
-                "version": str(predictor.version),
-                "role": config.role,
-            }
-            for i, p in enumerate(probabilities)
-        ]
+        return scores
 
     def info(self) -> dict[str, Any]:
         return self._slot.info() | {"replica": _replica_id()}
@@ -125,11 +105,9 @@ class UpliftModel:
     def effect_many(self, rows: list[FeatureRow]) -> list[dict[str, Any]]:
         """The intervention's uplift and model version for each row."""
         started = time.perf_counter()
-        predictor = self._slot.predictor
-        names = getattr(predictor, "feature_names", None) or [k for k in rows[0] if k not in ID_COLUMNS]
-        effects = np.asarray(predictor.effect(_feature_frame(rows, names)), dtype=float).reshape(-1)
+        effects = uplift_effects(self._slot.predictor, rows)
         serving_metrics().observe_batch("uplift", len(rows), (time.perf_counter() - started) * 1000)
-        return [{"uplift": float(e), "version": str(predictor.version)} for e in effects]
+        return effects
 
     def info(self) -> dict[str, Any]:
         return self._slot.info() | {"replica": _replica_id()}
@@ -140,9 +118,7 @@ class DecisionPolicy:
     """Decision economics; its parameters are the `user_config`, changed without restarting replicas."""
 
     def __init__(self) -> None:
-        from tala_ray.features.definitions import FEATURES
-
-        self._descriptions = {f.name: f.description for f in FEATURES}
+        self._descriptions = feature_descriptions()
         self._params: PolicyParams | None = None
 
     def reconfigure(self, user_config: dict[str, Any]) -> None:
@@ -156,18 +132,7 @@ class DecisionPolicy:
 
     def decide(self, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """items: default_probability, uplift, amount, term_days, contributions -> decision dicts."""
-        params = self._params
-        columns = {k: np.array([item[k] for item in items], dtype=float) for k in ("default_probability", "uplift")}
-        amounts = np.array([item["amount"] for item in items], dtype=float)
-        terms = np.array([item["term_days"] for item in items], dtype=float)
-        decisions = decide(columns["default_probability"], columns["uplift"], amounts, terms, params)
-        out = []
-        for item, decision in zip(items, decisions, strict=True):
-            reasons = []
-            if decision.decision == "decline":
-                reasons = reason_codes(item["contributions"], self._descriptions, params.max_reason_codes)
-            out.append({**decision.model_dump(), "reason_codes": [r.model_dump() for r in reasons]})
-        return out
+        return policy_decisions(self._params, self._descriptions, items)
 
     def info(self) -> dict[str, Any]:
         return {"params": self._params.model_dump(mode="json"), "replica": _replica_id()}

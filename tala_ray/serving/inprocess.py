@@ -1,0 +1,102 @@
+"""The decision model graph in ONE process: a plain FastAPI app (no Ray), the baseline that
+`bench/serve.py endpoint --baseline-factory tala_ray.serving.inprocess:create_app` starts under uvicorn.
+
+Same request/response schemas, feature code, predictors and policy as the Serve application
+(`tala_ray.serving.graph`); no authentication, idempotency, routing or prediction log.
+Configured by environment variables (`create_app` arguments override them):
+
+- `TALA_INPROCESS_REGISTRY` (required): registry URI holding the models.
+- `TALA_INPROCESS_CREDIT_MODEL` / `TALA_INPROCESS_CREDIT_REF`: credit model name and alias or
+  version (default `credit_pd` / `champion`).
+- `TALA_INPROCESS_UPLIFT_MODEL` / `TALA_INPROCESS_UPLIFT_REF`: default `uplift` / `champion`.
+- `TALA_INPROCESS_POLICY`: the policy parameters as JSON (default: `PolicyParams()` defaults).
+"""
+
+# No `from __future__ import annotations` here: FastAPI must see the real request body types.
+import os
+import uuid
+
+from fastapi import FastAPI
+from pydantic import BaseModel, ConfigDict
+
+from tala_ray.errors import UserError
+from tala_ray.policy import PolicyParams
+from tala_ray.serving import graph
+from tala_ray.serving.records import decision_response, policy_items
+from tala_ray.serving.schemas import (
+    BatchDecisionRequest,
+    BatchDecisionResponse,
+    DecisionRequest,
+    DecisionResponse,
+    HealthResponse,
+)
+
+
+class InProcessSettings(BaseModel):
+    """Which models and policy the in-process server runs."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    registry: str
+    credit_model: str = "credit_pd"
+    credit_ref: str = "champion"
+    uplift_model: str = "uplift"
+    uplift_ref: str = "champion"
+    policy: PolicyParams = PolicyParams()
+
+    @classmethod
+    def from_env(cls, **overrides: object) -> "InProcessSettings":
+        registry = os.environ.get("TALA_INPROCESS_REGISTRY")
+        if registry is None and "registry" not in overrides:
+            raise UserError("TALA_INPROCESS_REGISTRY: not set (the registry URI holding the models)")
+        values: dict[str, object] = {"registry": registry}
+        for field in ("credit_model", "credit_ref", "uplift_model", "uplift_ref"):
+            if f"TALA_INPROCESS_{field.upper()}" in os.environ:
+                values[field] = os.environ[f"TALA_INPROCESS_{field.upper()}"]
+        if "TALA_INPROCESS_POLICY" in os.environ:
+            values["policy"] = PolicyParams.model_validate_json(os.environ["TALA_INPROCESS_POLICY"])
+        return cls.model_validate(values | overrides)
+
+
+class DecisionGraph:
+    """Loaded predictors and policy: applications in, decision responses out."""
+
+    def __init__(self, settings: InProcessSettings) -> None:
+        from tala_ray.features.definitions import feature_set_version
+        from tala_ray.models.uplift import load_uplift_predictor
+        from tala_ray.registry import load_credit_predictor
+
+        fsv = feature_set_version()
+        self.credit = load_credit_predictor(settings.registry, settings.credit_model, settings.credit_ref, fsv)
+        self.uplift = load_uplift_predictor(settings.registry, settings.uplift_model, settings.uplift_ref, fsv)
+        self.policy = settings.policy
+        self.descriptions = graph.feature_descriptions()
+
+    def decide(self, applications: list[DecisionRequest], batch_id: str | None) -> list[DecisionResponse]:
+        rows = graph.feature_rows(applications)
+        credit = graph.credit_scores(self.credit, "champion", rows)
+        uplift = graph.uplift_effects(self.uplift, rows)
+        decisions = graph.policy_decisions(self.policy, self.descriptions, policy_items(applications, credit, uplift))
+        ids = [f"{batch_id}:{i}" if batch_id else str(uuid.uuid4()) for i in range(len(applications))]
+        return [decision_response(*parts) for parts in zip(ids, decisions, credit, uplift, strict=True)]
+
+
+def create_app(**overrides: object) -> FastAPI:
+    """The app factory (`uvicorn --factory tala_ray.serving.inprocess:create_app`)."""
+    decision_graph = DecisionGraph(InProcessSettings.from_env(**overrides))
+    app = FastAPI(title="tala-ray decision service (in-process baseline)", version="1")
+
+    @app.get("/healthz", response_model=HealthResponse)
+    async def healthz() -> HealthResponse:
+        return HealthResponse(status="ok")
+
+    @app.post("/v1/decisions", response_model=DecisionResponse)
+    async def decision(body: DecisionRequest) -> DecisionResponse:
+        return decision_graph.decide([body], batch_id=None)[0]
+
+    @app.post("/v1/decisions/batch", response_model=BatchDecisionResponse)
+    async def batch(body: BatchDecisionRequest) -> BatchDecisionResponse:
+        batch_id = str(uuid.uuid4())
+        return BatchDecisionResponse(batch_id=batch_id, decisions=decision_graph.decide(body.applications, batch_id), replayed=False)
+
+    return app
