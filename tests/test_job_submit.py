@@ -1,6 +1,9 @@
-"""The researcher's cluster workflow: `ray start --head`, submit `tala-ray tune` as a Ray job, find the model.
+"""The researcher-to-app path on a local multi-process cluster: `ray start --head`, data, features
+and tuning submitted as Ray jobs, the Serve config deployed with the real `serve deploy` CLI, the
+endpoint called over HTTP.
 
-Starts its own head (separate ports and temp dir) and stops only that head's processes.
+Starts its own head (separate ports and temp dir) once for the module and stops only that head's
+processes.
 """
 
 from __future__ import annotations
@@ -13,14 +16,17 @@ import tempfile
 import time
 from pathlib import Path
 
+import httpx
 import psutil
 import pytest
 import yaml
 
 from tala_ray.registry import Registry, load_credit_predictor
 
+REPO = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
 TERMINAL = {"SUCCEEDED", "FAILED", "STOPPED"}
+API_KEY = "job-test-key-" + "k" * 24
 
 
 def free_port() -> int:
@@ -47,12 +53,20 @@ def stop_cluster(temp_dir: Path) -> None:
         process.kill()
 
 
-@pytest.fixture
+def head_env(token: str | None) -> dict[str, str]:
+    """The environment of a Ray CLI call against the head: the venv first on PATH, token auth on."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
+    env["PATH"] = f"{VENV_BIN}{os.pathsep}{env['PATH']}"
+    if token:
+        env |= {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token}
+    return env
+
+
+@pytest.fixture(scope="module")
 def ray_head():
     """A one-CPU head started with `ray start --head`, the venv first on PATH; yields (dashboard URL, token)."""
     temp_dir = Path(tempfile.mkdtemp(prefix="tjs", dir="/tmp"))  # short: socket paths have a length limit
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
-    env["PATH"] = f"{VENV_BIN}{os.pathsep}{env['PATH']}"
+    env = head_env(token=None)
     dashboard_port = free_port()
     command = [
         str(VENV_BIN / "ray"), "start", "--head", f"--port={free_port()}", f"--dashboard-port={dashboard_port}",
@@ -70,33 +84,124 @@ def ray_head():
         stop_cluster(temp_dir)
 
 
-def test_tune_submitted_as_a_ray_job_lands_in_the_registry(ray_head, tmp_path):
+def write_spec(template: str, target: Path, **changes) -> None:
+    spec = yaml.safe_load((REPO / "experiments" / template).read_text()) | changes
+    target.write_text(yaml.safe_dump(spec))
+
+
+@pytest.fixture(scope="module")
+def researcher_job(ray_head, tmp_path_factory):
+    """One Ray job: a tiny world, its features, a 2-trial credit and a 1-trial uplift experiment."""
     from ray.job_submission import JobSubmissionClient
 
     address, token = ray_head
-    work = tmp_path / "project"
+    root = tmp_path_factory.mktemp("researcher")
+    work = root / "project"
     (work / "experiments").mkdir(parents=True)
-    spec = yaml.safe_load((Path(__file__).parent.parent / "experiments" / "credit_logistic.yaml").read_text())
-    spec |= {"name": "job_logistic", "trials": 2, "register_as": "job_pd"}
-    (work / "experiments" / "job.yaml").write_text(yaml.safe_dump(spec))
-    world, features, registry = tmp_path / "world", tmp_path / "features", tmp_path / "registry"
+    write_spec("credit_logistic.yaml", work / "experiments" / "credit.yaml", name="job_logistic", trials=2)
+    small_dr_learner = yaml.safe_load((REPO / "experiments" / "uplift_dr_learner.yaml").read_text())["model"]
+    small_dr_learner["search_space"] |= {
+        "nuisance_n_estimators": 40,
+        "nuisance_num_leaves": 7,
+        "final_n_estimators": 30,
+        "final_num_leaves": 3,
+        "final_min_child_samples": 50,
+    }
+    write_spec(
+        "uplift_dr_learner.yaml", work / "experiments" / "uplift.yaml",
+        name="job_dr_learner", trials=1, model=small_dr_learner,
+    )
+    world, features, registry = root / "world", root / "features", root / "registry"
+    tune = f"--data-path {features} --world {world} --registry {registry} --runs-root {root / 'runs'}"
     entrypoint = (
-        f"tala-ray data generate --applicants 1500 --seed 3 --chunk-size 1500 --out {world} && "
+        f"tala-ray data generate --applicants 3000 --seed 3 --chunk-size 3000 --out {world} && "
         f"tala-ray features build --engine local --world {world} --out {features} && "
-        f"tala-ray tune experiments/job.yaml --data-path {features} --world {world} "
-        f"--registry {registry} --runs-root {tmp_path / 'runs'}"
+        f"tala-ray tune experiments/credit.yaml {tune} && tala-ray tune experiments/uplift.yaml {tune}"
     )
     client = JobSubmissionClient(address, headers={"Authorization": f"Bearer {token}"} if token else None)
     job = client.submit_job(entrypoint=entrypoint, runtime_env={"working_dir": str(work)})
-    deadline = time.monotonic() + 600  # a bound on waiting, not a speed assertion
+    deadline = time.monotonic() + 900  # a bound on waiting, not a speed assertion
     while str(client.get_job_status(job).value) not in TERMINAL and time.monotonic() < deadline:
         time.sleep(2)
-    logs = client.get_job_logs(job)
-    assert str(client.get_job_status(job).value) == "SUCCEEDED", logs[-3000:]
-    assert "registered job_pd@1" in logs
+    status, logs = str(client.get_job_status(job).value), client.get_job_logs(job)
+    return {"status": status, "logs": logs, "world": world, "registry": registry, "root": root}
 
-    assert Registry(str(registry)).versions("job_pd") == ["1"]
-    manifest = Registry(str(registry)).manifest("job_pd", "1")
+
+def test_tune_submitted_as_a_ray_job_lands_in_the_registry(researcher_job):
+    assert researcher_job["status"] == "SUCCEEDED", researcher_job["logs"][-3000:]
+    assert "registered credit_pd@1" in researcher_job["logs"]
+    registry = Registry(str(researcher_job["registry"]))
+    assert registry.versions("credit_pd") == ["1"] and registry.versions("uplift") == ["1"]
+    manifest = registry.manifest("credit_pd", "1")
     assert manifest.family == "logistic" and manifest.feature_set_version and manifest.data_content_hash
     assert "best_possible_auc" in manifest.extra
-    assert load_credit_predictor(str(registry), "job_pd").version == "1"
+    assert registry.manifest("uplift", "1").kind == "uplift"
+    assert registry.aliases("credit_pd")["champion"] == "1" and registry.aliases("uplift")["champion"] == "1"
+    assert load_credit_predictor(str(registry.uri), "credit_pd").version == "1"
+
+
+def serve_cli(token: str | None, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [str(VENV_BIN / "serve"), *args], env=head_env(token), capture_output=True, text=True, timeout=timeout
+    )
+
+
+def deployed_config(tmp_path: Path, registry: Registry, port: int) -> Path:
+    """serve_configs/credit_decision.yaml for this head: tmp registry and log, free port, key file, aliases pinned."""
+    from tala_ray.serving.args import AppArgs
+    from tala_ray.serving.launch import MODEL_ARGS, pin_model_versions
+
+    (tmp_path / "api_keys").write_text(API_KEY + "\n")
+    raw = yaml.safe_load((REPO / "serve_configs" / "credit_decision.yaml").read_text())
+    raw["http_options"]["port"] = port
+    application = raw["applications"][0]
+    application["args"] |= {
+        "registry_uri": registry.uri,
+        "api_key_file": str(tmp_path / "api_keys"),
+        "prediction_log_uri": str(tmp_path / "prediction_log"),
+        "log_flush_interval_s": 0.5,
+    }
+    pinned = pin_model_versions(AppArgs.model_validate(application["args"]))  # `serve deploy` does not resolve aliases
+    application["args"] |= {f: getattr(pinned, f).model_dump() for f in MODEL_ARGS if getattr(pinned, f)}
+    for deployment in application["deployments"]:  # the head has one CPU
+        deployment["ray_actor_options"] = {"num_cpus": 0.05}
+    path = tmp_path / "credit_decision.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def test_serve_deploy_on_the_head_answers_with_the_tuned_models(ray_head, researcher_job, tmp_path):
+    from tala_ray.features.replay import read_world_tables, request_payload
+
+    assert researcher_job["status"] == "SUCCEEDED", researcher_job["logs"][-3000:]
+    address, token = ray_head
+    registry = Registry(str(researcher_job["registry"]))
+    port = free_port()
+    config = deployed_config(tmp_path, registry, port)
+    try:
+        deployed = serve_cli(token, "deploy", str(config), "--address", address)
+        assert deployed.returncode == 0, deployed.stderr[-3000:]
+        deadline = time.monotonic() + 600  # a bound on waiting, not a speed assertion
+        status, state = {}, None
+        while time.monotonic() < deadline:
+            shown = serve_cli(token, "status", "--address", address, timeout=120)
+            status = yaml.safe_load(shown.stdout or "{}") or {}
+            state = ((status.get("applications") or {}).get("credit_decision") or {}).get("status")
+            assert state != "DEPLOY_FAILED", shown.stdout[-3000:]
+            if state == "RUNNING":
+                break
+            time.sleep(2)
+        assert state == "RUNNING", str(status)[-3000:]
+
+        world = read_world_tables(str(researcher_job["world"]))
+        application = world["applications"].sort_values("application_id").iloc[-1]
+        body = request_payload(world, application)
+        url = f"http://127.0.0.1:{port}/v1/decisions"
+        answered = httpx.post(url, json=body, headers={"Authorization": f"Bearer {API_KEY}"}, timeout=60)
+        assert answered.status_code == 200, answered.text[:2000]
+        decision = answered.json()
+        assert decision["decision"] in {"approve", "decline"} and 0 <= decision["default_probability"] <= 1
+        assert decision["model_versions"] == {"credit": "1", "credit_role": "champion", "uplift": "1"}
+        assert httpx.post(url, json=body, timeout=60).status_code == 401
+    finally:
+        serve_cli(token, "shutdown", "-y", "--address", address, timeout=120)
