@@ -65,14 +65,13 @@ class ApplicationRequest(_Strict):
     loans: list[LoanRecord] = Field(default_factory=list, max_length=MAX_LOANS)
 
 
-def _utc(value: datetime) -> pd.Timestamp:
-    stamp = pd.Timestamp(value)
-    return stamp.tz_localize(timezone.utc) if stamp.tzinfo is None else stamp.tz_convert(timezone.utc)
+def _utc(value: datetime) -> datetime:
+    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
 
 
 def _times(frame: pd.DataFrame, columns: tuple[str, ...]) -> pd.DataFrame:
     for column in columns:
-        frame[column] = pd.to_datetime(frame[column].map(_utc), utc=True).astype(schema.TS.to_pandas_dtype())
+        frame[column] = pd.to_datetime([_utc(v) for v in frame[column]], utc=True).astype(schema.TS.to_pandas_dtype())
     return frame
 
 
@@ -83,10 +82,11 @@ def _frame(rows: list[dict], columns: list[str], times: tuple[str, ...]) -> pd.D
 
 def request_tables(requests: list[ApplicationRequest]) -> dict[str, pd.DataFrame]:
     """The raw tables `compute_features` takes; request i is applicant i and application i."""
-    applicants = [{"applicant_id": i, **r.applicant.model_dump()} for i, r in enumerate(requests)]
-    applications = [{"application_id": i, "applicant_id": i, **r.application.model_dump()} for i, r in enumerate(requests)]
-    events = [{"applicant_id": i, **e.model_dump()} for i, r in enumerate(requests) for e in r.events]
-    loans = [{"applicant_id": i, **loan.model_dump()} for i, r in enumerate(requests) for loan in r.loans]
+    # `vars` of these flat models is their fields (what `model_dump` returns), without its per-call cost
+    applicants = [{"applicant_id": i, **vars(r.applicant)} for i, r in enumerate(requests)]
+    applications = [{"application_id": i, "applicant_id": i, **vars(r.application)} for i, r in enumerate(requests)]
+    events = [{"applicant_id": i, **vars(e)} for i, r in enumerate(requests) for e in r.events]
+    loans = [{"applicant_id": i, **vars(loan)} for i, r in enumerate(requests) for loan in r.loans]
     return {
         "applicants": _frame(applicants, list(schema.APPLICANTS.names), ("signup_time",)),
         "applications": _frame(
