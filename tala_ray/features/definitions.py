@@ -18,7 +18,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict
 
 from tala_ray.data.world import COUNTRY
-from tala_ray.features import event_aggregates, loan_history, timeutil
+from tala_ray.features import event_aggregates, join, loan_history, timeutil
 from tala_ray.features.timeutil import DAY_MS, epoch_ms
 
 FX_PER_USD = {code: c.fx_per_usd for code, c in COUNTRY.items()}
@@ -98,7 +98,7 @@ FEATURE_NAMES: list[str] = [f.name for f in FEATURES]
 def feature_set_version() -> str:
     """A short hash of the definitions' code and parameters: models check they get what they learned on."""
     digest = hashlib.sha256()
-    for module in (timeutil, event_aggregates, loan_history, sys.modules[__name__]):
+    for module in (timeutil, join, event_aggregates, loan_history, sys.modules[__name__]):
         digest.update(inspect.getsource(module).encode())
     digest.update(json.dumps({"features": [f.model_dump() for f in FEATURES], "fx": FX_PER_USD}, sort_keys=True).encode())
     return "fs-" + digest.hexdigest()[:16]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from tala_ray.features.join import join_applications
 from tala_ray.features.timeutil import DAY_MS, epoch_ms
 
 WINDOWS_DAYS = (7, 30, 90)
@@ -47,9 +48,7 @@ class _Window:
 
 def join_events(events: pd.DataFrame, apps: pd.DataFrame) -> pd.DataFrame:
     """Events joined to applications (`_pos`, `_app_ms`, `_fx`), kept only if strictly before and in the lookback."""
-    joined = events[["applicant_id", "event_time", "event_type", "amount", "app_category"]].merge(
-        apps[["applicant_id", "_pos", "_app_ms", "_fx"]], on="applicant_id", how="inner"
-    )
+    joined = join_applications(events[["applicant_id", "event_time", "event_type", "amount", "app_category"]], apps)
     age_ms = joined["_app_ms"].to_numpy() - epoch_ms(joined["event_time"])
     keep = (age_ms > 0) & (age_ms <= LOOKBACK_DAYS * DAY_MS)
     joined = joined.loc[keep].assign(_age_ms=age_ms[keep])

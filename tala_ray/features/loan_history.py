@@ -6,14 +6,13 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from tala_ray.features.join import join_applications
 from tala_ray.features.timeutil import DAY_MS, epoch_ms
 
 
 def join_loans(loans: pd.DataFrame, apps: pd.DataFrame) -> pd.DataFrame:
     """Loans joined to applications (`_pos`, `_app_ms`, `_fx`), kept only if disbursed strictly before."""
-    joined = loans[["applicant_id", "disbursed_time", "due_time", "amount", "repaid", "days_late"]].merge(
-        apps[["applicant_id", "_pos", "_app_ms", "_fx"]], on="applicant_id", how="inner"
-    )
+    joined = join_applications(loans[["applicant_id", "disbursed_time", "due_time", "amount", "repaid", "days_late"]], apps)
     disbursed = epoch_ms(joined["disbursed_time"])
     keep = disbursed < joined["_app_ms"].to_numpy()
     return joined.loc[keep].assign(_disbursed_ms=disbursed[keep], _due_ms=epoch_ms(joined.loc[keep, "due_time"]))
