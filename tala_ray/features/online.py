@@ -69,15 +69,15 @@ def _utc(value: datetime) -> datetime:
     return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
 
 
-def _times(frame: pd.DataFrame, columns: tuple[str, ...]) -> pd.DataFrame:
-    for column in columns:
-        frame[column] = pd.to_datetime([_utc(v) for v in frame[column]], utc=True).astype(schema.TS.to_pandas_dtype())
-    return frame
-
-
 def _frame(rows: list[dict], columns: list[str], times: tuple[str, ...]) -> pd.DataFrame:
-    frame = pd.DataFrame(rows, columns=columns)
-    return _times(frame, times) if len(frame) else frame.astype({c: "datetime64[ms, UTC]" for c in times})
+    """The rows as a frame; time columns converted to UTC straight from the request's datetimes."""
+    if not rows:
+        return pd.DataFrame(rows, columns=columns).astype({c: "datetime64[ms, UTC]" for c in times})
+    data: dict[str, object] = {c: [row[c] for row in rows] for c in columns}
+    for column in times:
+        stamps = pd.to_datetime([_utc(value) for value in data[column]], utc=True)
+        data[column] = stamps.astype(schema.TS.to_pandas_dtype())
+    return pd.DataFrame(data, columns=columns)
 
 
 def request_tables(requests: list[ApplicationRequest]) -> dict[str, pd.DataFrame]:
