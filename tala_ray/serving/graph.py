@@ -34,14 +34,16 @@ def credit_scores(predictor: Any, role: str, rows: list[FeatureRow]) -> list[dic
     frame = feature_frame(rows, predictor.feature_names)
     probabilities = np.asarray(predictor.predict_proba(frame), dtype=float)
     contributions = predictor.contributions(frame)
+    names = [str(name) for name in contributions.columns]
+    by_row = contributions.to_numpy(dtype=np.float64).tolist()
     return [
         {
             "default_probability": float(p),
-            "contributions": {k: float(v) for k, v in contributions.iloc[i].items()},
+            "contributions": dict(zip(names, values, strict=True)),
             "version": str(predictor.version),
             "role": role,
         }
-        for i, p in enumerate(probabilities)
+        for p, values in zip(probabilities, by_row, strict=True)
     ]
 
 
