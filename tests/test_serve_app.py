@@ -214,6 +214,21 @@ def test_served_decisions_equal_the_offline_pipeline(service, registry, world, s
         assert d["model_versions"] == {"credit": "1", "credit_role": "champion", "uplift": uplift.version}
 
 
+def test_in_process_baseline_decides_like_the_served_graph(service, registry, bodies):
+    """The benchmark's baseline (same graph, one process, no Ray) answers what the service answers."""
+    from fastapi.testclient import TestClient
+
+    from tala_ray.serving.inprocess import create_app
+
+    policy = service.raw["applications"][0]["args"]["policy"]
+    client = TestClient(create_app(registry=registry.uri, credit_model=CREDIT_MODEL, policy=policy))
+    local = client.post("/v1/decisions/batch", json={"applications": bodies}).json()["decisions"]
+    served = service.decide_batch(bodies).json()["decisions"]
+    for field in ("decision", "limit", "intervention", "default_probability", "uplift"):
+        assert [d[field] for d in local] == pytest.approx([d[field] for d in served], abs=1e-9), field
+    assert client.post("/v1/decisions", json={"applicant": {}}).status_code == 422
+
+
 def test_bad_requests_get_422_or_413_naming_the_field(service, bodies):
     body = bodies[0]
     cases = {
