@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -28,3 +30,17 @@ def small_world(ray_cluster, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("world")
     generate_world(SMALL_WORLD, str(out), overwrite=True, progress=False)
     return out
+
+
+@pytest.fixture(scope="session")
+def world_50k(tmp_path_factory) -> tuple[str, str]:
+    """A 50,000-applicant world and its feature table, built through the CLI (slow quality tests only)."""
+    root = tmp_path_factory.mktemp("world_50k")
+    world, features = str(root / "world"), str(root / "features")
+    for args in (
+        ("data", "generate", "--applicants", "50000", "--seed", "7", "--out", world),
+        ("features", "build", "--world", world, "--out", features),
+    ):
+        result = subprocess.run([sys.executable, "-m", "tala_ray.cli", *args], capture_output=True, text=True, timeout=1800)
+        assert result.returncode == 0, result.stderr[-3000:]
+    return world, features

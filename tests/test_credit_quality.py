@@ -6,8 +6,6 @@ Run: .venv/bin/python -m pytest -m slow tests/test_credit_quality.py -s
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -19,18 +17,6 @@ EXPERIMENTS = Path(__file__).parent.parent / "experiments"
 pytestmark = [pytest.mark.slow, pytest.mark.ray]
 
 
-def cli(*args: str) -> None:
-    result = subprocess.run([sys.executable, "-m", "tala_ray.cli", *args], capture_output=True, text=True, timeout=1800)
-    assert result.returncode == 0, result.stderr[-3000:]
-
-
-@pytest.fixture(scope="module")
-def world_50k(tmp_path_factory) -> tuple[str, str]:
-    root = tmp_path_factory.mktemp("quality")
-    world, features = str(root / "world"), str(root / "features")
-    cli("data", "generate", "--applicants", "50000", "--seed", "7", "--out", world)
-    cli("features", "build", "--world", world, "--out", features)
-    return world, features
 
 
 def test_tuned_gbm_is_near_the_best_possible_auc_and_beats_the_baseline(ray_cluster, world_50k, tmp_path):

@@ -11,8 +11,6 @@ Prints the figures. Run: .venv/bin/python -m pytest -m slow tests/test_uplift_qu
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -24,18 +22,6 @@ EXPERIMENTS = Path(__file__).parent.parent / "experiments"
 pytestmark = [pytest.mark.slow, pytest.mark.ray]
 
 
-def cli(*args: str) -> None:
-    result = subprocess.run([sys.executable, "-m", "tala_ray.cli", *args], capture_output=True, text=True, timeout=1800)
-    assert result.returncode == 0, result.stderr[-3000:]
-
-
-@pytest.fixture(scope="module")
-def world_50k(tmp_path_factory) -> tuple[str, str]:
-    root = tmp_path_factory.mktemp("uplift_quality")
-    world, features = str(root / "world"), str(root / "features")
-    cli("data", "generate", "--applicants", "50000", "--seed", "7", "--out", world)
-    cli("features", "build", "--world", world, "--out", features)
-    return world, features
 
 
 def _run(name: str, world_50k: tuple[str, str], tmp_path: Path) -> dict:
