@@ -272,8 +272,6 @@ def register_uplift_winner(
     estimated_propensity: np.ndarray,
 ) -> tuple["ArtifactManifest", dict[str, Any]]:
     """Evaluate the refitted winner once on the test split, write its report, register it (champion if first)."""
-    from tala_ray.registry import ArtifactMetadata, Registry
-
     test = splits.test
     effect = builder.predict(model, test)
     world = test.lineage.world
@@ -311,21 +309,9 @@ def register_uplift_winner(
         "segments.json": json.dumps({k: v.to_dict(orient="records") for k, v in evaluation.segments.items()},
                                     indent=1, default=str).encode(),
     }
-    registry = Registry(registry_uri)
-    metadata = ArtifactMetadata(
-        kind="uplift",
-        family=spec.model.kind,
-        feature_set_version=test.lineage.feature_set_version,
-        feature_names=list(test.features.columns),
-        data_content_hash=test.lineage.data_content_hash,
-        spec=spec.model_dump(mode="json"),
-        params=best_params,
-        metrics=metrics,
-        extra={k: v for k, v in report.items() if k not in ("test_metrics", "best_params")},
+    from tala_ray.tuning.finalize import register_with_lineage
+
+    manifest = register_with_lineage(
+        spec, "uplift", test, best_params, metrics, report, {**builder.files(model), **report_files}, registry_uri
     )
-    manifest = registry.register(spec.model_name, {**builder.files(model), **report_files}, metadata)
-    report["version"] = manifest.version
-    if "champion" not in registry.aliases(spec.model_name):
-        registry.set_alias(spec.model_name, "champion", manifest.version)
-    log.info("registered %s@%s: test %s", manifest.name, manifest.version, metrics)
     return manifest, report

@@ -10,7 +10,7 @@ import numpy as np
 from sklearn.metrics import roc_auc_score
 
 from tala_ray.models.report import calibration_png, report_markdown, roc_png
-from tala_ray.models.training_data import Splits, combine, true_default_probability
+from tala_ray.models.training_data import Splits, TrainingFrame, combine, true_default_probability
 from tala_ray.registry import ArtifactManifest, ArtifactMetadata, Registry
 from tala_ray.tuning.families import FAMILY_BUILDERS, FamilyBuilder
 
@@ -64,9 +64,35 @@ def register_winner(
             report["best_possible_auc"] = float(roc_auc_score(test.target, truth))
             report["gap_to_best_possible_auc"] = report["best_possible_auc"] - metrics["auc"]
 
+    report_files = {"roc.png": roc_png(test.target, curves)}
+    if builder.registry_kind == "credit":
+        report_files["calibration.png"] = calibration_png(test.target, scores)
+    report["model"] = spec.model_name
+    report_files["report.json"] = json.dumps(report, indent=1, sort_keys=True, default=str).encode()
+    report_files["report.md"] = report_markdown(report).encode()
+    manifest = register_with_lineage(
+        spec, builder.registry_kind, test, best_params, metrics, report, {**builder.files(model), **report_files}, registry_uri
+    )
+    return manifest, report
+
+
+def register_with_lineage(
+    spec: "ExperimentSpec",
+    kind: str,
+    test: TrainingFrame,
+    best_params: dict[str, Any],
+    metrics: dict[str, float],
+    report: dict[str, Any],
+    files: dict[str, bytes],
+    registry_uri: str,
+) -> ArtifactManifest:
+    """Register model and report files with their lineage; champion if the name has none yet.
+
+    Sets `report["version"]`. Shared by the credit and uplift experiments.
+    """
     registry = Registry(registry_uri)
     metadata = ArtifactMetadata(
-        kind=builder.registry_kind,
+        kind=kind,
         family=spec.model.kind,
         feature_set_version=test.lineage.feature_set_version,
         feature_names=list(test.features.columns),
@@ -76,15 +102,9 @@ def register_winner(
         metrics=metrics,
         extra={k: v for k, v in report.items() if k not in ("test_metrics", "best_params")},
     )
-    report_files = {"roc.png": roc_png(test.target, curves)}
-    if builder.registry_kind == "credit":
-        report_files["calibration.png"] = calibration_png(test.target, scores)
-    report["model"] = spec.model_name
-    report_files["report.json"] = json.dumps(report, indent=1, sort_keys=True, default=str).encode()
-    report_files["report.md"] = report_markdown(report).encode()
-    manifest = registry.register(spec.model_name, {**builder.files(model), **report_files}, metadata)
+    manifest = registry.register(spec.model_name, files, metadata)
     report["version"] = manifest.version
     if "champion" not in registry.aliases(spec.model_name):
         registry.set_alias(spec.model_name, "champion", manifest.version)
     log.info("registered %s@%s: test %s", manifest.name, manifest.version, metrics)
-    return manifest, report
+    return manifest
