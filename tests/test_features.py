@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta, timezone
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -9,6 +11,7 @@ import pytest
 from tala_ray.data.generate import WorldSpec
 from tala_ray.data.world import simulate_chunk
 from tala_ray.features.definitions import FEATURES, compute_features, feature_set_version
+from tala_ray.features.timeutil import datetime_ms, epoch_ms
 
 DAY = pd.Timedelta(days=1)
 APP_TIME = pd.Timestamp("2025-06-01T12:00:00Z")
@@ -152,3 +155,26 @@ def test_the_point_in_time_check_would_catch_a_leak(world):
     planted = plant_future(world)
     changed = features_of({**planted, "applications": shifted["applications"]})
     assert not changed["inflow_sum_7d_usd"].equals(features_of(shifted)["inflow_sum_7d_usd"])
+
+
+def test_an_application_without_its_applicant_or_duplicate_applicants_are_refused(world):
+    orphan = world["applications"].head(3).assign(applicant_id=-1)
+    with pytest.raises(ValueError, match="applications: an applicant_id has no row in applicants"):
+        compute_features(orphan, world["applicants"], world["events"], world["loans"])
+    doubled = pd.concat([world["applicants"], world["applicants"].head(1)])
+    with pytest.raises(ValueError, match="applicants: applicant_id is not unique"):
+        compute_features(world["applications"], doubled, world["events"], world["loans"])
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        datetime(2025, 6, 1, 12, 0, 0, 999_999, tzinfo=timezone.utc),
+        datetime(2025, 6, 1, 14, 30, 0, 1_500, tzinfo=timezone(timedelta(hours=2, minutes=30))),
+        datetime(2025, 6, 1, 3, 0, 0, 500),  # naive: taken as UTC
+        datetime(1999, 12, 31, 23, 59, 59, 999_000, tzinfo=timezone(timedelta(hours=-5))),
+    ],
+)
+def test_a_request_datetime_converts_to_the_same_epoch_ms_as_the_batch_path(value):
+    """The online path converts each datetime with integer arithmetic; the batch path with pandas."""
+    assert datetime_ms(value) == epoch_ms(pd.Series([value]))[0]

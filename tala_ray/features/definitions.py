@@ -1,5 +1,6 @@
-"""The feature set: named definitions, their version, and `compute_features`, the ONE function that
-both the Ray Data batch pipeline and the online (serving) path call.
+"""The feature set: named definitions, their version, and `feature_columns`, the ONE computation that
+both the Ray Data batch pipeline (through `compute_features`, on DataFrames) and the online (serving)
+path (on numpy columns built from the request) run.
 
 Only events and loans strictly before each application's time feed its features.
 """
@@ -18,8 +19,9 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict
 
 from tala_ray.data.world import COUNTRY
-from tala_ray.features import event_aggregates, join, loan_history, timeutil
-from tala_ray.features.timeutil import DAY_MS, epoch_ms
+from tala_ray.features import columns, event_aggregates, join, loan_history, timeutil
+from tala_ray.features.columns import Columns, frame_columns, take
+from tala_ray.features.timeutil import DAY_MS
 
 FX_PER_USD = {code: c.fx_per_usd for code, c in COUNTRY.items()}
 CATEGORICAL = ("country", "device_os")
@@ -98,49 +100,67 @@ FEATURE_NAMES: list[str] = [f.name for f in FEATURES]
 def feature_set_version() -> str:
     """A short hash of the definitions' code and parameters: models check they get what they learned on."""
     digest = hashlib.sha256()
-    for module in (timeutil, join, event_aggregates, loan_history, sys.modules[__name__]):
+    for module in (timeutil, columns, join, event_aggregates, loan_history, sys.modules[__name__]):
         digest.update(inspect.getsource(module).encode())
     digest.update(json.dumps({"features": [f.model_dump() for f in FEATURES], "fx": FX_PER_USD}, sort_keys=True).encode())
     return "fs-" + digest.hexdigest()[:16]
 
 
-def _prepare_applications(applications: pd.DataFrame, applicants: pd.DataFrame) -> pd.DataFrame:
-    apps = applications[["application_id", "applicant_id", "application_time", "amount", "term_days"]].merge(
-        applicants[["applicant_id", "country", "signup_time", "device_os", "device_price_usd", "device_age_months"]],
-        on="applicant_id",
-        how="left",
-        validate="many_to_one",
+def _prepare_applications(applications: Columns, applicants: Columns) -> Columns:
+    """Each application with its applicant's fields, its row position, time and exchange rate."""
+    ids = applicants["applicant_id"]
+    order = np.argsort(ids, kind="stable")
+    sorted_ids = ids[order]
+    if len(ids) > 1 and bool((sorted_ids[1:] == sorted_ids[:-1]).any()):
+        raise ValueError("applicants: applicant_id is not unique")
+    wanted = applications["applicant_id"]
+    at = np.minimum(np.searchsorted(sorted_ids, wanted), max(len(ids) - 1, 0))
+    if len(wanted) and (len(ids) == 0 or not bool((sorted_ids[at] == wanted).all())):
+        raise ValueError("applications: an applicant_id has no row in applicants")
+    applicant = take({k: v for k, v in applicants.items() if k != "applicant_id"}, order[at])
+    fx = np.full(len(wanted), np.nan)
+    for code, rate in FX_PER_USD.items():
+        fx[applicant["country"] == code] = rate
+    return applications | applicant | {"_pos": np.arange(len(wanted)), "_app_ms": applications["application_time"], "_fx": fx}
+
+
+def feature_columns(applications: Columns, applicants: Columns, events: Columns, loans: Columns) -> Columns:
+    """The feature computation on numpy columns (see `columns.RAW_COLUMNS` for the inputs):
+    `application_id` plus every feature of `FEATURES`, in that order, one value per application."""
+    apps = _prepare_applications(applications, applicants)
+    n = len(apps["_pos"])
+    values = event_aggregates.event_features(event_aggregates.join_events(events, apps), n)
+    values.update(loan_history.loan_features(loan_history.join_loans(loans, apps), n))
+    loan_usd = apps["amount"] / apps["_fx"]
+    values.update(
+        {
+            "device_price_usd": apps["device_price_usd"],
+            "device_age_months": apps["device_age_months"],
+            "tenure_days": (apps["_app_ms"] - apps["signup_time"]) / DAY_MS,
+            "loan_amount_usd": loan_usd,
+            "term_days": apps["term_days"],
+            "loan_to_monthly_inflow_log": np.log((loan_usd + 5) / (values["inflow_sum_90d_usd"] / 3 + 5)),
+        }
     )
-    return apps.assign(
-        _pos=np.arange(len(apps)),
-        _app_ms=epoch_ms(apps["application_time"]),
-        _fx=apps["country"].map(FX_PER_USD).astype(np.float64).to_numpy(),
-    )
+    out = {"application_id": apps["application_id"]}
+    for definition in FEATURES:
+        if definition.dtype == "string":
+            out[definition.name] = apps[definition.name]
+        else:
+            out[definition.name] = np.asarray(values[definition.name], dtype=np.float64)
+    return out
+
+
+def feature_frame(columns: Columns) -> pd.DataFrame:
+    """The output of `feature_columns` as a DataFrame (string features as pandas strings)."""
+    string = {f.name for f in FEATURES if f.dtype == "string"}
+    return pd.DataFrame({name: pd.array(values, dtype="str") if name in string else values for name, values in columns.items()})
 
 
 def compute_features(
     applications: pd.DataFrame, applicants: pd.DataFrame, events: pd.DataFrame, loans: pd.DataFrame
 ) -> pd.DataFrame:
     """One row per application: `application_id` plus every feature of `FEATURES`, in that order."""
-    apps = _prepare_applications(applications, applicants)
-    n = len(apps)
-    values = event_aggregates.event_features(event_aggregates.join_events(events, apps), n)
-    values.update(loan_history.loan_features(loan_history.join_loans(loans, apps), n))
-    loan_usd = apps["amount"].to_numpy(dtype=np.float64) / apps["_fx"].to_numpy()
-    values.update(
-        {
-            "device_price_usd": apps["device_price_usd"].to_numpy(dtype=np.float64),
-            "device_age_months": apps["device_age_months"].astype("Float64").to_numpy(dtype=np.float64, na_value=np.nan),
-            "tenure_days": (apps["_app_ms"].to_numpy() - epoch_ms(apps["signup_time"])) / DAY_MS,
-            "loan_amount_usd": loan_usd,
-            "term_days": apps["term_days"].to_numpy(dtype=np.float64),
-            "loan_to_monthly_inflow_log": np.log((loan_usd + 5) / (values["inflow_sum_90d_usd"] / 3 + 5)),
-        }
-    )
-    columns = {"application_id": apps["application_id"].to_numpy()}
-    for definition in FEATURES:
-        if definition.dtype == "string":
-            columns[definition.name] = pd.array(apps[definition.name].to_numpy(dtype=object), dtype="str")
-        else:
-            columns[definition.name] = np.asarray(values[definition.name], dtype=np.float64)
-    return pd.DataFrame(columns)
+    tables = {"applications": applications, "applicants": applicants, "events": events, "loans": loans}
+    raw = {name: frame_columns(name, frame) for name, frame in tables.items()}
+    return feature_frame(feature_columns(raw["applications"], raw["applicants"], raw["events"], raw["loans"]))

@@ -8,10 +8,10 @@ position, so a batch of any size costs a few passes over its events.
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 
+from tala_ray.features.columns import Columns, take
 from tala_ray.features.join import join_applications
-from tala_ray.features.timeutil import DAY_MS, epoch_ms
+from tala_ray.features.timeutil import DAY_MS
 
 WINDOWS_DAYS = (7, 30, 90)
 LOOKBACK_DAYS = 180
@@ -23,13 +23,20 @@ INSTALL_CATEGORIES = ("betting", "finance", "social", "productivity", "gaming")
 class _Window:
     """The events of a batch joined to their application: row position, age in days, USD amount."""
 
-    def __init__(self, events: pd.DataFrame, n: int) -> None:
+    def __init__(self, events: Columns, n: int) -> None:
         self.n = n
-        self.pos = events["_pos"].to_numpy()
-        self.age_days = events["_age_ms"].to_numpy() / DAY_MS
-        self.kind = events["event_type"].to_numpy(dtype=object)
-        self.usd = events["_usd"].to_numpy(dtype=np.float64)
-        self.category = events["app_category"].to_numpy(dtype=object)
+        self.pos = events["_pos"]
+        self.age_days = events["_age_ms"] / DAY_MS
+        self.kind = events["event_type"]
+        self.usd = events["_usd"]
+        self.category = events["app_category"]
+        self._of_kind: dict[str, np.ndarray] = {}
+
+    def of_kind(self, kind: str) -> np.ndarray:
+        """Mask of the events of one type (computed once per type)."""
+        if kind not in self._of_kind:
+            self._of_kind[kind] = self.kind == kind
+        return self._of_kind[kind]
 
     def total(self, mask: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
         """Per-application sum of `weights` (or count) over the masked events; NaN amounts count as 0."""
@@ -46,13 +53,14 @@ class _Window:
         return self.age_days <= days
 
 
-def join_events(events: pd.DataFrame, apps: pd.DataFrame) -> pd.DataFrame:
+def join_events(events: Columns, apps: Columns) -> Columns:
     """Events joined to applications (`_pos`, `_app_ms`, `_fx`), kept only if strictly before and in the lookback."""
-    joined = join_applications(events[["applicant_id", "event_time", "event_type", "amount", "app_category"]], apps)
-    age_ms = joined["_app_ms"].to_numpy() - epoch_ms(joined["event_time"])
+    fields = ("applicant_id", "event_time", "event_type", "amount", "app_category")
+    joined = join_applications({name: events[name] for name in fields}, apps)
+    age_ms = joined["_app_ms"] - joined["event_time"]
     keep = (age_ms > 0) & (age_ms <= LOOKBACK_DAYS * DAY_MS)
-    joined = joined.loc[keep].assign(_age_ms=age_ms[keep])
-    return joined.assign(_usd=joined["amount"].to_numpy(dtype=np.float64) / joined["_fx"].to_numpy())
+    joined = take(joined, keep) | {"_age_ms": age_ms[keep]}
+    return joined | {"_usd": joined["amount"] / joined["_fx"]}
 
 
 def _ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
@@ -61,7 +69,7 @@ def _ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
 
 
 def _flow_features(w: _Window, kind: str, label: str) -> dict[str, np.ndarray]:
-    is_kind = w.kind == kind
+    is_kind = w.of_kind(kind)
     out: dict[str, np.ndarray] = {}
     for days in WINDOWS_DAYS:
         mask = is_kind & w.within(days)
@@ -85,7 +93,7 @@ def _largest_share(w: _Window, mask: np.ndarray, totals: np.ndarray) -> np.ndarr
 
 def _regularity_features(w: _Window) -> dict[str, np.ndarray]:
     """Pay-day regularity: salaried applicants get a near-constant inflow at the same point of each month."""
-    inflow = (w.kind == "mm_in") & ~np.isnan(w.usd)
+    inflow = w.of_kind("mm_in") & ~np.isnan(w.usd)
     phase = 2 * np.pi * np.mod(w.age_days, MONTH_DAYS) / MONTH_DAYS
     total = w.total(inflow, w.usd)
     cos, sin = w.total(inflow, w.usd * np.cos(phase)), w.total(inflow, w.usd * np.sin(phase))
@@ -106,14 +114,14 @@ def _regularity_features(w: _Window) -> dict[str, np.ndarray]:
 def _activity_features(w: _Window) -> dict[str, np.ndarray]:
     out: dict[str, np.ndarray] = {}
     for days in (30, 90):
-        mask = (w.kind == "airtime") & w.within(days)
+        mask = w.of_kind("airtime") & w.within(days)
         out[f"airtime_sum_{days}d_usd"] = w.total(mask, w.usd)
-    out["airtime_count_90d"] = w.total((w.kind == "airtime") & w.within(90))
-    out["days_since_last_topup"] = w.latest_age(w.kind == "airtime")
+    out["airtime_count_90d"] = w.total(w.of_kind("airtime") & w.within(90))
+    out["days_since_last_topup"] = w.latest_age(w.of_kind("airtime"))
     for days in (30, 90, LOOKBACK_DAYS):
-        out[f"bill_count_{days}d"] = w.total((w.kind == "bill_pay") & w.within(days))
-    out["bill_sum_90d_usd"] = w.total((w.kind == "bill_pay") & w.within(90), w.usd)
-    installs = w.kind == "app_install"
+        out[f"bill_count_{days}d"] = w.total(w.of_kind("bill_pay") & w.within(days))
+    out["bill_sum_90d_usd"] = w.total(w.of_kind("bill_pay") & w.within(90), w.usd)
+    installs = w.of_kind("app_install")
     for category in INSTALL_CATEGORIES:
         out[f"{category}_installs"] = w.total(installs & (w.category == category))
     out["betting_installs_90d"] = w.total(installs & (w.category == "betting") & w.within(90))
@@ -122,10 +130,10 @@ def _activity_features(w: _Window) -> dict[str, np.ndarray]:
     return out
 
 
-def _longest_gap_days(events: pd.DataFrame, n: int) -> np.ndarray:
+def _longest_gap_days(events: Columns, n: int) -> np.ndarray:
     """Longest silence between consecutive events in the lookback (or since its first event)."""
-    ordered = events[["_pos", "_age_ms"]].sort_values(["_pos", "_age_ms"], kind="stable")
-    pos, age = ordered["_pos"].to_numpy(), ordered["_age_ms"].to_numpy() / DAY_MS
+    order = np.lexsort((events["_age_ms"], events["_pos"]))
+    pos, age = events["_pos"][order], events["_age_ms"][order] / DAY_MS
     gaps = np.diff(age, prepend=0.0)
     first = np.r_[True, pos[1:] != pos[:-1]] if len(pos) else np.zeros(0, dtype=bool)
     gaps[first] = age[first]  # gap between the application and the latest event
@@ -134,7 +142,7 @@ def _longest_gap_days(events: pd.DataFrame, n: int) -> np.ndarray:
     return np.where(np.bincount(pos, minlength=n) > 0, out, np.nan)
 
 
-def event_features(events: pd.DataFrame, n: int) -> dict[str, np.ndarray]:
+def event_features(events: Columns, n: int) -> dict[str, np.ndarray]:
     """All event aggregates for `n` applications from the joined events of `join_events`."""
     w = _Window(events, n)
     out = {**_flow_features(w, "mm_in", "inflow"), **_flow_features(w, "mm_out", "outflow")}

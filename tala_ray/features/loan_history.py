@@ -4,29 +4,28 @@ outcomes settled before it (repaid at due_time + days_late, or written off 90 da
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 
+from tala_ray.features.columns import Columns, take
 from tala_ray.features.join import join_applications
-from tala_ray.features.timeutil import DAY_MS, epoch_ms
+from tala_ray.features.timeutil import DAY_MS
 
 
-def join_loans(loans: pd.DataFrame, apps: pd.DataFrame) -> pd.DataFrame:
+def join_loans(loans: Columns, apps: Columns) -> Columns:
     """Loans joined to applications (`_pos`, `_app_ms`, `_fx`), kept only if disbursed strictly before."""
-    joined = join_applications(loans[["applicant_id", "disbursed_time", "due_time", "amount", "repaid", "days_late"]], apps)
-    disbursed = epoch_ms(joined["disbursed_time"])
-    keep = disbursed < joined["_app_ms"].to_numpy()
-    return joined.loc[keep].assign(_disbursed_ms=disbursed[keep], _due_ms=epoch_ms(joined.loc[keep, "due_time"]))
+    fields = ("applicant_id", "disbursed_time", "due_time", "amount", "repaid", "days_late")
+    joined = join_applications({name: loans[name] for name in fields}, apps)
+    return take(joined, joined["disbursed_time"] < joined["_app_ms"])
 
 
-def loan_features(loans: pd.DataFrame, n: int) -> dict[str, np.ndarray]:
+def loan_features(loans: Columns, n: int) -> dict[str, np.ndarray]:
     """Loan-history aggregates for `n` applications from the joined loans of `join_loans`."""
-    pos = loans["_pos"].to_numpy()
-    app_ms = loans["_app_ms"].to_numpy()
-    due_ms = loans["_due_ms"].to_numpy()
-    days_late = loans["days_late"].to_numpy(dtype=np.float64)
-    repaid = loans["repaid"].to_numpy(dtype=bool)
+    pos = loans["_pos"]
+    app_ms = loans["_app_ms"]
+    due_ms = loans["due_time"]
+    days_late = loans["days_late"].astype(np.float64)
+    repaid = loans["repaid"].astype(bool)
     settled = due_ms + days_late * DAY_MS < app_ms
-    usd = loans["amount"].to_numpy(dtype=np.float64) / loans["_fx"].to_numpy()
+    usd = loans["amount"].astype(np.float64) / loans["_fx"]
 
     def count(mask: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
         w = None if weights is None else weights[mask]
@@ -36,7 +35,7 @@ def loan_features(loans: pd.DataFrame, n: int) -> dict[str, np.ndarray]:
     prior, settled_count = count(everything), count(settled)
     repaid_count = count(settled & repaid)
     latest = np.full(n, -np.inf)
-    np.maximum.at(latest, pos, loans["_disbursed_ms"].to_numpy().astype(np.float64))
+    np.maximum.at(latest, pos, loans["disbursed_time"].astype(np.float64))
     app_by_pos = np.full(n, np.nan)
     app_by_pos[pos] = app_ms
     with np.errstate(divide="ignore", invalid="ignore"):

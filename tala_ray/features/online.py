@@ -1,16 +1,18 @@
 """The online path: features of applications sent as JSON (the applicant, the application, the
-applicant's recent raw events and loan history), through the same `compute_features` as the batch job."""
+applicant's recent raw events and loan history), through the same `feature_columns` as the batch job."""
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Literal
 
+import numpy as np
 import pandas as pd
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, NaiveDatetime
 
-from tala_ray.data import schema
-from tala_ray.features.definitions import compute_features
+from tala_ray.features.columns import Columns
+from tala_ray.features.definitions import feature_columns, feature_frame
+from tala_ray.features.timeutil import datetime_ms
 
 MAX_EVENTS = 5_000
 MAX_LOANS = 200
@@ -65,42 +67,67 @@ class ApplicationRequest(_Strict):
     loans: list[LoanRecord] = Field(default_factory=list, max_length=MAX_LOANS)
 
 
-def _utc(value: datetime) -> datetime:
-    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+def _times(values: list[datetime]) -> np.ndarray:
+    return np.array([datetime_ms(value) for value in values], dtype=np.int64)
 
 
-def _frame(rows: list[dict], columns: list[str], times: tuple[str, ...]) -> pd.DataFrame:
-    """The rows as a frame; time columns converted to UTC straight from the request's datetimes."""
-    if not rows:
-        return pd.DataFrame(rows, columns=columns).astype({c: "datetime64[ms, UTC]" for c in times})
-    data: dict[str, object] = {c: [row[c] for row in rows] for c in columns}
-    for column in times:
-        stamps = pd.to_datetime([_utc(value) for value in data[column]], utc=True)
-        data[column] = stamps.astype(schema.TS.to_pandas_dtype())
-    return pd.DataFrame(data, columns=columns)
+def _floats(values: list[float | None]) -> np.ndarray:
+    return np.array([np.nan if value is None else value for value in values], dtype=np.float64)
 
 
-def request_tables(requests: list[ApplicationRequest]) -> dict[str, pd.DataFrame]:
-    """The raw tables `compute_features` takes; request i is applicant i and application i."""
-    # `vars` of these flat models is their fields (what `model_dump` returns), without its per-call cost
-    applicants = [{"applicant_id": i, **vars(r.applicant)} for i, r in enumerate(requests)]
-    applications = [{"application_id": i, "applicant_id": i, **vars(r.application)} for i, r in enumerate(requests)]
-    events = [{"applicant_id": i, **vars(e)} for i, r in enumerate(requests) for e in r.events]
-    loans = [{"applicant_id": i, **vars(loan)} for i, r in enumerate(requests) for loan in r.loans]
+def _strings(values: list[str | None]) -> np.ndarray:
+    return np.array(values, dtype=object)
+
+
+def request_columns(requests: list[ApplicationRequest]) -> dict[str, Columns]:
+    """The raw tables `feature_columns` takes, as numpy columns; request i is applicant i and application i."""
+    n = len(requests)
+    applicants = [r.applicant for r in requests]
+    applications = [r.application for r in requests]
+    events = [e for r in requests for e in r.events]
+    loans = [loan for r in requests for loan in r.loans]
+    positions = np.arange(n, dtype=np.int64)
     return {
-        "applicants": _frame(applicants, list(schema.APPLICANTS.names), ("signup_time",)),
-        "applications": _frame(
-            applications, ["application_id", "applicant_id", "application_time", "amount", "term_days"], ("application_time",)
-        ),
-        "events": _frame(events, list(schema.EVENTS.names), ("event_time",)),
-        "loans": _frame(
-            loans, ["applicant_id", "disbursed_time", "due_time", "amount", "repaid", "days_late"], ("disbursed_time", "due_time")
-        ),
+        "applicants": {
+            "applicant_id": positions,
+            "country": _strings([a.country for a in applicants]),
+            "signup_time": _times([a.signup_time for a in applicants]),
+            "device_os": _strings([a.device_os for a in applicants]),
+            "device_price_usd": _floats([a.device_price_usd for a in applicants]),
+            "device_age_months": _floats([a.device_age_months for a in applicants]),
+        },
+        "applications": {
+            "application_id": positions,
+            "applicant_id": positions,
+            "application_time": _times([a.application_time for a in applications]),
+            "amount": _floats([a.amount for a in applications]),
+            "term_days": _floats([a.term_days for a in applications]),
+        },
+        "events": {
+            "applicant_id": np.repeat(positions, [len(r.events) for r in requests]),
+            "event_time": _times([e.event_time for e in events]),
+            "event_type": _strings([e.event_type for e in events]),
+            "amount": _floats([e.amount for e in events]),
+            "app_category": _strings([e.app_category for e in events]),
+        },
+        "loans": {
+            "applicant_id": np.repeat(positions, [len(r.loans) for r in requests]),
+            "disbursed_time": _times([loan.disbursed_time for loan in loans]),
+            "due_time": _times([loan.due_time for loan in loans]),
+            "amount": _floats([loan.amount for loan in loans]),
+            "repaid": np.array([loan.repaid for loan in loans], dtype=bool),
+            "days_late": _floats([loan.days_late for loan in loans]),
+        },
     }
+
+
+def online_feature_columns(requests: list[ApplicationRequest]) -> Columns:
+    """Features of each request, in order, as numpy columns (`application_id` is the request's position)."""
+    tables = request_columns(requests)
+    return feature_columns(tables["applications"], tables["applicants"], tables["events"], tables["loans"])
 
 
 def features_from_requests(requests: list[ApplicationRequest]) -> pd.DataFrame:
     """Features of each request, in order, with the same columns as `compute_features`
     (`application_id` is the request's position)."""
-    tables = request_tables(requests)
-    return compute_features(tables["applications"], tables["applicants"], tables["events"], tables["loans"])
+    return feature_frame(online_feature_columns(requests))

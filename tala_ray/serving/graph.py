@@ -21,12 +21,12 @@ def feature_frame(rows: list[FeatureRow], feature_names: list[str]) -> pd.DataFr
 
 def feature_rows(requests: list[Any]) -> list[FeatureRow]:
     """One feature row per application request, through the shared feature code."""
-    from tala_ray.features.online import features_from_requests
+    from tala_ray.features.online import online_feature_columns
 
-    frame = features_from_requests(list(requests))
-    names = list(frame.columns)
-    columns = [frame[name].to_numpy(dtype=object if frame[name].dtype.kind not in "fiub" else None).tolist() for name in names]
-    return [dict(zip(names, values)) for values in zip(*columns)]
+    columns = online_feature_columns(list(requests))
+    names = list(columns)
+    values = [column.tolist() for column in columns.values()]
+    return [dict(zip(names, row)) for row in zip(*values)]
 
 
 def credit_scores(predictor: Any, role: str, rows: list[FeatureRow]) -> list[dict[str, Any]]:
