@@ -226,17 +226,26 @@ class CreditPredictor:
 
     def predict_proba(self, features: pd.DataFrame) -> np.ndarray:
         """Probability of default for each row, shape (n,)."""
-        return self.estimator.predict_proba(self._select(features))[:, 1]
+        return self.estimator.predict_proba(self._checked(features))[:, 1]
 
     def contributions(self, features: pd.DataFrame) -> pd.DataFrame:
         """Per-feature contributions to each row's risk score (log-odds; positive raises the PD)."""
-        return self.estimator.contributions(self._select(features))
+        return self.estimator.contributions(self._checked(features))
 
-    def _select(self, features: pd.DataFrame) -> pd.DataFrame:
-        missing = [name for name in self.feature_names if name not in features.columns]
+    def score(self, features: pd.DataFrame) -> tuple[np.ndarray, pd.DataFrame]:
+        """`predict_proba(features)` and `contributions(features)` (exactly those values) from one
+        pass over the frame: what a caller that needs both should use, at little more than the cost
+        of one. Columns are matched by name; extra columns are ignored."""
+        return self.estimator.score(self._checked(features))
+
+    def _checked(self, features: pd.DataFrame) -> pd.DataFrame:
+        """The frame itself once it has every model feature (the estimator reads columns by name)."""
+        from tala_ray.models.preprocessing import missing_columns
+
+        missing = missing_columns(features, self.feature_names)
         if missing:
             raise UserError(f"features: {self.name}@{self.version} needs columns {missing} that the batch lacks")
-        return features[self.feature_names]
+        return features
 
 
 def check_feature_set(manifest: ArtifactManifest, expected: str | None) -> None:

@@ -11,12 +11,13 @@ from __future__ import annotations
 import io
 import json
 from collections.abc import Callable
+from functools import cached_property, lru_cache
 from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
 
-from tala_ray.models.preprocessing import Preprocessor
+from tala_ray.models.preprocessing import PreparedFeatures, Preprocessor
 
 # Called during fit with (step, default probabilities on the validation set); lets Tune see progress.
 ProgressCallback = Callable[[int, np.ndarray], None]
@@ -42,11 +43,27 @@ class CreditEstimator:
 
     def contributions(self, features: pd.DataFrame) -> pd.DataFrame:
         """Per-feature contribution to each row's risk score (log-odds scale; larger = riskier)."""
-        columns, values = self._dense_contributions(features)
+        return self._contribution_frame(self._prepare(features), features.index)
+
+    def score(self, features: pd.DataFrame) -> tuple[np.ndarray, pd.DataFrame]:
+        """Default probabilities, shape (n,), and `contributions`, from one pass over the frame.
+
+        Exactly `predict_proba(features)[:, 1]` and `contributions(features)`, cheaper than both.
+        """
+        batch = self._prepare(features)
+        return self._default_probability(batch), self._contribution_frame(batch, features.index)
+
+    def _predict_default(self, features: pd.DataFrame) -> np.ndarray:
+        return self._default_probability(self._prepare(features))
+
+    def _prepare(self, features: pd.DataFrame) -> "Batch":
+        return Batch(self.preprocessor_, self.preprocessor_.prepare(features))
+
+    def _contribution_frame(self, batch: "Batch", index: pd.Index) -> pd.DataFrame:
+        sources, values = self._dense_contributions(batch)
         names = self.preprocessor_.feature_names
-        position = {name: i for i, name in enumerate(names)}
-        summed = _group_sum(np.asarray(values, dtype=np.float64), [position[source] for _, source in columns], len(names))
-        return pd.DataFrame(summed, columns=list(names), index=features.index)
+        summed = _group_sum_plan(tuple(names), sources)(np.asarray(values, dtype=np.float64))
+        return pd.DataFrame(summed, columns=list(names), index=index, copy=False)
 
     def to_files(self) -> dict[str, bytes]:
         header = {"family": self.family, "params": self.get_params()}
@@ -67,10 +84,11 @@ class CreditEstimator:
     # Implemented by each family.
     preprocessor_: Preprocessor
 
-    def _predict_default(self, features: pd.DataFrame) -> np.ndarray:
+    def _default_probability(self, batch: "Batch") -> np.ndarray:
         raise NotImplementedError
 
-    def _dense_contributions(self, features: pd.DataFrame) -> tuple[list[tuple[str, str]], np.ndarray]:
+    def _dense_contributions(self, batch: "Batch") -> tuple[tuple[str, ...], np.ndarray]:
+        """(source feature of each column, contribution columns) before summing per feature."""
         raise NotImplementedError
 
     def _weights_bytes(self) -> dict[str, bytes]:
@@ -80,26 +98,60 @@ class CreditEstimator:
         raise NotImplementedError
 
 
-def _group_sum(values: np.ndarray, groups: list[int], n_groups: int) -> np.ndarray:
+class Batch:
+    """One feature frame read once; its dense and LightGBM-coded matrices are built on first use."""
+
+    def __init__(self, preprocessor: Preprocessor, prepared: PreparedFeatures) -> None:
+        self._preprocessor = preprocessor
+        self._prepared = prepared
+
+    @cached_property
+    def dense(self) -> np.ndarray:
+        return self._preprocessor.dense(self._prepared)
+
+    @cached_property
+    def coded(self) -> np.ndarray:
+        return self._preprocessor.coded(self._prepared)
+
+
+class _GroupSum:
     """Row-wise sums of the columns of each group, exactly as a pandas group sum adds them (in column
-    order, with Kahan compensation, missing values skipped), vectorised over the groups."""
-    total = np.zeros((values.shape[0], n_groups))
-    compensation = np.zeros_like(total)
-    members: dict[int, list[int]] = {}
-    for column, group in enumerate(groups):
-        members.setdefault(group, []).append(column)
-    for rank in range(max((len(m) for m in members.values()), default=0)):
-        taking = [(g, m[rank]) for g, m in members.items() if len(m) > rank]
-        target, source = np.array([g for g, _ in taking]), np.array([c for _, c in taking])
-        value, before, carried = values[:, source], total[:, target], compensation[:, target]
-        present = ~np.isnan(value)
-        with np.errstate(invalid="ignore"):  # inf - inf: the compensation is reset, as pandas does
-            y = value - carried
-            t = before + y
-            error = t - before - y
-        compensation[:, target] = np.where(present, np.where(np.isfinite(error), error, 0.0), carried)
-        total[:, target] = np.where(present, t, before)
-    return total
+    order, with Kahan compensation, missing values skipped), vectorised over the groups.
+
+    The k-th member of every group is added in the k-th step; a group with fewer members reads a
+    NaN column (skipped) there.
+    """
+
+    def __init__(self, groups: list[int], n_groups: int) -> None:
+        members: list[list[int]] = [[] for _ in range(n_groups)]
+        for column, group in enumerate(groups):
+            members[group].append(column)
+        steps = max((len(m) for m in members), default=0)
+        self._skip = len(groups)  # the NaN column appended to the values
+        self._take = np.array([[m[k] if k < len(m) else self._skip for m in members] for k in range(steps)], dtype=np.intp)
+        self._n_groups = n_groups
+
+    def __call__(self, values: np.ndarray) -> np.ndarray:
+        padded = np.concatenate([values, np.full((values.shape[0], 1), np.nan)], axis=1)
+        total = np.zeros((values.shape[0], self._n_groups))
+        compensation = np.zeros_like(total)
+        for take in self._take:
+            value = padded[:, take]
+            present = ~np.isnan(value)
+            with np.errstate(invalid="ignore"):  # inf - inf: the compensation is reset, as pandas does
+                y = value - compensation
+                t = total + y
+                error = t - total - y
+            compensation = np.where(present, np.where(np.isfinite(error), error, 0.0), compensation)
+            total = np.where(present, t, total)
+        return total
+
+
+@lru_cache(maxsize=64)
+def _group_sum_plan(names: tuple[str, ...], sources: tuple[str, ...]) -> _GroupSum:
+    """The per-feature sum of contribution columns whose source features are `sources` (cached per model)."""
+    position = {name: i for i, name in enumerate(names)}
+    return _GroupSum([position[source] for source in sources], len(names))
 
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:
@@ -131,15 +183,15 @@ class LogisticCreditModel(CreditEstimator):
             on_progress(1, self._predict_default(eval_set[0]))
         return self
 
-    def _logit(self, features: pd.DataFrame) -> np.ndarray:
-        return self.preprocessor_.transform_dense(features).astype(np.float64) @ self.coef_ + self.intercept_
+    def _logit(self, batch: Batch) -> np.ndarray:
+        return batch.dense.astype(np.float64) @ self.coef_ + self.intercept_
 
-    def _predict_default(self, features: pd.DataFrame) -> np.ndarray:
-        return _sigmoid(self._logit(features))
+    def _default_probability(self, batch: Batch) -> np.ndarray:
+        return _sigmoid(self._logit(batch))
 
-    def _dense_contributions(self, features: pd.DataFrame) -> tuple[list[tuple[str, str]], np.ndarray]:
+    def _dense_contributions(self, batch: Batch) -> tuple[tuple[str, ...], np.ndarray]:
         """Coefficient x standardised value."""
-        return self.preprocessor_.dense_columns(), self.preprocessor_.transform_dense(features) * self.coef_
+        return self.preprocessor_.layout_.dense_sources, batch.dense * self.coef_
 
     def _weights_bytes(self) -> dict[str, bytes]:
         return {"coefficients.json": json.dumps({"coef": self.coef_.tolist(), "intercept": self.intercept_}).encode()}
@@ -201,9 +253,15 @@ class GBMCreditModel(CreditEstimator):
         }
 
     def _init_logit(self, features: pd.DataFrame) -> np.ndarray:
+        """The logistic start's log-odds (training: through its own preprocessing)."""
         if self.init_logistic_ is None:
             return np.zeros(len(features))
-        return self.init_logistic_._logit(features)
+        return self.init_logistic_._logit(self.init_logistic_._prepare(features))
+
+    def _init_logit_of(self, batch: Batch) -> np.ndarray:
+        if self.init_logistic_ is None:
+            return np.zeros(batch.coded.shape[0])
+        return self.init_logistic_._logit(batch)
 
     def fit(
         self, features: pd.DataFrame, y: np.ndarray, eval_set: EvalSet | None = None, on_progress: ProgressCallback | None = None
@@ -234,19 +292,22 @@ class GBMCreditModel(CreditEstimator):
         self.booster_ = lgb.train(self._lgb_params(), train, num_boost_round=self.n_estimators, callbacks=callbacks)
         return self
 
-    def _predict_default(self, features: pd.DataFrame) -> np.ndarray:
-        raw = self.booster_.predict(self.preprocessor_.transform_coded(features), raw_score=True)
-        return _sigmoid(raw + self._init_logit(features))
+    def _default_probability(self, batch: Batch) -> np.ndarray:
+        raw = self.booster_.predict(batch.coded, raw_score=True, num_threads=1)
+        return _sigmoid(raw + self._init_logit_of(batch))
 
-    def _dense_contributions(self, features: pd.DataFrame) -> tuple[list[tuple[str, str]], np.ndarray]:
-        """TreeSHAP (`pred_contrib=True`) without the bias column, plus the logistic start's contributions."""
-        values = self.booster_.predict(self.preprocessor_.transform_coded(features), pred_contrib=True)
-        names = self.booster_.feature_name()
-        columns, contributions = [(name, name) for name in names], values[:, : len(names)]
+    def _dense_contributions(self, batch: Batch) -> tuple[tuple[str, ...], np.ndarray]:
+        """TreeSHAP (`pred_contrib=True`) without the bias column, plus the logistic start's contributions.
+
+        The booster is given the coded matrix with its columns in training order (`coded_names`).
+        """
+        values = self.booster_.predict(batch.coded, pred_contrib=True, num_threads=1)
+        sources = self.preprocessor_.layout_.coded_names
+        contributions = values[:, : len(sources)]
         if self.init_logistic_ is not None:
-            linear_columns, linear = self.init_logistic_._dense_contributions(features)
-            columns, contributions = columns + linear_columns, np.hstack([contributions, linear])
-        return columns, contributions
+            linear_sources, linear = self.init_logistic_._dense_contributions(batch)
+            sources, contributions = sources + linear_sources, np.hstack([contributions, linear])
+        return sources, contributions
 
     def _weights_bytes(self) -> dict[str, bytes]:
         init = None if self.init_logistic_ is None else json.loads(self.init_logistic_._weights_bytes()["coefficients.json"])
@@ -330,17 +391,17 @@ class MLPCreditModel(CreditEstimator):
         with torch.no_grad():
             return self.network_(torch.from_numpy(dense)).squeeze(1).double().numpy()
 
-    def _predict_default(self, features: pd.DataFrame) -> np.ndarray:
-        return _sigmoid(self._logits(self.preprocessor_.transform_dense(features)))
+    def _default_probability(self, batch: Batch) -> np.ndarray:
+        return _sigmoid(self._logits(batch.dense))
 
-    def _dense_contributions(self, features: pd.DataFrame) -> tuple[list[tuple[str, str]], np.ndarray]:
+    def _dense_contributions(self, batch: Batch) -> tuple[tuple[str, ...], np.ndarray]:
         """Gradient x input of the logit, against the all-zero (training mean / absent level) input."""
         import torch
 
         self.network_.eval()
-        x = torch.from_numpy(self.preprocessor_.transform_dense(features)).requires_grad_(True)
+        x = torch.from_numpy(batch.dense).requires_grad_(True)
         self.network_(x).sum().backward()
-        return self.preprocessor_.dense_columns(), (x.grad * x).detach().double().numpy()
+        return self.preprocessor_.layout_.dense_sources, (x.grad * x).detach().double().numpy()
 
     def _weights_bytes(self) -> dict[str, bytes]:
         buffer = io.BytesIO()

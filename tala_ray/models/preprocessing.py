@@ -8,6 +8,8 @@ over the (at most 50 most frequent) levels seen in training (any other level is 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import pandas as pd
@@ -73,7 +75,7 @@ class Preprocessor(BaseModel):
         return cls(feature_names=list(features.columns), numeric=numeric, categorical=categorical)
 
     def check_columns(self, features: pd.DataFrame) -> None:
-        missing = [name for name in self.feature_names if name not in features.columns]
+        missing = missing_columns(features, self.feature_names)
         if missing:
             raise UserError(f"features: missing columns {missing} (the model was trained on {self.feature_names})")
 
@@ -90,35 +92,44 @@ class Preprocessor(BaseModel):
 
     def transform_dense(self, features: pd.DataFrame) -> np.ndarray:
         """Standardised numerics, missing indicators and one-hot categoricals as float32."""
-        self.check_columns(features)
-        blocks = []
-        if self.numeric:
-            values = _float_matrix(features, [column.name for column in self.numeric])
-            missing = np.isnan(values)
-            medians, means, stds = (np.array([getattr(c, k) for c in self.numeric]) for k in ("median", "mean", "std"))
-            scaled = (np.where(missing, medians, values) - means) / stds
-            for i, column in enumerate(self.numeric):
-                blocks.append(scaled[:, i])
-                if column.had_missing:
-                    blocks.append(missing[:, i].astype(np.float64))
-        for column in self.categorical:
-            values = _levels(features[column.name])
-            blocks.extend((values == level).astype(np.float64) for level in column.levels)
-        if not blocks:
-            return np.zeros((len(features), 0), dtype=np.float32)
-        return np.column_stack(blocks).astype(np.float32)
+        return self.dense(self.prepare(features))
 
     def transform_coded(self, features: pd.DataFrame) -> pd.DataFrame:
         """Raw numerics (NaN kept) and categoricals as integer codes (unseen or missing: NaN), for LightGBM."""
+        names = list(self.layout_.coded_names)
+        return pd.DataFrame(self.coded(self.prepare(features)), columns=names, index=features.index)
+
+    def prepare(self, features: pd.DataFrame) -> "PreparedFeatures":
+        """Read the frame once: numerics as one float64 matrix, each categorical as an array of levels."""
         self.check_columns(features)
-        out = {}
-        for column in self.numeric:
-            out[column.name] = pd.to_numeric(features[column.name], errors="coerce").astype("float64").to_numpy()
-        for column in self.categorical:
-            codes = {level: float(i) for i, level in enumerate(column.levels)}
-            levels = features[column.name].astype("object").map(_as_level)
-            out[column.name] = levels.map(codes).astype("float64").to_numpy()
-        return pd.DataFrame(out, index=features.index)
+        numeric = _float_matrix(features, self.layout_.numeric_names)
+        levels = [_levels(features[column.name]) for column in self.categorical]
+        return PreparedFeatures(numeric=numeric, levels=levels)
+
+    def dense(self, prepared: "PreparedFeatures") -> np.ndarray:
+        """`transform_dense` of a prepared frame (C-ordered float32, columns as `dense_columns`)."""
+        layout, values = self.layout_, prepared.numeric
+        out = np.zeros((values.shape[0], layout.dense_width))
+        if self.numeric:
+            missing = np.isnan(values)
+            out[:, layout.scaled_at] = (np.where(missing, layout.medians, values) - layout.means) / layout.stds
+            out[:, layout.indicator_at] = missing[:, layout.indicator_of]
+        for levels, position in zip(prepared.levels, layout.level_positions, strict=True):
+            _set_ones(out, [position.get(level) for level in levels])
+        return out.astype(np.float32)
+
+    def coded(self, prepared: "PreparedFeatures") -> np.ndarray:
+        """`transform_coded` of a prepared frame as a float64 matrix (numerics, then categorical codes)."""
+        codes = [
+            np.array([code.get(level, np.nan) for level in levels], dtype=np.float64)
+            for levels, code in zip(prepared.levels, self.layout_.level_codes, strict=True)
+        ]
+        return np.column_stack([prepared.numeric, *codes]) if codes else prepared.numeric
+
+    @cached_property
+    def layout_(self) -> "_Layout":
+        """Constant arrays of the fitted state, built once per preprocessor (never stored)."""
+        return _Layout.of(self)
 
     @property
     def coded_categoricals(self) -> list[str]:
@@ -130,6 +141,15 @@ class Preprocessor(BaseModel):
     @classmethod
     def from_json(cls, data: bytes) -> "Preprocessor":
         return cls.model_validate_json(data)
+
+
+def missing_columns(features: pd.DataFrame, names: list[str]) -> list[str]:
+    """The `names` that are not columns of the frame (cheap when the columns are exactly `names`)."""
+    present = features.columns.tolist()
+    if present == names:
+        return []
+    have = set(present)
+    return [name for name in names if name not in have]
 
 
 def is_categorical(column: pd.Series) -> bool:
@@ -155,3 +175,64 @@ def _levels(column: pd.Series) -> np.ndarray:
 def _as_level(value: object) -> object:
     """Categorical values compare as strings (as in `fit`); missing stays missing."""
     return value if value is None or (isinstance(value, float) and np.isnan(value)) else str(value)
+
+
+@dataclass(frozen=True)
+class PreparedFeatures:
+    """A feature frame read once (`Preprocessor.prepare`): what `dense` and `coded` are built from."""
+
+    numeric: np.ndarray  # (n, numeric columns) float64, NaN where missing or not a number
+    levels: list[np.ndarray]  # per categorical column, its values as levels (object array)
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """Where each fitted column lands in the dense and coded outputs, and the numerics' constants."""
+
+    numeric_names: list[str]
+    medians: np.ndarray
+    means: np.ndarray
+    stds: np.ndarray
+    scaled_at: np.ndarray  # dense column of each numeric's standardised value
+    indicator_of: np.ndarray  # numeric index of each missing indicator
+    indicator_at: np.ndarray  # dense column of each missing indicator
+    level_positions: list[dict[str, int]]  # per categorical: level -> dense column
+    level_codes: list[dict[str, float]]  # per categorical: level -> LightGBM code
+    dense_width: int
+    dense_sources: tuple[str, ...]  # source feature of each dense column
+    coded_names: tuple[str, ...]  # the columns of `coded`
+
+    @classmethod
+    def of(cls, preprocessor: Preprocessor) -> "_Layout":
+        numeric, scaled_at, indicator_of, indicator_at, width = preprocessor.numeric, [], [], [], 0
+        for i, column in enumerate(numeric):  # the order of `dense_columns`
+            scaled_at.append(width)
+            width += 1
+            if column.had_missing:
+                indicator_of.append(i)
+                indicator_at.append(width)
+                width += 1
+        level_positions = []
+        for column in preprocessor.categorical:
+            level_positions.append({level: width + j for j, level in enumerate(column.levels)})
+            width += len(column.levels)
+        return cls(
+            numeric_names=[column.name for column in numeric],
+            medians=np.array([column.median for column in numeric], dtype=np.float64),
+            means=np.array([column.mean for column in numeric], dtype=np.float64),
+            stds=np.array([column.std for column in numeric], dtype=np.float64),
+            scaled_at=np.array(scaled_at, dtype=np.intp),
+            indicator_of=np.array(indicator_of, dtype=np.intp),
+            indicator_at=np.array(indicator_at, dtype=np.intp),
+            level_positions=level_positions,
+            level_codes=[{level: float(i) for i, level in enumerate(column.levels)} for column in preprocessor.categorical],
+            dense_width=width,
+            dense_sources=tuple(source for _, source in preprocessor.dense_columns()),
+            coded_names=tuple(column.name for column in numeric) + tuple(preprocessor.coded_categoricals),
+        )
+
+
+def _set_ones(out: np.ndarray, columns: list[int | None]) -> None:
+    """Set out[row, column] = 1 for every row whose column is known (one-hot of one categorical)."""
+    rows = [row for row, column in enumerate(columns) if column is not None]
+    out[rows, [columns[row] for row in rows]] = 1.0
