@@ -9,7 +9,8 @@ more than zero. Pure functions on NumPy arrays: no Ray, no I/O.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from functools import lru_cache
 from typing import Literal
 
 import numpy as np
@@ -178,11 +179,20 @@ REASON_FAMILIES: tuple[ReasonFamily, ...] = (
 )
 
 
-def reason_family(feature: str, descriptions: Mapping[str, str]) -> tuple[str, str]:
-    """(code, text) of the reason a feature belongs to; a feature no family covers gets its own code."""
+@lru_cache(maxsize=4096)
+def _covering_family(feature: str) -> tuple[str, str] | None:
+    """(code, text) of the first family whose prefixes cover the feature (looked up once per name)."""
     for family in REASON_FAMILIES:
         if feature.startswith(family.prefixes):
             return family.code, family.text
+    return None
+
+
+def reason_family(feature: str, descriptions: Mapping[str, str]) -> tuple[str, str]:
+    """(code, text) of the reason a feature belongs to; a feature no family covers gets its own code."""
+    covering = _covering_family(feature)
+    if covering is not None:
+        return covering
     code = "RX_" + re.sub(r"[^A-Z0-9]+", "_", feature.upper()).strip("_")
     return code, descriptions.get(feature, feature.replace("_", " "))
 
@@ -192,21 +202,31 @@ def reason_codes(
 ) -> list[ReasonCode]:
     """The reasons that raised this applicant's risk most: each reason's features' contributions
     are summed; positive sums only, largest first (ties by code), at most `limit` (never above four)."""
-    totals: dict[tuple[str, str], float] = {}
-    members: dict[tuple[str, str], list[tuple[float, str]]] = {}
-    for feature, value in contributions.items():
-        if not np.isfinite(value):
-            continue
-        key = reason_family(feature, descriptions)
-        totals[key] = totals.get(key, 0.0) + float(value)
-        members.setdefault(key, []).append((float(value), feature))
-    raising = sorted((key for key, total in totals.items() if total > 0.0), key=lambda k: (-totals[k], k[0]))
-    return [
-        ReasonCode(
-            code=code,
-            text=text,
-            features=[f for v, f in sorted(members[(code, text)], key=lambda m: (-m[0], m[1])) if v > 0.0],
-            contribution=totals[(code, text)],
-        )
-        for code, text in raising[: min(limit, MAX_REASON_CODES)]
-    ]
+    values = np.array([[float(v) for v in contributions.values()]], dtype=np.float64).reshape(1, len(contributions))
+    return reason_codes_batch(values, list(contributions), descriptions, limit)[0]
+
+
+def reason_codes_batch(
+    contributions: np.ndarray, features: Sequence[str], descriptions: Mapping[str, str], limit: int = MAX_REASON_CODES
+) -> list[list[ReasonCode]]:
+    """`reason_codes` of every row of a (rows x features) contribution matrix, the family sums
+    vectorised over the rows (non-finite contributions are skipped)."""
+    values = np.where(np.isfinite(contributions), contributions, 0.0)
+    families = sorted({reason_family(feature, descriptions) for feature in features})
+    index = {family: k for k, family in enumerate(families)}
+    members: list[list[int]] = [[] for _ in families]
+    totals = np.zeros((values.shape[0], len(families)))
+    for column, feature in enumerate(features):
+        k = index[reason_family(feature, descriptions)]
+        members[k].append(column)
+        totals[:, k] += values[:, column]  # feature order, as a running sum: the same floats as one at a time
+    out = []
+    for row, row_totals in enumerate(totals):
+        raising = sorted((k for k in range(len(families)) if row_totals[k] > 0.0), key=lambda k: (-row_totals[k], families[k][0]))
+        codes = []
+        for k in raising[: min(limit, MAX_REASON_CODES)]:
+            positive = sorted(((values[row, c], features[c]) for c in members[k] if values[row, c] > 0.0), key=lambda m: (-m[0], m[1]))
+            code, text = families[k]
+            codes.append(ReasonCode(code=code, text=text, features=[f for _, f in positive], contribution=float(row_totals[k])))
+        out.append(codes)
+    return out

@@ -143,3 +143,21 @@ def test_unknown_features_get_their_own_stable_code():
     assert reason_family("mystery", {"mystery": "A new signal"}) == ("RX_MYSTERY", "A new signal")
     assert reason_family("inflow_cv_90d", {}) == ("R04", "Income is irregular")  # the specific family wins
     assert reason_family("inflow_sum_7d_usd", {}) == ("R05", "Level of mobile-money income")
+
+
+def test_reason_codes_of_a_batch_equal_each_row_explained_alone():
+    """The vectorised family sums keep rows apart and skip non-finite contributions as the single-row call does."""
+    from tala_ray.policy import reason_codes_batch
+
+    features = ["bill_count_30d", "bill_sum_90d_usd", "betting_installs", "tenure_days", "mystery_signal", "country"]
+    rng = np.random.default_rng(7)
+    matrix = rng.normal(0.0, 0.5, (40, len(features)))
+    matrix[rng.random(matrix.shape) < 0.1] = np.nan
+    matrix[0, 1] = np.inf
+    matrix[1] = -1.0  # nothing raises the risk: no reason
+    batch = reason_codes_batch(matrix, features, {"mystery_signal": "A new signal"}, limit=3)
+    assert batch[1] == []
+    for row, codes in zip(matrix, batch, strict=True):
+        assert codes == reason_codes(dict(zip(features, row.tolist())), {"mystery_signal": "A new signal"}, limit=3)
+        assert all(code.contribution > 0 for code in codes)
+        assert [c.contribution for c in codes] == sorted((c.contribution for c in codes), reverse=True)
