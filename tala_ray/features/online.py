@@ -4,11 +4,12 @@ applicant's recent raw events and loan history), through the same `feature_colum
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
 import numpy as np
 import pandas as pd
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, NaiveDatetime
+from typing_extensions import NotRequired, TypedDict
 
 from tala_ray.features.columns import Columns
 from tala_ray.features.definitions import feature_columns, feature_frame
@@ -42,19 +43,25 @@ class ApplicationInfo(_Strict):
     application_time: Timestamp
 
 
-class RawEvent(_Strict):
+# Events and loans are TypedDicts, not models: validating ~70 events per application into model
+# instances cost ~2.5 us each, into dicts ~0.7 us (same rules, same 422 details).
+class RawEvent(TypedDict):
+    __pydantic_config__ = ConfigDict(extra="forbid")  # type: ignore[misc]
+
     event_time: Timestamp
     event_type: EventType
-    amount: float | None = Field(None, ge=0, description="Local currency; null for app installs.")
-    app_category: AppCategory | None = None
+    amount: NotRequired[Annotated[float | None, Field(ge=0, description="Local currency; null for app installs.")]]
+    app_category: NotRequired[AppCategory | None]
 
 
-class LoanRecord(_Strict):
+class LoanRecord(TypedDict):
+    __pydantic_config__ = ConfigDict(extra="forbid")  # type: ignore[misc]
+
     disbursed_time: Timestamp
     due_time: Timestamp
-    amount: float = Field(ge=0, description="Local currency.")
+    amount: Annotated[float, Field(ge=0, description="Local currency.")]
     repaid: bool
-    days_late: int = Field(ge=0)
+    days_late: Annotated[int, Field(ge=0)]
 
 
 class ApplicationRequest(_Strict):
@@ -105,18 +112,18 @@ def request_columns(requests: list[ApplicationRequest]) -> dict[str, Columns]:
         },
         "events": {
             "applicant_id": np.repeat(positions, [len(r.events) for r in requests]),
-            "event_time": _times([e.event_time for e in events]),
-            "event_type": _strings([e.event_type for e in events]),
-            "amount": _floats([e.amount for e in events]),
-            "app_category": _strings([e.app_category for e in events]),
+            "event_time": _times([e["event_time"] for e in events]),
+            "event_type": _strings([e["event_type"] for e in events]),
+            "amount": _floats([e.get("amount") for e in events]),
+            "app_category": _strings([e.get("app_category") for e in events]),
         },
         "loans": {
             "applicant_id": np.repeat(positions, [len(r.loans) for r in requests]),
-            "disbursed_time": _times([loan.disbursed_time for loan in loans]),
-            "due_time": _times([loan.due_time for loan in loans]),
-            "amount": _floats([loan.amount for loan in loans]),
-            "repaid": np.array([loan.repaid for loan in loans], dtype=bool),
-            "days_late": _floats([loan.days_late for loan in loans]),
+            "disbursed_time": _times([loan["disbursed_time"] for loan in loans]),
+            "due_time": _times([loan["due_time"] for loan in loans]),
+            "amount": _floats([loan["amount"] for loan in loans]),
+            "repaid": np.array([loan["repaid"] for loan in loans], dtype=bool),
+            "days_late": _floats([loan["days_late"] for loan in loans]),
         },
     }
 
