@@ -1,8 +1,8 @@
 """The model-graph deployments: feature transform, credit model, uplift model, decision policy.
 
-Single decisions call the `@serve.batch` methods (one application each), so concurrent requests
-share one vectorised call; a batch request sends all its applications to the `*_many` methods in
-one handle call per step.
+Single decisions call the `@serve.batch` methods (one application or feature row each), so
+concurrent requests share one vectorised call; a batch request sends all its applications to the
+`*_many` methods in one handle call per step, as numpy columns.
 """
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ from ray import serve
 
 from tala_ray.policy import PolicyParams
 from tala_ray.serving.args import BatchingConfig, FeatureTransformConfig
-from tala_ray.serving.graph import FeatureRow, credit_scores, feature_descriptions, feature_rows, policy_decisions, uplift_effects
+from tala_ray.serving import graph
+from tala_ray.serving.graph import Columns, FeatureRow, RawTables
 from tala_ray.serving.metrics import serving_metrics
 from tala_ray.serving.model_slot import ModelConfig, ModelSlot
 
@@ -41,15 +42,15 @@ class FeatureTransform:
 
     @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.005)
     async def transform(self, requests: list[Any]) -> list[FeatureRow]:
-        """One application per call; concurrent calls are batched."""
-        return self.transform_many(requests)
+        """One application request per call; concurrent calls are batched."""
+        return graph.rows_of(self.transform_many(graph.request_tables(requests)))
 
-    def transform_many(self, requests: list[Any]) -> list[FeatureRow]:
-        """All applications of a batch request in one call."""
+    def transform_many(self, tables: RawTables) -> Columns:
+        """All applications of a batch request (its raw tables) in one call."""
         started = time.perf_counter()
-        rows = feature_rows(requests)
-        serving_metrics().observe_batch("features", len(requests), (time.perf_counter() - started) * 1000)
-        return rows
+        features = graph.table_features(tables)
+        serving_metrics().observe_batch("features", graph.row_count(features), (time.perf_counter() - started) * 1000)
+        return features
 
 
 @serve.deployment(name="CreditModel", max_ongoing_requests=64, ray_actor_options={"num_cpus": 0.2})
@@ -65,19 +66,33 @@ class CreditModel:
         config = ModelConfig.model_validate(user_config)
         self._slot.apply(config)
         _apply_batching(self.score, config.batching)
+        _apply_batching(self.explain, config.batching)
 
     @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.005)
     async def score(self, rows: list[FeatureRow]) -> list[dict[str, Any]]:
         """One feature row per call; concurrent calls are batched."""
-        return self.score_many(rows)
+        return self.score_many(graph.columns_of(rows))
 
-    def score_many(self, rows: list[FeatureRow]) -> list[dict[str, Any]]:
-        """Default probability, contributions and model version for each row."""
+    def score_many(self, features: Columns) -> list[dict[str, Any]]:
+        """Default probability and model version for each row."""
         started = time.perf_counter()
         predictor, config = self._slot.predictor, self._slot.config
-        scores = credit_scores(predictor, config.role, rows)
-        serving_metrics().observe_batch(f"credit_{config.role}", len(rows), (time.perf_counter() - started) * 1000)
+        scores = graph.credit_scores(predictor, config.role, features)
+        serving_metrics().observe_batch(f"credit_{config.role}", len(scores), (time.perf_counter() - started) * 1000)
         return scores
+
+    @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.005)
+    async def explain(self, rows: list[FeatureRow]) -> list[dict[str, float]]:
+        """One declined row per call; concurrent calls are batched."""
+        return self.explain_many(graph.columns_of(rows))
+
+    def explain_many(self, features: Columns) -> list[dict[str, float]]:
+        """Per-feature contributions to each row's risk score (asked for declines only)."""
+        started = time.perf_counter()
+        contributions = graph.credit_contributions(self._slot.predictor, features)
+        role = self._slot.config.role
+        serving_metrics().observe_batch(f"explain_{role}", len(contributions), (time.perf_counter() - started) * 1000)
+        return contributions
 
     def info(self) -> dict[str, Any]:
         return self._slot.info() | {"replica": _replica_id()}
@@ -100,13 +115,13 @@ class UpliftModel:
     @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.005)
     async def effect(self, rows: list[FeatureRow]) -> list[dict[str, Any]]:
         """One feature row per call; concurrent calls are batched."""
-        return self.effect_many(rows)
+        return self.effect_many(graph.columns_of(rows))
 
-    def effect_many(self, rows: list[FeatureRow]) -> list[dict[str, Any]]:
+    def effect_many(self, features: Columns) -> list[dict[str, Any]]:
         """The intervention's uplift and model version for each row."""
         started = time.perf_counter()
-        effects = uplift_effects(self._slot.predictor, rows)
-        serving_metrics().observe_batch("uplift", len(rows), (time.perf_counter() - started) * 1000)
+        effects = graph.uplift_effects(self._slot.predictor, features)
+        serving_metrics().observe_batch("uplift", len(effects), (time.perf_counter() - started) * 1000)
         return effects
 
     def info(self) -> dict[str, Any]:
@@ -118,7 +133,7 @@ class DecisionPolicy:
     """Decision economics; its parameters are the `user_config`, changed without restarting replicas."""
 
     def __init__(self) -> None:
-        self._descriptions = feature_descriptions()
+        self._descriptions = graph.feature_descriptions()
         self._params: PolicyParams | None = None
 
     def reconfigure(self, user_config: dict[str, Any]) -> None:
@@ -130,9 +145,13 @@ class DecisionPolicy:
                 raise
             log.error("policy user_config refused, keeping the previous parameters: %s", error)
 
-    def decide(self, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """items: default_probability, uplift, amount, term_days, contributions -> decision dicts."""
-        return policy_decisions(self._params, self._descriptions, items)
+    def decide(self, items: dict[str, list[float]]) -> list[dict[str, Any]]:
+        """items (one list each): default_probability, uplift, amount, term_days -> decision dicts."""
+        return graph.policy_decisions(self._params, items)
+
+    def reasons(self, contributions: list[dict[str, float]]) -> list[list[dict[str, Any]]]:
+        """Reason codes of declined applications from their credit contributions."""
+        return graph.decline_reasons(self._params, self._descriptions, contributions)
 
     def info(self) -> dict[str, Any]:
         return {"params": self._params.model_dump(mode="json"), "replica": _replica_id()}

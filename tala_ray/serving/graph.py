@@ -1,5 +1,10 @@
 """The model graph's steps as plain functions (no Serve): the deployments and the in-process server
-both call them, so the two run exactly the same code."""
+both call them, so the two run exactly the same code.
+
+Between steps a batch of feature rows travels as numpy columns (`Columns`: feature name -> array),
+cheap to pickle across Ray; a single row as a dict. Reason codes are computed for declines only:
+explaining a score (TreeSHAP for the GBM) costs more than scoring it.
+"""
 
 from __future__ import annotations
 
@@ -8,65 +13,124 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from tala_ray.policy import PolicyParams, decide, reason_codes
+from tala_ray.features.columns import Columns
+from tala_ray.policy import PolicyParams, decide, reason_codes_batch
 
 FeatureRow = dict[str, Any]
-ID_COLUMNS = ("application_id",)
+RawTables = dict[str, Columns]  # the raw tables of a batch, as `features.online.request_columns` gives them
 
 
-def feature_frame(rows: list[FeatureRow], feature_names: list[str]) -> pd.DataFrame:
-    """The rows as a frame with exactly the model's features, in its order."""
-    return pd.DataFrame.from_records(rows).reindex(columns=list(feature_names))
+def request_tables(requests: list[Any]) -> RawTables:
+    """The raw tables of validated application requests (request i is application i)."""
+    from tala_ray.features.online import request_columns
+
+    return request_columns(list(requests))
 
 
-def feature_rows(requests: list[Any]) -> list[FeatureRow]:
-    """One feature row per application request, through the shared feature code."""
-    from tala_ray.features.online import online_feature_columns
+def table_features(tables: RawTables) -> Columns:
+    """Feature columns of every application of the raw tables, through the shared feature code."""
+    from tala_ray.features.definitions import feature_columns
 
-    columns = online_feature_columns(list(requests))
+    return feature_columns(tables["applications"], tables["applicants"], tables["events"], tables["loans"])
+
+
+def application_terms(tables: RawTables) -> tuple[np.ndarray, np.ndarray]:
+    """Requested amount (local currency) and term in days of each application."""
+    return tables["applications"]["amount"], tables["applications"]["term_days"]
+
+
+def rows_of(columns: Columns) -> list[FeatureRow]:
+    """The columns as one dict per row (plain Python values)."""
     names = list(columns)
     values = [column.tolist() for column in columns.values()]
     return [dict(zip(names, row)) for row in zip(*values)]
 
 
-def credit_scores(predictor: Any, role: str, rows: list[FeatureRow]) -> list[dict[str, Any]]:
-    """Default probability, per-feature contributions, model version and role for each row."""
-    frame = feature_frame(rows, predictor.feature_names)
-    probabilities = np.asarray(predictor.predict_proba(frame), dtype=float)
-    contributions = predictor.contributions(frame)
+def columns_of(rows: list[FeatureRow]) -> Columns:
+    """Rows (dicts with the same keys) as columns; strings and missing values stay objects."""
+    columns: Columns = {}
+    for name in rows[0]:
+        values = [row[name] for row in rows]
+        numeric = all(isinstance(v, int | float) and not isinstance(v, bool) for v in values)
+        columns[name] = np.array(values, dtype=np.float64 if numeric else object)
+    return columns
+
+
+def row_count(columns: Columns) -> int:
+    return len(next(iter(columns.values())))
+
+
+def model_frame(columns: Columns, names: list[str]) -> pd.DataFrame:
+    """Exactly the model's features, in its order, as the frame predictors take."""
+    missing = [name for name in names if name not in columns]
+    if missing:
+        from tala_ray.errors import UserError
+
+        raise UserError(f"features: the model needs columns {missing} that the feature step does not produce")
+    return pd.DataFrame({name: columns[name] for name in names})
+
+
+def credit_scores(predictor: Any, role: str, columns: Columns) -> list[dict[str, Any]]:
+    """Default probability, model version and role for each row."""
+    probabilities = np.asarray(predictor.predict_proba(model_frame(columns, predictor.feature_names)), dtype=float)
+    version = str(predictor.version)
+    return [{"default_probability": float(p), "version": version, "role": role} for p in probabilities]
+
+
+def credit_contributions(predictor: Any, columns: Columns) -> list[dict[str, float]]:
+    """Per-feature contributions to each row's risk score (the input of reason codes)."""
+    contributions = predictor.contributions(model_frame(columns, predictor.feature_names))
     names = [str(name) for name in contributions.columns]
-    by_row = contributions.to_numpy(dtype=np.float64).tolist()
-    return [
-        {
-            "default_probability": float(p),
-            "contributions": dict(zip(names, values, strict=True)),
-            "version": str(predictor.version),
-            "role": role,
-        }
-        for p, values in zip(probabilities, by_row, strict=True)
-    ]
+    return [dict(zip(names, values, strict=True)) for values in contributions.to_numpy(dtype=np.float64).tolist()]
 
 
-def uplift_effects(predictor: Any, rows: list[FeatureRow]) -> list[dict[str, Any]]:
+def uplift_effects(predictor: Any, columns: Columns) -> list[dict[str, Any]]:
     """The intervention's uplift and model version for each row."""
-    names = getattr(predictor, "feature_names", None) or [k for k in rows[0] if k not in ID_COLUMNS]
-    effects = np.asarray(predictor.effect(feature_frame(rows, names)), dtype=float).reshape(-1)
-    return [{"uplift": float(e), "version": str(predictor.version)} for e in effects]
+    names = list(predictor.feature_names)
+    effects = np.asarray(predictor.effect(model_frame(columns, names)), dtype=float).reshape(-1)
+    version = str(predictor.version)
+    return [{"uplift": float(e), "version": version} for e in effects]
 
 
-def policy_decisions(params: PolicyParams, descriptions: dict[str, str], items: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """items: default_probability, uplift, amount, term_days, contributions -> decision dicts."""
-    columns = {k: np.array([item[k] for item in items], dtype=float) for k in ("default_probability", "uplift")}
-    amounts = np.array([item["amount"] for item in items], dtype=float)
-    terms = np.array([item["term_days"] for item in items], dtype=float)
-    decisions = decide(columns["default_probability"], columns["uplift"], amounts, terms, params)
-    out = []
-    for item, decision in zip(items, decisions, strict=True):
-        reasons = []
-        if decision.decision == "decline":
-            reasons = reason_codes(item["contributions"], descriptions, params.max_reason_codes)
-        out.append({**decision.model_dump(), "reason_codes": [r.model_dump() for r in reasons]})
-    return out
+def policy_items(
+    amounts: np.ndarray, terms: np.ndarray, credit: list[dict[str, Any]], uplift: list[dict[str, Any]]
+) -> dict[str, list[float]]:
+    """The policy's inputs, one list per quantity."""
+    return {
+        "default_probability": [c["default_probability"] for c in credit],
+        "uplift": [u["uplift"] for u in uplift],
+        "amount": np.asarray(amounts, dtype=float).tolist(),
+        "term_days": np.asarray(terms, dtype=float).tolist(),
+    }
+
+
+def policy_decisions(params: PolicyParams, items: dict[str, list[float]]) -> list[dict[str, Any]]:
+    """Decision dicts (with empty reason codes: `decline_reasons` fills the declines')."""
+    arrays = [np.asarray(items[k], dtype=float) for k in ("default_probability", "uplift", "amount", "term_days")]
+    return [{**decision.model_dump(), "reason_codes": []} for decision in decide(*arrays, params)]
+
+
+def declined(decisions: list[dict[str, Any]]) -> list[int]:
+    """Positions of the declined applications."""
+    return [i for i, decision in enumerate(decisions) if decision["decision"] == "decline"]
+
+
+def decline_reasons(
+    params: PolicyParams, descriptions: dict[str, str], contributions: list[dict[str, float]]
+) -> list[list[dict[str, Any]]]:
+    """Reason codes (as dicts) of each declined application, from its credit contributions."""
+    if not contributions:
+        return []
+    names = list(contributions[0])
+    matrix = np.array([[row[name] for name in names] for row in contributions], dtype=np.float64)
+    batch = reason_codes_batch(matrix, names, descriptions, params.max_reason_codes)
+    return [[code.model_dump() for code in codes] for codes in batch]
+
+
+def take_rows(columns: Columns, positions: list[int]) -> Columns:
+    """The given rows of every column."""
+    index = np.asarray(positions, dtype=np.int64)
+    return {name: values[index] for name, values in columns.items()}
 
 
 def feature_descriptions() -> dict[str, str]:

@@ -20,7 +20,8 @@ from tala_ray.serving.args import RoutingConfig
 from tala_ray.serving.auth import OPEN_PATHS, is_authorised, load_api_keys
 from tala_ray.serving.idempotency import IdempotencyCache, IdempotencyConflict
 from tala_ray.serving.metrics import serving_metrics
-from tala_ray.serving.records import decision_response, fingerprint, log_record, policy_items
+from tala_ray.serving import graph
+from tala_ray.serving.records import decision_response, fingerprint, log_record
 from tala_ray.serving.schemas import (
     BatchDecisionRequest,
     BatchDecisionResponse,
@@ -82,11 +83,11 @@ async def guard(request: Request, call_next: Any) -> Any:
     return await call_next(request)
 
 
-async def _call(single: Any, many: Any, items: list[Any]) -> list[Any]:
-    """One item through the batched method (Serve merges concurrent requests), several in one call."""
-    if len(items) == 1:
-        return [await single.remote(items[0])]
-    return await many.remote(items)
+async def _call(single: Any, many: Any, features: graph.Columns) -> list[Any]:
+    """One feature row through the batched method (Serve merges concurrent requests), several in one call."""
+    if graph.row_count(features) == 1:
+        return [await single.remote(graph.rows_of(features)[0])]
+    return await many.remote(features)
 
 
 # Everything the class uses must be defined above it: `@serve.ingress` serialises the routes here.
@@ -164,7 +165,7 @@ class DecisionIngress:
     async def decision(self, body: DecisionRequest, idempotency_key: IdempotencyKey = None) -> DecisionResponse:
         """Decide one application."""
         started = time.perf_counter()
-        compute = lambda: self._decide([body], started, idempotency_key, batch_id=None)  # noqa: E731
+        compute = lambda: self._decide(body, started, idempotency_key, batch_id=None)  # noqa: E731
         responses, replayed = await self._once("decision", idempotency_key, body, compute)
         self._metrics.decision_latency_ms.observe((time.perf_counter() - started) * 1000, {"endpoint": "decision"})
         return responses[0].model_copy(update={"replayed": replayed})
@@ -178,7 +179,7 @@ class DecisionIngress:
             detail = [{"loc": ["body", "applications"], "msg": f"at most {limit} applications per batch, got {count}"}]
             raise HTTPException(status_code=413, detail=detail)
         batch_id = str(uuid.uuid4())
-        compute = lambda: self._decide(body.applications, started, idempotency_key, batch_id)  # noqa: E731
+        compute = lambda: self._decide(graph.request_tables(body.applications), started, idempotency_key, batch_id)  # noqa: E731
         responses, replayed = await self._once("batch", idempotency_key, body, compute)
         self._metrics.decision_latency_ms.observe((time.perf_counter() - started) * 1000, {"endpoint": "batch"})
         batch_id = responses[0].request_id.split(":")[0] if replayed else batch_id
@@ -207,52 +208,76 @@ class DecisionIngress:
         return "champion"
 
     async def _decide(
-        self, applications: list[Any], started: float, idempotency_key: str | None, batch_id: str | None
+        self, applications: DecisionRequest | graph.RawTables, started: float, idempotency_key: str | None, batch_id: str | None
     ) -> list[DecisionResponse]:
-        """features -> credit and uplift (concurrently) -> policy; log and count every decision."""
-        roles = [self._choose_role() for _ in applications]
-        rows = await _call(self._features.transform, self._features.transform_many, applications)
+        """features -> credit and uplift (concurrently) -> policy -> declines' reasons; log and count every decision.
+
+        `applications`: one request (a single decision) or the raw tables of a batch.
+        """
+        if isinstance(applications, dict):
+            features = await self._features.transform_many.remote(applications)
+            terms = graph.application_terms(applications)
+        else:
+            features = graph.columns_of([await self._features.transform.remote(applications)])
+            terms = ([applications.application.amount], [applications.application.term_days])
+        roles = [self._choose_role() for _ in range(graph.row_count(features))]
         credit, uplift = await asyncio.gather(
-            self._score_by_role(rows, roles), _call(self._uplift.effect, self._uplift.effect_many, rows)
+            self._by_role("score", features, roles), _call(self._uplift.effect, self._uplift.effect_many, features)
         )
-        decisions = await self._policy.decide.remote(policy_items(applications, credit, uplift))
+        decisions = await self._policy_with_reasons(features, roles, graph.policy_items(*terms, credit, uplift))
         latency_ms = (time.perf_counter() - started) * 1000
-        ids = [f"{batch_id}:{i}" if batch_id else str(uuid.uuid4()) for i in range(len(applications))]
+        ids = [f"{batch_id}:{i}" if batch_id else str(uuid.uuid4()) for i in range(len(decisions))]
         responses = [decision_response(*parts) for parts in zip(ids, decisions, credit, uplift, strict=True)]
-        records = [
-            log_record(r, row, d, "decision", idempotency_key, latency_ms)
-            for r, row, d in zip(responses, rows, decisions, strict=True)
-        ]
-        self._log.append(records)
+        rows = graph.rows_of(features)
+        self._log.append(
+            [log_record(r, row, d, "decision", idempotency_key, latency_ms) for r, row, d in zip(responses, rows, decisions, strict=True)]
+        )
         for response in responses:
             self._metrics.decisions.inc(
                 tags={"outcome": response.decision, "credit_role": response.model_versions.credit_role}
             )
         if self._routing.challenger_mode == "shadow":
-            self._spawn(self._shadow(applications, rows, uplift, ids))
+            self._spawn(self._shadow(features, terms, rows, uplift, ids))
         return responses
 
-    async def _score_by_role(self, rows: list[Any], roles: list[str]) -> list[dict[str, Any]]:
-        """Credit scores, each row by the model its role names (one call per model)."""
+    async def _policy_with_reasons(
+        self, features: graph.Columns, roles: list[str], items: dict[str, list[float]]
+    ) -> list[dict[str, Any]]:
+        """The policy's decisions; each decline explained by the credit model that scored it."""
+        decisions = await self._policy.decide.remote(items)
+        positions = graph.declined(decisions)
+        if positions:
+            contributions = await self._by_role("explain", graph.take_rows(features, positions), [roles[i] for i in positions])
+            reasons = await self._policy.reasons.remote(contributions)
+            for position, codes in zip(positions, reasons, strict=True):
+                decisions[position]["reason_codes"] = codes
+        return decisions
+
+    async def _by_role(self, method: str, features: graph.Columns, roles: list[str]) -> list[Any]:
+        """`score` or `explain` of each row by the credit model its role names (one call per model)."""
         groups = {role: [i for i, r in enumerate(roles) if r == role] for role in set(roles)}
-        results = await asyncio.gather(
-            *(
-                _call(self._credit[role].score, self._credit[role].score_many, [rows[i] for i in positions])
-                for role, positions in groups.items()
-            )
-        )
-        scored: list[dict[str, Any]] = [{}] * len(rows)
+
+        def call(role: str, positions: list[int]) -> Any:
+            subset = features if len(groups) == 1 else graph.take_rows(features, positions)
+            model = self._credit[role]
+            return _call(getattr(model, method), getattr(model, f"{method}_many"), subset)
+
+        results = await asyncio.gather(*(call(role, positions) for role, positions in groups.items()))
+        out: list[Any] = [None] * len(roles)
         for positions, group_results in zip(groups.values(), results, strict=True):
             for position, result in zip(positions, group_results, strict=True):
-                scored[position] = result
-        return scored
+                out[position] = result
+        return out
 
-    async def _shadow(self, applications: list[Any], rows: list[Any], uplift: list[Any], ids: list[str]) -> None:
+    async def _shadow(
+        self, features: graph.Columns, terms: Any, rows: list[Any], uplift: list[Any], ids: list[str]
+    ) -> None:
         """The challenger scores the same applications; its decisions are logged, never returned."""
         started = time.perf_counter()
         try:
-            credit = await self._score_by_role(rows, ["challenger"] * len(rows))
-            decisions = await self._policy.decide.remote(policy_items(applications, credit, uplift))
+            roles = ["challenger"] * len(rows)
+            credit = await self._by_role("score", features, roles)
+            decisions = await self._policy_with_reasons(features, roles, graph.policy_items(*terms, credit, uplift))
         except Exception:
             self._metrics.errors.inc(tags={"stage": "shadow", "kind": "internal"})
             log.exception("shadow scoring failed")

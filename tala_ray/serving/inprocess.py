@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict
 from tala_ray.errors import UserError
 from tala_ray.policy import PolicyParams
 from tala_ray.serving import graph
-from tala_ray.serving.records import decision_response, policy_items
+from tala_ray.serving.records import decision_response
 from tala_ray.serving.schemas import (
     BatchDecisionRequest,
     BatchDecisionResponse,
@@ -72,12 +72,19 @@ class DecisionGraph:
         self.policy = settings.policy
         self.descriptions = graph.feature_descriptions()
 
-    def decide(self, applications: list[DecisionRequest], batch_id: str | None) -> list[DecisionResponse]:
-        rows = graph.feature_rows(applications)
-        credit = graph.credit_scores(self.credit, "champion", rows)
-        uplift = graph.uplift_effects(self.uplift, rows)
-        decisions = graph.policy_decisions(self.policy, self.descriptions, policy_items(applications, credit, uplift))
-        ids = [f"{batch_id}:{i}" if batch_id else str(uuid.uuid4()) for i in range(len(applications))]
+    def decide(self, tables: graph.RawTables, batch_id: str | None) -> list[DecisionResponse]:
+        """The applications' raw tables through features -> credit, uplift -> policy -> declines' reasons."""
+        features = graph.table_features(tables)
+        credit = graph.credit_scores(self.credit, "champion", features)
+        uplift = graph.uplift_effects(self.uplift, features)
+        items = graph.policy_items(*graph.application_terms(tables), credit, uplift)
+        decisions = graph.policy_decisions(self.policy, items)
+        positions = graph.declined(decisions)
+        if positions:
+            contributions = graph.credit_contributions(self.credit, graph.take_rows(features, positions))
+            for position, reasons in zip(positions, graph.decline_reasons(self.policy, self.descriptions, contributions)):
+                decisions[position]["reason_codes"] = reasons
+        ids = [f"{batch_id}:{i}" if batch_id else str(uuid.uuid4()) for i in range(len(decisions))]
         return [decision_response(*parts) for parts in zip(ids, decisions, credit, uplift, strict=True)]
 
 
@@ -92,11 +99,12 @@ def create_app(**overrides: object) -> FastAPI:
 
     @app.post("/v1/decisions", response_model=DecisionResponse)
     async def decision(body: DecisionRequest) -> DecisionResponse:
-        return decision_graph.decide([body], batch_id=None)[0]
+        return decision_graph.decide(graph.request_tables([body]), batch_id=None)[0]
 
     @app.post("/v1/decisions/batch", response_model=BatchDecisionResponse)
     async def batch(body: BatchDecisionRequest) -> BatchDecisionResponse:
         batch_id = str(uuid.uuid4())
-        return BatchDecisionResponse(batch_id=batch_id, decisions=decision_graph.decide(body.applications, batch_id), replayed=False)
+        decisions = decision_graph.decide(graph.request_tables(body.applications), batch_id)
+        return BatchDecisionResponse(batch_id=batch_id, decisions=decisions, replayed=False)
 
     return app

@@ -1,4 +1,4 @@
-"""Pure helpers of the ingress: policy inputs, response bodies, prediction-log rows, body digests.
+"""Pure helpers of the ingress: response bodies, prediction-log rows, body digests.
 
 They live outside `ingress.py` because `@serve.ingress` serialises the FastAPI routes while that
 module is still being imported: names defined after the class would be missing in the replica.
@@ -19,19 +19,6 @@ from tala_ray.serving.schemas import DecisionResponse, ModelVersions
 def fingerprint(body: BaseModel) -> str:
     """A digest of the request body, to refuse an idempotency key reused for a different request."""
     return hashlib.sha256(body.model_dump_json().encode()).hexdigest()
-
-
-def policy_items(applications: list[Any], credit: list[dict], uplift: list[dict]) -> list[dict[str, Any]]:
-    return [
-        {
-            "default_probability": c["default_probability"],
-            "uplift": u["uplift"],
-            "amount": a.application.amount,
-            "term_days": a.application.term_days,
-            "contributions": c["contributions"],
-        }
-        for a, c, u in zip(applications, credit, uplift, strict=True)
-    ]
 
 
 def decision_response(request_id: str, decision: dict, credit: dict, uplift: dict) -> DecisionResponse:
