@@ -100,3 +100,35 @@ def test_metalearners_refuse_controls_instead_of_ignoring_them(experiment):
     X, y, t = experiment["X"], experiment["y"], experiment["t"]
     with pytest.raises(UserError, match="W: x_learner takes no controls"):
         UPLIFT_ESTIMATORS["x_learner"]().fit(y, t, X=X[["country"]], W=X[["betting_installs"]])
+
+
+@pytest.fixture(scope="module")
+def fitted_families(experiment) -> dict[str, object]:
+    """Each family fitted on 2,000 rows, then rebuilt from its files (as the service loads it)."""
+    X, y, t = experiment["X"].iloc[:2000], experiment["y"][:2000], experiment["t"][:2000]
+    fitted = {}
+    for family, cls in UPLIFT_ESTIMATORS.items():
+        estimator = cls(**FAMILY_PARAMS.get(family, {}), nuisance_n_estimators=40, cv=2, seed=0).fit(y, t, X=X)
+        fitted[family] = estimator_from_files(estimator.to_files())
+    return fitted
+
+
+@pytest.mark.parametrize("family", sorted(UPLIFT_ESTIMATORS))
+def test_effect_equals_econmls_own_effect_on_the_plain_preprocessing(experiment, fitted_families, family):
+    from test_credit_models import reference_dense
+
+    from tala_ray.models.uplift import UpliftPredictor
+
+    estimator = fitted_families[family]
+    names = estimator.preprocessor_.feature_names
+    predictor = UpliftPredictor("uplift", "1", None, names, estimator)
+    assert estimator.treatment_step_ is not None  # the shortcut past EconML's treatment expansion is taken
+    assert getattr(estimator, "lightgbm_only_", family in ("x_learner", "t_learner")) == (family in ("x_learner", "t_learner"))
+    for rows in (slice(2000, 2001), slice(2100, 2116), slice(2200, 2300)):
+        X = experiment["X"].iloc[rows]
+        dense = reference_dense(estimator.preprocessor_, X).astype(np.float64)
+        if family == "linear_dml":
+            dense = dense[:, estimator._kept_columns()]
+        expected = np.asarray(estimator.estimator_.effect(dense), dtype=np.float64).reshape(-1)
+        np.testing.assert_array_equal(estimator.effect(X), expected)
+        np.testing.assert_array_equal(predictor.effect(X[list(reversed(X.columns))]), expected)

@@ -22,13 +22,14 @@ from __future__ import annotations
 
 import json
 import pickle
+from functools import cached_property
 from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
 
 from tala_ray.errors import UserError
-from tala_ray.models.preprocessing import Preprocessor
+from tala_ray.models.preprocessing import Preprocessor, missing_columns
 
 HEADER_FILE = "uplift_model.json"
 PREPROCESSING_FILE = "preprocessing.json"
@@ -101,6 +102,8 @@ class UpliftEstimator:
         self.controls_ = None if W is None else Preprocessor.fit(W)
         self.estimator_ = self._build()
         self.estimator_.fit(np.asarray(Y, dtype=np.float64), T, **self._inputs(X, W))
+        for shortcut in ("treatment_step_", "lightgbm_only_"):  # cached from an earlier fit
+            vars(self).pop(shortcut, None)
         return self
 
     def _inputs(self, X: pd.DataFrame, W: pd.DataFrame | None) -> dict[str, np.ndarray]:
@@ -117,8 +120,31 @@ class UpliftEstimator:
         return True
 
     def effect(self, X: pd.DataFrame) -> np.ndarray:
-        """E[Y(1) - Y(0) | X] per row, shape (n,)."""
-        return np.asarray(self.estimator_.effect(self._dense(X)), dtype=np.float64).reshape(-1)
+        """E[Y(1) - Y(0) | X] per row, shape (n,): EconML's `effect(X, T0=0, T1=1)`, exactly."""
+        dense = self._dense(X)
+        step = self.treatment_step_
+        if step is None:
+            return np.asarray(self.estimator_.effect(dense), dtype=np.float64).reshape(-1)
+        # EconML's LinearCateEstimator.effect for one binary treatment and a vector outcome.
+        return np.einsum("mt,mt->m", self._constant_marginal_effect(dense), np.repeat(step, len(dense), axis=0))
+
+    def _constant_marginal_effect(self, dense: np.ndarray) -> np.ndarray:
+        """EconML's `const_marginal_effect` (shape (n, 1)); metalearners compute it without its wrappers."""
+        return self.estimator_.const_marginal_effect(dense)
+
+    @cached_property
+    def treatment_step_(self) -> np.ndarray | None:
+        """T1 - T0 as EconML expands treatments 0 and 1 (shape (1, 1)) when `effect` reduces to
+        const_marginal_effect @ (T1 - T0): one binary treatment, a vector outcome, EconML's own
+        `effect`; None otherwise (then `effect` calls EconML's)."""
+        from econml._cate_estimator import LinearCateEstimator, TreatmentExpansionMixin
+
+        estimator = self.estimator_
+        plain = type(estimator).effect in (TreatmentExpansionMixin.effect, LinearCateEstimator.effect)
+        if not plain or getattr(estimator, "_d_t", None) != (1,) or getattr(estimator, "_d_y", None) != ():
+            return None
+        _, t0, t1 = estimator._expand_treatments(None, 0, 1)
+        return np.asarray(t1 - t0, dtype=np.float64).reshape(1, 1)
 
     def effect_interval(self, X: pd.DataFrame, alpha: float = 0.05) -> tuple[np.ndarray, np.ndarray]:
         """Lower and upper (1 - alpha) bounds of each row's effect (families with inference only)."""
@@ -176,6 +202,37 @@ class _MetaLearnerUplift(UpliftEstimator):
     def _accepts_controls(self) -> bool:
         return False  # EconML's metalearners take X only
 
+    def _constant_marginal_effect(self, dense: np.ndarray) -> np.ndarray:
+        """EconML's formula on the fitted LightGBM boosters' own predictions (what their scikit-learn
+        wrappers return), without the wrappers' input checks; EconML's own call for other models."""
+        if not self.lightgbm_only_:
+            return super()._constant_marginal_effect(dense)
+        return self._metalearner_effect(dense).reshape(len(dense), 1)
+
+    def _metalearner_effect(self, dense: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    @cached_property
+    def lightgbm_only_(self) -> bool:
+        """Every fitted sub-model is a LightGBM regressor, or a binary classifier with a built-in objective."""
+        from lightgbm import LGBMClassifier, LGBMRegressor
+
+        def plain(model: Any) -> bool:
+            if type(model) is LGBMRegressor:
+                return True
+            return type(model) is LGBMClassifier and model.n_classes_ == 2 and not callable(model.objective_)
+
+        return all(plain(model) for model in self._sub_models())
+
+    def _sub_models(self) -> list[Any]:
+        raise NotImplementedError
+
+
+def _predict(model: Any, dense: np.ndarray) -> np.ndarray:
+    """A fitted LightGBM model's `predict` (regressor) or default probability (binary classifier),
+    straight from its booster: the values its scikit-learn wrapper returns."""
+    return model.booster_.predict(dense, num_threads=1)
+
 
 class XLearnerUplift(_MetaLearnerUplift):
     """X-learner: per-arm outcome models, imputed effects, propensity-weighted CATE models."""
@@ -206,6 +263,16 @@ class XLearnerUplift(_MetaLearnerUplift):
             propensity_model=self.propensity_model(),
         )
 
+    def _sub_models(self) -> list[Any]:
+        e = self.estimator_
+        return [*e.propensity_models, *e.cate_controls_models, *e.cate_treated_models]
+
+    def _metalearner_effect(self, dense: np.ndarray) -> np.ndarray:
+        """XLearner.const_marginal_effect: g(x) tau0(x) + (1 - g(x)) tau1(x), g the propensity."""
+        e = self.estimator_
+        propensity = _predict(e.propensity_models[0], dense)
+        return propensity * _predict(e.cate_controls_models[0], dense) + (1 - propensity) * _predict(e.cate_treated_models[0], dense)
+
 
 class TLearnerUplift(_MetaLearnerUplift):
     """T-learner: one outcome model per arm; the effect is their difference."""
@@ -216,6 +283,14 @@ class TLearnerUplift(_MetaLearnerUplift):
         from econml.metalearners import TLearner
 
         return TLearner(models=self.outcome_model())
+
+    def _sub_models(self) -> list[Any]:
+        return list(self.estimator_.models)
+
+    def _metalearner_effect(self, dense: np.ndarray) -> np.ndarray:
+        """TLearner.const_marginal_effect: mu1(x) - mu0(x)."""
+        models = self.estimator_.models
+        return _predict(models[1], dense) - _predict(models[0], dense)
 
 
 class CausalForestUplift(UpliftEstimator):
@@ -346,10 +421,10 @@ class UpliftPredictor:
 
     def effect(self, features: pd.DataFrame) -> np.ndarray:
         """pd_control - pd_treated per row (positive: the intervention improves repayment)."""
-        missing = [name for name in self.feature_names if name not in features.columns]
+        missing = missing_columns(features, self.feature_names)
         if missing:
             raise UserError(f"features: {self.name}@{self.version} needs columns {missing} that the batch lacks")
-        return self.estimator.effect(features[self.feature_names])
+        return self.estimator.effect(features)  # the preprocessing reads its columns by name
 
 
 def load_uplift_predictor(
