@@ -1,0 +1,442 @@
+"""Arrow IPC stream bodies for `POST /v1/decisions/batch` (`Content-Type: application/vnd.apache.arrow.stream`).
+
+One row per application in `REQUEST_SCHEMA`: the applicant's and the application's fields flat at
+top level, `events` and `loans` as `list<struct>` columns (the JSON request, columnar).
+`decode_batch` turns a body into exactly the raw tables `online.request_columns` builds from the
+same applications sent as JSON, after the same checks as the pydantic models of `online.py`;
+`encode_payloads` builds a body from JSON request dicts (for clients, the benchmark and the tests).
+
+Accepted variants (liberal where the meaning is unambiguous, strict otherwise):
+
+- times: `timestamp` of any unit (s, ms, us, ns), with any time zone or naive (taken as UTC, as
+  the JSON path does), floored to epoch milliseconds exactly as `timeutil.datetime_ms` does; they
+  must lie in the years 1 to 9999 (what a JSON datetime can hold). Strings, dates and plain
+  integers are refused.
+- strings: `string`, `large_string`, `string_view`, or a dictionary of one of them (any index type).
+- floats (`device_price_usd`, `amount`): any float or integer type.
+- integers (`device_age_months`, `term_days`, `days_late`): any integer type, or a float type
+  holding whole numbers (what pandas makes of an integer column with nulls).
+- `repaid`: `bool` only.
+- `events`, `loans`: `list`, `large_list`, `list_view` or `large_list_view` of `struct`; a null
+  list is an empty one; a null element is an error.
+- a column or struct field of type `null` is all nulls; the optional ones (`device_os`,
+  `device_price_usd`, `device_age_months`, `events`, `loans`, event `amount` and `app_category`)
+  may be left out, as their JSON keys may.
+- schema nullability flags and metadata are ignored (actual nulls are checked); several record
+  batches are read as one table.
+
+Refused: unknown or duplicate columns and struct fields, any other type, a body that is not an
+Arrow IPC stream (the Arrow file format included), no rows, more than `max_applications` rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, Literal, get_args
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+from pydantic import TypeAdapter, ValidationError
+
+from tala_ray.errors import UserError
+from tala_ray.features.columns import RAW_COLUMNS, Columns
+from tala_ray.features.online import MAX_EVENTS, MAX_LOANS, AppCategory, Country, DeviceOs, EventType, Timestamp
+from tala_ray.features.timeutil import datetime_ms
+
+ARROW_STREAM_MEDIA_TYPE = "application/vnd.apache.arrow.stream"
+MAX_DETAILS = 20
+
+Kind = Literal["str", "time", "float", "int", "bool"]
+
+
+@dataclass(frozen=True)
+class _Rule:
+    """One request field: its kind and the checks of the matching pydantic field."""
+
+    name: str
+    kind: Kind
+    required: bool = False
+    choices: tuple[str, ...] = ()
+    ge: int | None = None
+    gt: int | None = None
+    le: int | None = None
+
+
+APPLICANT_RULES = (
+    _Rule("country", "str", required=True, choices=get_args(Country)),
+    _Rule("signup_time", "time", required=True),
+    _Rule("device_os", "str", choices=get_args(DeviceOs)),
+    _Rule("device_price_usd", "float", ge=0),
+    _Rule("device_age_months", "int", ge=0),
+)
+APPLICATION_RULES = (
+    _Rule("amount", "float", required=True, gt=0),
+    _Rule("term_days", "int", required=True, gt=0, le=365),
+    _Rule("application_time", "time", required=True),
+)
+EVENT_RULES = (
+    _Rule("event_time", "time", required=True),
+    _Rule("event_type", "str", required=True, choices=get_args(EventType)),
+    _Rule("amount", "float", ge=0),
+    _Rule("app_category", "str", choices=get_args(AppCategory)),
+)
+LOAN_RULES = (
+    _Rule("disbursed_time", "time", required=True),
+    _Rule("due_time", "time", required=True),
+    _Rule("amount", "float", required=True, ge=0),
+    _Rule("repaid", "bool", required=True),
+    _Rule("days_late", "int", required=True, ge=0),
+)
+TOP_RULES = APPLICANT_RULES + APPLICATION_RULES
+LISTS: dict[str, tuple[tuple[_Rule, ...], int]] = {"events": (EVENT_RULES, MAX_EVENTS), "loans": (LOAN_RULES, MAX_LOANS)}
+
+_ARROW_TYPES: dict[Kind, pa.DataType] = {
+    "str": pa.string(),
+    "time": pa.timestamp("ms", tz="UTC"),
+    "float": pa.float64(),
+    "int": pa.int64(),
+    "bool": pa.bool_(),
+}
+
+
+def _schema_field(rule: _Rule) -> pa.Field:
+    return pa.field(rule.name, _ARROW_TYPES[rule.kind], nullable=not rule.required)
+
+
+def _list_type(rules: tuple[_Rule, ...]) -> pa.DataType:
+    return pa.list_(pa.field("item", pa.struct([_schema_field(rule) for rule in rules]), nullable=False))
+
+
+REQUEST_SCHEMA: pa.Schema = pa.schema(
+    [
+        *(_schema_field(rule) for rule in TOP_RULES),
+        *(pa.field(name, _list_type(rules), nullable=False) for name, (rules, _) in LISTS.items()),
+    ]
+)
+
+
+class ArrowBodyError(UserError):
+    """A bad Arrow body. `details` is in FastAPI's 422 shape (`loc`, `msg`): the first problems in
+    row order, then, when there were more than `MAX_DETAILS`, one entry counting the rest;
+    `total` is the number of problems found."""
+
+    def __init__(self, details: list[dict[str, Any]], total: int | None = None) -> None:
+        self.total = len(details) if total is None else total
+        rest = self.total - len(details)
+        self.details = details + ([{"loc": ["body"], "msg": f"{rest} more problems not listed"}] if rest else [])
+        first = details[0]
+        where = ".".join(str(part) for part in first["loc"])
+        super().__init__(f"invalid Arrow request body: {self.total} problem(s), first at {where}: {first['msg']}")
+
+
+def _body_error(loc: list[Any], msg: str) -> ArrowBodyError:
+    return ArrowBodyError([{"loc": ["body", *loc], "msg": msg}])
+
+
+# ---------------------------------------------------------------------------------------------
+# Encoding: JSON request dicts to an Arrow IPC stream.
+
+_TIME_LIST = TypeAdapter(list[Timestamp | None])
+
+
+def _encode_values(rule: _Rule, values: list[Any], path: str) -> pa.Array:
+    """One field's values (JSON-like; None for missing) as an Arrow array of its schema type."""
+    try:
+        if rule.kind == "time":
+            values = [None if value is None else datetime_ms(value) for value in _TIME_LIST.validate_python(values)]
+        return pa.array(values, type=_ARROW_TYPES[rule.kind])
+    except (ValidationError, pa.ArrowException, TypeError, ValueError) as error:
+        raise ValueError(f"payload field {path}: cannot encode as {_ARROW_TYPES[rule.kind]}: {error}") from error
+
+
+def _check_keys(records: Iterable[dict[str, Any]], allowed: Iterable[str], path: str) -> None:
+    names = set(allowed)
+    for record in records:
+        unknown = sorted(set(record) - names)
+        if unknown:
+            raise ValueError(f"payload field {path}: unknown key(s) {', '.join(unknown)}")
+
+
+def _encode_list(payloads: list[dict[str, Any]], name: str, rules: tuple[_Rule, ...]) -> pa.Array:
+    """One list column (events or loans); a missing or null list is an empty one."""
+    lists = [payload.get(name) or [] for payload in payloads]
+    items = [item for records in lists for item in records]
+    _check_keys(items, (rule.name for rule in rules), name)
+    children = [_encode_values(rule, [item.get(rule.name) for item in items], f"{name}.{rule.name}") for rule in rules]
+    structs = pa.StructArray.from_arrays(children, fields=list(_list_type(rules).value_type))
+    offsets = np.concatenate([[0], np.cumsum([len(records) for records in lists])]).astype(np.int32)
+    return pa.ListArray.from_arrays(pa.array(offsets), structs, type=_list_type(rules))
+
+
+def payload_table(payloads: list[dict[str, Any]]) -> pa.Table:
+    """JSON request dicts (as `replay.request_payload` builds them) as a table in `REQUEST_SCHEMA`.
+    Values are not validated (that is `decode_batch`'s job); unknown keys and wrong types are errors."""
+    _check_keys(payloads, ("applicant", "application", *LISTS), "")
+    columns: dict[str, pa.Array] = {}
+    for section, rules in (("applicant", APPLICANT_RULES), ("application", APPLICATION_RULES)):
+        records = [payload.get(section) or {} for payload in payloads]
+        _check_keys(records, (rule.name for rule in rules), section)
+        for rule in rules:
+            columns[rule.name] = _encode_values(rule, [record.get(rule.name) for record in records], f"{section}.{rule.name}")
+    for name, (rules, _) in LISTS.items():
+        columns[name] = _encode_list(payloads, name, rules)
+    return pa.Table.from_pydict(columns, schema=REQUEST_SCHEMA)
+
+
+def table_bytes(table: pa.Table) -> bytes:
+    """A table as an Arrow IPC stream."""
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return sink.getvalue().to_pybytes()
+
+
+def encode_payloads(payloads: list[dict[str, Any]]) -> bytes:
+    """JSON request dicts (as `replay.request_payload` builds them) as an Arrow IPC stream body."""
+    return table_bytes(payload_table(payloads))
+
+
+# ---------------------------------------------------------------------------------------------
+# Decoding: the schema, read without touching the data.
+
+
+def _is_string(data_type: pa.DataType) -> bool:
+    return pa.types.is_string(data_type) or pa.types.is_large_string(data_type) or pa.types.is_string_view(data_type)
+
+
+def _is_number(data_type: pa.DataType) -> bool:
+    return pa.types.is_integer(data_type) or pa.types.is_floating(data_type)
+
+
+_ACCEPTS: dict[Kind, Callable[[pa.DataType], bool]] = {
+    "str": lambda t: _is_string(t) or (pa.types.is_dictionary(t) and _is_string(t.value_type)),
+    "time": pa.types.is_timestamp,
+    "float": _is_number,
+    "int": _is_number,
+    "bool": pa.types.is_boolean,
+}
+_EXPECTED: dict[Kind, str] = {
+    "str": "string (string, large_string, string_view or a dictionary of strings)",
+    "time": "timestamp (any unit; with a time zone, or naive for UTC)",
+    "float": "float64 (or another float or integer type)",
+    "int": "integer (any width, or a float type holding whole numbers)",
+    "bool": "bool",
+}
+_LIST_EXPECTED = "list<struct> (list, large_list, list_view or large_list_view)"
+
+
+def _is_list(data_type: pa.DataType) -> bool:
+    kinds = (pa.types.is_list, pa.types.is_large_list, pa.types.is_list_view, pa.types.is_large_list_view)
+    return any(is_kind(data_type) for is_kind in kinds)
+
+
+def _field_problems(fields: list[pa.Field], rules: tuple[_Rule, ...], loc: list[str]) -> list[dict[str, Any]]:
+    """Schema problems of one level: duplicate, unknown, missing required, or wrongly typed fields."""
+    by_name = {rule.name: rule for rule in rules}
+    names = [field.name for field in fields]
+    problems = [{"loc": [*loc, name], "msg": "duplicate column"} for name in sorted({n for n in names if names.count(n) > 1})]
+    problems += [{"loc": [*loc, name], "msg": f"unknown column (expected: {', '.join(by_name)})"} for name in names if name not in by_name]
+    problems += [
+        {"loc": [*loc, rule.name], "msg": f"missing column, expected {_EXPECTED[rule.kind]}"}
+        for rule in rules
+        if rule.required and rule.name not in names
+    ]
+    for field in fields:
+        rule = by_name.get(field.name)
+        if rule and not (pa.types.is_null(field.type) or _ACCEPTS[rule.kind](field.type)):
+            problems.append({"loc": [*loc, field.name], "msg": f"expected {_EXPECTED[rule.kind]}, got {field.type}"})
+    return problems
+
+
+def _list_problems(field: pa.Field, rules: tuple[_Rule, ...]) -> list[dict[str, Any]]:
+    """Schema problems of one list column and of its struct fields."""
+    loc = ["body", field.name]
+    if pa.types.is_null(field.type):
+        return []
+    if not (_is_list(field.type) and pa.types.is_struct(field.type.value_type)):
+        return [{"loc": loc, "msg": f"expected {_LIST_EXPECTED}, got {field.type}"}]
+    return _field_problems(list(field.type.value_type), rules, loc)
+
+
+def _check_schema(schema: pa.Schema) -> None:
+    """Raise `ArrowBodyError` listing every problem of the body's schema."""
+    top = [field for field in schema if field.name not in LISTS]
+    problems = _field_problems(top, TOP_RULES, ["body"])
+    for field in schema:
+        if field.name in LISTS:
+            problems += _list_problems(field, LISTS[field.name][0])
+    if problems:
+        raise ArrowBodyError(problems[:MAX_DETAILS], len(problems))
+
+
+def _read_table(body: bytes, max_applications: int) -> pa.Table:
+    """The body's record batches as one table, stopping as soon as there are too many rows."""
+    try:
+        reader = pa.ipc.open_stream(body)
+        batches: list[pa.RecordBatch] = []
+        rows = 0
+        for batch in reader:
+            rows += batch.num_rows
+            if rows > max_applications:
+                raise _body_error([], f"at most {max_applications} applications per request, got at least {rows}")
+            batches.append(batch)
+    except pa.ArrowException as error:
+        raise _body_error([], f"not an Arrow IPC stream ({ARROW_STREAM_MEDIA_TYPE}): {error}") from error
+    if rows == 0:
+        raise _body_error([], "at least 1 application is required, got 0 rows")
+    return pa.Table.from_batches(batches, schema=reader.schema)
+
+
+# ---------------------------------------------------------------------------------------------
+# Decoding: values to numpy, with their problems.
+
+
+@dataclass(frozen=True)
+class _Level:
+    """The rows of one table: the applications (`name` None) or the items of one list column."""
+
+    name: str | None
+    rows: np.ndarray  # the application each row belongs to
+    items: np.ndarray | None  # its index in that application's list
+
+    def loc(self, k: int, field: str | None) -> list[Any]:
+        inner = [] if self.name is None else [self.name, int(self.items[k])]
+        return ["body", int(self.rows[k]), *inner, *([] if field is None else [field])]
+
+    def key(self, k: int) -> tuple[int, int]:
+        return int(self.rows[k]), -1 if self.items is None else int(self.items[k])
+
+
+class _Problems:
+    """Problems found: the first `MAX_DETAILS` of each check, and the count of all."""
+
+    def __init__(self) -> None:
+        self.found: list[tuple[tuple[int, int], list[Any], str]] = []
+        self.total = 0
+
+    def add(self, level: _Level, field: str | None, bad: np.ndarray, msg: str) -> None:
+        where = np.flatnonzero(bad)
+        self.total += len(where)
+        self.found += [(level.key(k), level.loc(k, field), msg) for k in where[:MAX_DETAILS]]
+
+    def raise_if_any(self) -> None:
+        if self.total:
+            first = sorted(self.found, key=lambda problem: problem[0])[:MAX_DETAILS]
+            raise ArrowBodyError([{"loc": loc, "msg": msg} for _, loc, msg in first], self.total)
+
+
+_PER_SECOND = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}
+_UTC = timezone.utc
+_FIRST_S = datetime_ms(datetime(1, 1, 1, tzinfo=_UTC)) // 1000
+_LAST_S = datetime_ms(datetime(9999, 12, 31, 23, 59, 59, tzinfo=_UTC)) // 1000
+_INT64 = np.iinfo(np.int64)
+
+
+def _times(array: pa.Array, valid: np.ndarray, level: _Level, name: str, problems: _Problems) -> np.ndarray:
+    """Epoch milliseconds, floored as `datetime_ms` does, of a timestamp array of any unit."""
+    per_second = _PER_SECOND[array.type.unit]
+    raw = array.cast(pa.int64()).fill_null(0).to_numpy()
+    low, high = max(_FIRST_S * per_second, _INT64.min), min((_LAST_S + 1) * per_second - 1, _INT64.max)
+    outside = valid & ((raw < low) | (raw > high))
+    problems.add(level, name, outside, "must be a time in the years 1 to 9999")
+    raw = np.where(outside, 0, raw)
+    return raw * 1000 if per_second == 1 else raw // (per_second // 1000)
+
+
+def _strings(array: pa.Array, choices: tuple[str, ...], level: _Level, name: str, problems: _Problems) -> tuple[np.ndarray, np.ndarray]:
+    """Object array (None for null) and validity, through a dictionary: one Python string per distinct value."""
+    encoded = array if pa.types.is_dictionary(array.type) else pc.dictionary_encode(array)
+    words = encoded.dictionary.to_pylist()
+    codes = encoded.indices.cast(pa.int64()).fill_null(len(words)).to_numpy()
+    valid = np.array([word is not None for word in words] + [False])[codes]
+    if choices:
+        allowed = np.array([word is None or word in choices for word in words] + [True])
+        problems.add(level, name, ~allowed[codes], f"must be one of {', '.join(choices)}")
+    return np.array([*words, None], dtype=object)[codes], valid
+
+
+def _numbers(array: pa.Array, rule: _Rule, valid: np.ndarray, level: _Level, problems: _Problems) -> np.ndarray:
+    """float64 values (NaN for null), checked for whole numbers when the field is an integer."""
+    values = array.cast(pa.float64(), safe=False).to_numpy(zero_copy_only=False, writable=True)
+    if rule.kind == "int" and pa.types.is_floating(array.type):
+        whole = np.isfinite(values) & (np.floor(values) == values)
+        problems.add(level, rule.name, valid & ~whole, "must be a whole number")
+    return values
+
+
+def _bounds(rule: _Rule, values: np.ndarray, valid: np.ndarray, level: _Level, problems: _Problems) -> None:
+    """The `ge`/`gt`/`le` checks of a number field (NaN fails them, as in pydantic)."""
+    checks = ((rule.ge, np.greater_equal, ">="), (rule.gt, np.greater, ">"), (rule.le, np.less_equal, "<="))
+    for bound, holds, text in checks:
+        if bound is not None:
+            problems.add(level, rule.name, valid & ~holds(values, bound), f"must be {text} {bound}")
+
+
+def _decode_field(rule: _Rule, array: pa.Array, present: np.ndarray, level: _Level, problems: _Problems) -> np.ndarray:
+    """One field's values as `request_columns` gives them, with every problem recorded.
+    `present` marks the rows that exist (False for null list elements)."""
+    if pa.types.is_null(array.type):
+        array = pa.nulls(len(array), _ARROW_TYPES[rule.kind])
+    if rule.kind == "str":
+        values, valid = _strings(array, rule.choices, level, rule.name, problems)
+    else:
+        valid = array.is_valid().to_numpy(zero_copy_only=False)
+    if rule.kind == "time":
+        values = _times(array, valid, level, rule.name, problems)
+    elif rule.kind == "bool":
+        values = array.fill_null(False).to_numpy(zero_copy_only=False)
+    elif rule.kind in ("float", "int"):
+        values = _numbers(array, rule, valid, level, problems)
+        _bounds(rule, values, valid, level, problems)
+    if rule.required:
+        problems.add(level, rule.name, present & ~valid, "must not be null")
+    return values
+
+
+def _decode_level(
+    arrays: dict[str, pa.Array], rules: tuple[_Rule, ...], present: np.ndarray, level: _Level, problems: _Problems
+) -> Columns:
+    """The fields of one level; a left-out optional field is all nulls."""
+    size = len(present)
+    return {
+        rule.name: _decode_field(rule, arrays.get(rule.name, pa.nulls(size)), present, level, problems) for rule in rules
+    }
+
+
+def _decode_list(column: pa.Array | None, n: int, name: str, top: _Level, problems: _Problems) -> Columns:
+    """One list column as its table (`applicant_id` = application position); a null list is empty."""
+    rules, max_items = LISTS[name]
+    if column is None or pa.types.is_null(column.type):
+        column = pa.nulls(n, _list_type(rules))
+    lengths = pc.list_value_length(column).fill_null(0).to_numpy().astype(np.int64)
+    problems.add(top, name, lengths > max_items, f"must have at most {max_items} items")
+    items: pa.StructArray = column.flatten()
+    present = items.is_valid().to_numpy(zero_copy_only=False)
+    starts = np.cumsum(lengths) - lengths
+    rows = np.repeat(np.arange(n, dtype=np.int64), lengths)
+    level = _Level(name, rows, np.arange(len(rows), dtype=np.int64) - np.repeat(starts, lengths))
+    problems.add(level, None, ~present, "must not be null")
+    arrays = dict(zip([field.name for field in items.type], items.flatten()))
+    return {"applicant_id": rows, **_decode_level(arrays, rules, present, level, problems)}
+
+
+def decode_batch(body: bytes, max_applications: int) -> dict[str, Columns]:
+    """An Arrow IPC stream body as the raw tables `online.request_columns` returns for the same
+    applications (same keys, dtypes and values). Raises `ArrowBodyError` on any problem."""
+    table = _read_table(body, max_applications)
+    _check_schema(table.schema)
+    n = table.num_rows
+    arrays = {name: table.column(name).combine_chunks() for name in table.column_names}
+    positions = np.arange(n, dtype=np.int64)
+    top = _Level(None, positions, None)
+    problems = _Problems()
+    values = _decode_level(arrays, TOP_RULES, np.ones(n, dtype=bool), top, problems)
+    events = _decode_list(arrays.get("events"), n, "events", top, problems)
+    loans = _decode_list(arrays.get("loans"), n, "loans", top, problems)
+    problems.raise_if_any()
+    top_columns = {"application_id": positions, "applicant_id": positions, **values}
+    tables = {"applicants": top_columns, "applications": top_columns, "events": events, "loans": loans}
+    return {table: {name: columns[name] for name in RAW_COLUMNS[table]} for table, columns in tables.items()}
