@@ -366,3 +366,10 @@ def test_encoding_refuses_unknown_keys_and_wrong_types():
     payload["events"][0]["event_time"] = "not a time"
     with pytest.raises(ValueError, match="events.event_time"):
         encode_payloads([payload])
+
+
+@pytest.mark.parametrize("name", ["country", "events"])
+def test_a_duplicate_column_is_refused(name):
+    table = payload_table([hand_payload()])
+    table = table.append_column(pa.field(name, table.schema.field(name).type), table[name])
+    assert problems_of(table_bytes(table)) == [{"loc": ["body", name], "msg": "duplicate column"}]

@@ -65,33 +65,36 @@ class _Rule:
     le: int | None = None
 
 
-APPLICANT_RULES = (
+_APPLICANT_RULES = (
     _Rule("country", "str", required=True, choices=get_args(Country)),
     _Rule("signup_time", "time", required=True),
     _Rule("device_os", "str", choices=get_args(DeviceOs)),
     _Rule("device_price_usd", "float", ge=0),
     _Rule("device_age_months", "int", ge=0),
 )
-APPLICATION_RULES = (
+_APPLICATION_RULES = (
     _Rule("amount", "float", required=True, gt=0),
     _Rule("term_days", "int", required=True, gt=0, le=365),
     _Rule("application_time", "time", required=True),
 )
-EVENT_RULES = (
+_EVENT_RULES = (
     _Rule("event_time", "time", required=True),
     _Rule("event_type", "str", required=True, choices=get_args(EventType)),
     _Rule("amount", "float", ge=0),
     _Rule("app_category", "str", choices=get_args(AppCategory)),
 )
-LOAN_RULES = (
+_LOAN_RULES = (
     _Rule("disbursed_time", "time", required=True),
     _Rule("due_time", "time", required=True),
     _Rule("amount", "float", required=True, ge=0),
     _Rule("repaid", "bool", required=True),
     _Rule("days_late", "int", required=True, ge=0),
 )
-TOP_RULES = APPLICANT_RULES + APPLICATION_RULES
-LISTS: dict[str, tuple[tuple[_Rule, ...], int]] = {"events": (EVENT_RULES, MAX_EVENTS), "loans": (LOAN_RULES, MAX_LOANS)}
+_TOP_RULES = _APPLICANT_RULES + _APPLICATION_RULES
+_LISTS: dict[str, tuple[tuple[_Rule, ...], int]] = {
+    "events": (_EVENT_RULES, MAX_EVENTS),
+    "loans": (_LOAN_RULES, MAX_LOANS),
+}
 
 _ARROW_TYPES: dict[Kind, pa.DataType] = {
     "str": pa.string(),
@@ -112,8 +115,8 @@ def _list_type(rules: tuple[_Rule, ...]) -> pa.DataType:
 
 REQUEST_SCHEMA: pa.Schema = pa.schema(
     [
-        *(_schema_field(rule) for rule in TOP_RULES),
-        *(pa.field(name, _list_type(rules), nullable=False) for name, (rules, _) in LISTS.items()),
+        *(_schema_field(rule) for rule in _TOP_RULES),
+        *(pa.field(name, _list_type(rules), nullable=False) for name, (rules, _) in _LISTS.items()),
     ]
 )
 
@@ -132,8 +135,8 @@ class ArrowBodyError(UserError):
         super().__init__(f"invalid Arrow request body: {self.total} problem(s), first at {where}: {first['msg']}")
 
 
-def _body_error(loc: list[Any], msg: str) -> ArrowBodyError:
-    return ArrowBodyError([{"loc": ["body", *loc], "msg": msg}])
+def _body_error(msg: str) -> ArrowBodyError:
+    return ArrowBodyError([{"loc": ["body"], "msg": msg}])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -174,14 +177,15 @@ def _encode_list(payloads: list[dict[str, Any]], name: str, rules: tuple[_Rule, 
 def payload_table(payloads: list[dict[str, Any]]) -> pa.Table:
     """JSON request dicts (as `replay.request_payload` builds them) as a table in `REQUEST_SCHEMA`.
     Values are not validated (that is `decode_batch`'s job); unknown keys and wrong types are errors."""
-    _check_keys(payloads, ("applicant", "application", *LISTS), "")
+    _check_keys(payloads, ("applicant", "application", *_LISTS), "")
     columns: dict[str, pa.Array] = {}
-    for section, rules in (("applicant", APPLICANT_RULES), ("application", APPLICATION_RULES)):
+    for section, rules in (("applicant", _APPLICANT_RULES), ("application", _APPLICATION_RULES)):
         records = [payload.get(section) or {} for payload in payloads]
         _check_keys(records, (rule.name for rule in rules), section)
         for rule in rules:
-            columns[rule.name] = _encode_values(rule, [record.get(rule.name) for record in records], f"{section}.{rule.name}")
-    for name, (rules, _) in LISTS.items():
+            values = [record.get(rule.name) for record in records]
+            columns[rule.name] = _encode_values(rule, values, f"{section}.{rule.name}")
+    for name, (rules, _) in _LISTS.items():
         columns[name] = _encode_list(payloads, name, rules)
     return pa.Table.from_pydict(columns, schema=REQUEST_SCHEMA)
 
@@ -233,12 +237,20 @@ def _is_list(data_type: pa.DataType) -> bool:
     return any(is_kind(data_type) for is_kind in kinds)
 
 
+def _duplicates(names: list[str]) -> list[str]:
+    return sorted({name for name in names if names.count(name) > 1})
+
+
 def _field_problems(fields: list[pa.Field], rules: tuple[_Rule, ...], loc: list[str]) -> list[dict[str, Any]]:
     """Schema problems of one level: duplicate, unknown, missing required, or wrongly typed fields."""
     by_name = {rule.name: rule for rule in rules}
     names = [field.name for field in fields]
-    problems = [{"loc": [*loc, name], "msg": "duplicate column"} for name in sorted({n for n in names if names.count(n) > 1})]
-    problems += [{"loc": [*loc, name], "msg": f"unknown column (expected: {', '.join(by_name)})"} for name in names if name not in by_name]
+    problems = [{"loc": [*loc, name], "msg": "duplicate column"} for name in _duplicates(names)]
+    problems += [
+        {"loc": [*loc, name], "msg": f"unknown column (expected: {', '.join(by_name)})"}
+        for name in names
+        if name not in by_name
+    ]
     problems += [
         {"loc": [*loc, rule.name], "msg": f"missing column, expected {_EXPECTED[rule.kind]}"}
         for rule in rules
@@ -263,11 +275,12 @@ def _list_problems(field: pa.Field, rules: tuple[_Rule, ...]) -> list[dict[str, 
 
 def _check_schema(schema: pa.Schema) -> None:
     """Raise `ArrowBodyError` listing every problem of the body's schema."""
-    top = [field for field in schema if field.name not in LISTS]
-    problems = _field_problems(top, TOP_RULES, ["body"])
-    for field in schema:
-        if field.name in LISTS:
-            problems += _list_problems(field, LISTS[field.name][0])
+    top = [field for field in schema if field.name not in _LISTS]
+    lists = [field for field in schema if field.name in _LISTS]
+    problems = _field_problems(top, _TOP_RULES, ["body"])
+    problems += [{"loc": ["body", name], "msg": "duplicate column"} for name in _duplicates([f.name for f in lists])]
+    for field in lists:
+        problems += _list_problems(field, _LISTS[field.name][0])
     if problems:
         raise ArrowBodyError(problems[:MAX_DETAILS], len(problems))
 
@@ -275,18 +288,18 @@ def _check_schema(schema: pa.Schema) -> None:
 def _read_table(body: bytes, max_applications: int) -> pa.Table:
     """The body's record batches as one table, stopping as soon as there are too many rows."""
     try:
-        reader = pa.ipc.open_stream(body)
+        reader = pa.ipc.open_stream(pa.py_buffer(body))
         batches: list[pa.RecordBatch] = []
         rows = 0
         for batch in reader:
             rows += batch.num_rows
             if rows > max_applications:
-                raise _body_error([], f"at most {max_applications} applications per request, got at least {rows}")
+                raise _body_error(f"at most {max_applications} applications per request, got at least {rows}")
             batches.append(batch)
     except pa.ArrowException as error:
-        raise _body_error([], f"not an Arrow IPC stream ({ARROW_STREAM_MEDIA_TYPE}): {error}") from error
+        raise _body_error(f"not an Arrow IPC stream ({ARROW_STREAM_MEDIA_TYPE}): {error}") from error
     if rows == 0:
-        raise _body_error([], "at least 1 application is required, got 0 rows")
+        raise _body_error("at least 1 application is required, got 0 rows")
     return pa.Table.from_batches(batches, schema=reader.schema)
 
 
@@ -335,62 +348,69 @@ _LAST_S = datetime_ms(datetime(9999, 12, 31, 23, 59, 59, tzinfo=_UTC)) // 1000
 _INT64 = np.iinfo(np.int64)
 
 
-def _times(array: pa.Array, valid: np.ndarray, level: _Level, name: str, problems: _Problems) -> np.ndarray:
+def _valid(array: pa.Array) -> np.ndarray:
+    return array.is_valid().to_numpy(zero_copy_only=False)
+
+
+def _times(rule: _Rule, array: pa.Array, level: _Level, problems: _Problems) -> tuple[np.ndarray, np.ndarray]:
     """Epoch milliseconds, floored as `datetime_ms` does, of a timestamp array of any unit."""
+    valid = _valid(array)
     per_second = _PER_SECOND[array.type.unit]
     raw = array.cast(pa.int64()).fill_null(0).to_numpy()
     low, high = max(_FIRST_S * per_second, _INT64.min), min((_LAST_S + 1) * per_second - 1, _INT64.max)
     outside = valid & ((raw < low) | (raw > high))
-    problems.add(level, name, outside, "must be a time in the years 1 to 9999")
+    problems.add(level, rule.name, outside, "must be a time in the years 1 to 9999")
     raw = np.where(outside, 0, raw)
-    return raw * 1000 if per_second == 1 else raw // (per_second // 1000)
+    return (raw * 1000 if per_second == 1 else raw // (per_second // 1000)), valid
 
 
-def _strings(array: pa.Array, choices: tuple[str, ...], level: _Level, name: str, problems: _Problems) -> tuple[np.ndarray, np.ndarray]:
-    """Object array (None for null) and validity, through a dictionary: one Python string per distinct value."""
+def _strings(rule: _Rule, array: pa.Array, level: _Level, problems: _Problems) -> tuple[np.ndarray, np.ndarray]:
+    """Object array (None for null) through a dictionary: one Python string per distinct value."""
     encoded = array if pa.types.is_dictionary(array.type) else pc.dictionary_encode(array)
     words = encoded.dictionary.to_pylist()
     codes = encoded.indices.cast(pa.int64()).fill_null(len(words)).to_numpy()
     valid = np.array([word is not None for word in words] + [False])[codes]
-    if choices:
-        allowed = np.array([word is None or word in choices for word in words] + [True])
-        problems.add(level, name, ~allowed[codes], f"must be one of {', '.join(choices)}")
+    if rule.choices:
+        allowed = np.array([word is None or word in rule.choices for word in words] + [True])
+        problems.add(level, rule.name, ~allowed[codes], f"must be one of {', '.join(rule.choices)}")
     return np.array([*words, None], dtype=object)[codes], valid
 
 
-def _numbers(array: pa.Array, rule: _Rule, valid: np.ndarray, level: _Level, problems: _Problems) -> np.ndarray:
-    """float64 values (NaN for null), checked for whole numbers when the field is an integer."""
+def _numbers(rule: _Rule, array: pa.Array, level: _Level, problems: _Problems) -> tuple[np.ndarray, np.ndarray]:
+    """float64 values (NaN for null) with the field's bounds checked (NaN fails them, as in pydantic),
+    and whole numbers when the field is an integer given as floats."""
+    valid = _valid(array)
     values = array.cast(pa.float64(), safe=False).to_numpy(zero_copy_only=False, writable=True)
     if rule.kind == "int" and pa.types.is_floating(array.type):
         whole = np.isfinite(values) & (np.floor(values) == values)
         problems.add(level, rule.name, valid & ~whole, "must be a whole number")
-    return values
-
-
-def _bounds(rule: _Rule, values: np.ndarray, valid: np.ndarray, level: _Level, problems: _Problems) -> None:
-    """The `ge`/`gt`/`le` checks of a number field (NaN fails them, as in pydantic)."""
     checks = ((rule.ge, np.greater_equal, ">="), (rule.gt, np.greater, ">"), (rule.le, np.less_equal, "<="))
     for bound, holds, text in checks:
         if bound is not None:
             problems.add(level, rule.name, valid & ~holds(values, bound), f"must be {text} {bound}")
+    return values, valid
+
+
+def _booleans(rule: _Rule, array: pa.Array, level: _Level, problems: _Problems) -> tuple[np.ndarray, np.ndarray]:
+    return array.fill_null(False).to_numpy(zero_copy_only=False), _valid(array)
+
+
+_Converter = Callable[[_Rule, pa.Array, _Level, _Problems], tuple[np.ndarray, np.ndarray]]
+_CONVERTERS: dict[Kind, _Converter] = {
+    "time": _times,
+    "str": _strings,
+    "float": _numbers,
+    "int": _numbers,
+    "bool": _booleans,
+}
 
 
 def _decode_field(rule: _Rule, array: pa.Array, present: np.ndarray, level: _Level, problems: _Problems) -> np.ndarray:
-    """One field's values as `request_columns` gives them, with every problem recorded.
+    """One field's values as `request_columns` gives them, with every problem recorded;
     `present` marks the rows that exist (False for null list elements)."""
     if pa.types.is_null(array.type):
         array = pa.nulls(len(array), _ARROW_TYPES[rule.kind])
-    if rule.kind == "str":
-        values, valid = _strings(array, rule.choices, level, rule.name, problems)
-    else:
-        valid = array.is_valid().to_numpy(zero_copy_only=False)
-    if rule.kind == "time":
-        values = _times(array, valid, level, rule.name, problems)
-    elif rule.kind == "bool":
-        values = array.fill_null(False).to_numpy(zero_copy_only=False)
-    elif rule.kind in ("float", "int"):
-        values = _numbers(array, rule, valid, level, problems)
-        _bounds(rule, values, valid, level, problems)
+    values, valid = _CONVERTERS[rule.kind](rule, array, level, problems)
     if rule.required:
         problems.add(level, rule.name, present & ~valid, "must not be null")
     return values
@@ -400,15 +420,13 @@ def _decode_level(
     arrays: dict[str, pa.Array], rules: tuple[_Rule, ...], present: np.ndarray, level: _Level, problems: _Problems
 ) -> Columns:
     """The fields of one level; a left-out optional field is all nulls."""
-    size = len(present)
-    return {
-        rule.name: _decode_field(rule, arrays.get(rule.name, pa.nulls(size)), present, level, problems) for rule in rules
-    }
+    missing = pa.nulls(len(present))
+    return {rule.name: _decode_field(rule, arrays.get(rule.name, missing), present, level, problems) for rule in rules}
 
 
 def _decode_list(column: pa.Array | None, n: int, name: str, top: _Level, problems: _Problems) -> Columns:
     """One list column as its table (`applicant_id` = application position); a null list is empty."""
-    rules, max_items = LISTS[name]
+    rules, max_items = _LISTS[name]
     if column is None or pa.types.is_null(column.type):
         column = pa.nulls(n, _list_type(rules))
     lengths = pc.list_value_length(column).fill_null(0).to_numpy().astype(np.int64)
@@ -433,7 +451,7 @@ def decode_batch(body: bytes, max_applications: int) -> dict[str, Columns]:
     positions = np.arange(n, dtype=np.int64)
     top = _Level(None, positions, None)
     problems = _Problems()
-    values = _decode_level(arrays, TOP_RULES, np.ones(n, dtype=bool), top, problems)
+    values = _decode_level(arrays, _TOP_RULES, np.ones(n, dtype=bool), top, problems)
     events = _decode_list(arrays.get("events"), n, "events", top, problems)
     loans = _decode_list(arrays.get("loans"), n, "loans", top, problems)
     problems.raise_if_any()
