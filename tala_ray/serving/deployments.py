@@ -70,14 +70,15 @@ class CreditModel:
 
     @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.005)
     async def score(self, rows: list[FeatureRow]) -> list[dict[str, Any]]:
-        """One feature row per call; concurrent calls are batched."""
-        return self.score_many(graph.columns_of(rows))
+        """One feature row per call (a single decision), explained at once: explaining one row
+        costs less than a second round trip. Concurrent calls are batched."""
+        return self.score_many(graph.columns_of(rows), explain=True)
 
-    def score_many(self, features: Columns) -> list[dict[str, Any]]:
-        """Default probability and model version for each row."""
+    def score_many(self, features: Columns, explain: bool = False) -> list[dict[str, Any]]:
+        """Default probability and model version for each row (and contributions with `explain`)."""
         started = time.perf_counter()
         predictor, config = self._slot.predictor, self._slot.config
-        scores = graph.credit_scores(predictor, config.role, features)
+        scores = graph.credit_scores(predictor, config.role, features, explain)
         serving_metrics().observe_batch(f"credit_{config.role}", len(scores), (time.perf_counter() - started) * 1000)
         return scores
 
@@ -145,9 +146,10 @@ class DecisionPolicy:
                 raise
             log.error("policy user_config refused, keeping the previous parameters: %s", error)
 
-    def decide(self, items: dict[str, list[float]]) -> list[dict[str, Any]]:
-        """items (one list each): default_probability, uplift, amount, term_days -> decision dicts."""
-        return graph.policy_decisions(self._params, items)
+    def decide(self, items: dict[str, list[Any]]) -> list[dict[str, Any]]:
+        """items (one list each): default_probability, uplift, amount, term_days and optionally
+        contributions -> decision dicts (see `graph.policy_decisions`)."""
+        return graph.policy_decisions(self._params, self._descriptions, items)
 
     def reasons(self, contributions: list[dict[str, float]]) -> list[list[dict[str, Any]]]:
         """Reason codes of declined applications from their credit contributions."""

@@ -70,16 +70,25 @@ def model_frame(columns: Columns, names: list[str]) -> pd.DataFrame:
     return pd.DataFrame({name: columns[name] for name in names})
 
 
-def credit_scores(predictor: Any, role: str, columns: Columns) -> list[dict[str, Any]]:
-    """Default probability, model version and role for each row."""
-    probabilities = np.asarray(predictor.predict_proba(model_frame(columns, predictor.feature_names)), dtype=float)
+def credit_scores(predictor: Any, role: str, columns: Columns, explain: bool = False) -> list[dict[str, Any]]:
+    """Default probability, model version and role for each row; with `explain`, also its
+    `contributions` (one call instead of a second round trip for a single decision)."""
+    frame = model_frame(columns, predictor.feature_names)
+    probabilities = np.asarray(predictor.predict_proba(frame), dtype=float)
     version = str(predictor.version)
-    return [{"default_probability": float(p), "version": version, "role": role} for p in probabilities]
+    scores = [{"default_probability": float(p), "version": version, "role": role} for p in probabilities]
+    if explain:
+        for score, contributions in zip(scores, _contribution_dicts(predictor.contributions(frame)), strict=True):
+            score["contributions"] = contributions
+    return scores
 
 
 def credit_contributions(predictor: Any, columns: Columns) -> list[dict[str, float]]:
     """Per-feature contributions to each row's risk score (the input of reason codes)."""
-    contributions = predictor.contributions(model_frame(columns, predictor.feature_names))
+    return _contribution_dicts(predictor.contributions(model_frame(columns, predictor.feature_names)))
+
+
+def _contribution_dicts(contributions: pd.DataFrame) -> list[dict[str, float]]:
     names = [str(name) for name in contributions.columns]
     return [dict(zip(names, values, strict=True)) for values in contributions.to_numpy(dtype=np.float64).tolist()]
 
@@ -94,20 +103,35 @@ def uplift_effects(predictor: Any, columns: Columns) -> list[dict[str, Any]]:
 
 def policy_items(
     amounts: np.ndarray, terms: np.ndarray, credit: list[dict[str, Any]], uplift: list[dict[str, Any]]
-) -> dict[str, list[float]]:
-    """The policy's inputs, one list per quantity."""
-    return {
+) -> dict[str, list[Any]]:
+    """The policy's inputs, one list per quantity (plus `contributions` when the credit step explained)."""
+    items: dict[str, list[Any]] = {
         "default_probability": [c["default_probability"] for c in credit],
         "uplift": [u["uplift"] for u in uplift],
         "amount": np.asarray(amounts, dtype=float).tolist(),
         "term_days": np.asarray(terms, dtype=float).tolist(),
     }
+    if all("contributions" in c for c in credit):
+        items["contributions"] = [c["contributions"] for c in credit]
+    return items
 
 
-def policy_decisions(params: PolicyParams, items: dict[str, list[float]]) -> list[dict[str, Any]]:
-    """Decision dicts (with empty reason codes: `decline_reasons` fills the declines')."""
+def policy_decisions(params: PolicyParams, descriptions: dict[str, str], items: dict[str, list[Any]]) -> list[dict[str, Any]]:
+    """Decision dicts; declines get reason codes when `items` has contributions, else empty ones
+    (`decline_reasons` fills them after the credit model explained the declines)."""
     arrays = [np.asarray(items[k], dtype=float) for k in ("default_probability", "uplift", "amount", "term_days")]
-    return [{**decision.model_dump(), "reason_codes": []} for decision in decide(*arrays, params)]
+    decisions = [{**decision.model_dump(), "reason_codes": []} for decision in decide(*arrays, params)]
+    positions = declined(decisions)
+    if positions and "contributions" in items:
+        contributions = [items["contributions"][i] for i in positions]
+        for position, reasons in zip(positions, decline_reasons(params, descriptions, contributions), strict=True):
+            decisions[position]["reason_codes"] = reasons
+    return decisions
+
+
+def unexplained_declines(decisions: list[dict[str, Any]], items: dict[str, list[Any]]) -> list[int]:
+    """Positions of declines still without reason codes (their contributions were not sent)."""
+    return [] if "contributions" in items else declined(decisions)
 
 
 def declined(decisions: list[dict[str, Any]]) -> list[int]:

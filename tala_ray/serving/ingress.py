@@ -241,11 +241,12 @@ class DecisionIngress:
         return responses
 
     async def _policy_with_reasons(
-        self, features: graph.Columns, roles: list[str], items: dict[str, list[float]]
+        self, features: graph.Columns, roles: list[str], items: dict[str, list[Any]]
     ) -> list[dict[str, Any]]:
-        """The policy's decisions; each decline explained by the credit model that scored it."""
+        """The policy's decisions; each decline explained by the credit model that scored it (a
+        single decision's score came with its contributions; a batch's declines are explained now)."""
         decisions = await self._policy.decide.remote(items)
-        positions = graph.declined(decisions)
+        positions = graph.unexplained_declines(decisions, items)
         if positions:
             contributions = await self._by_role("explain", graph.take_rows(features, positions), [roles[i] for i in positions])
             reasons = await self._policy.reasons.remote(contributions)

@@ -78,7 +78,7 @@ class DecisionGraph:
         credit = graph.credit_scores(self.credit, "champion", features)
         uplift = graph.uplift_effects(self.uplift, features)
         items = graph.policy_items(*graph.application_terms(tables), credit, uplift)
-        decisions = graph.policy_decisions(self.policy, items)
+        decisions = graph.policy_decisions(self.policy, self.descriptions, items)
         positions = graph.declined(decisions)
         if positions:
             contributions = graph.credit_contributions(self.credit, graph.take_rows(features, positions))

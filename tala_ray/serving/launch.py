@@ -15,6 +15,36 @@ from tala_ray.serving.args import AppArgs, FeatureTransformConfig, RoutingConfig
 BUILDER_IMPORT_PATH = "tala_ray.serving.app:build_app"
 LOOPBACK = "127.0.0.1"
 
+# Ray Serve's fast ingress (measured in docs/serving-performance.md): HAProxy on the config's
+# http_options address, forwarding to the ingress replicas' own ports (direct ingress), handle
+# calls over gRPC, buffered request-path logs, GC frozen after start-up. Read by Serve's
+# processes when they start, so it must be in the cluster's environment: `tala-ray serve
+# --haproxy` and `tala-ray demo --haproxy` set it for the local cluster they start; on a real
+# cluster `cluster.yaml` sets it on every node. (Not RAY_SERVE_THROUGHPUT_OPTIMIZED: it stops the
+# ingress from autoscaling.)
+HAPROXY_ENVIRONMENT = {
+    "RAY_SERVE_ENABLE_HA_PROXY": "1",
+    "RAY_SERVE_USE_GRPC_BY_DEFAULT": "1",
+    "RAY_SERVE_REQUEST_PATH_LOG_BUFFER_SIZE": "1000",
+    "RAY_SERVE_FREEZE_GC_ON_STARTUP": "1",
+}
+
+
+def use_haproxy_environment(address: str | None) -> list[str]:
+    """Put `HAPROXY_ENVIRONMENT` into this process's environment (a local cluster started from it
+    inherits it); values the user set already win. Returns notes for the user."""
+    import os
+
+    for name, value in HAPROXY_ENVIRONMENT.items():
+        os.environ.setdefault(name, value)
+    notes = [
+        "HAProxy ingress: the ingress replicas' own ports (30000-31000) and HAProxy's stats (8404) and "
+        "metrics (9101) ports listen on every interface; keep them behind a firewall (the API key still guards /v1)."
+    ]
+    if address or os.environ.get("RAY_ADDRESS"):
+        notes.append("--haproxy joins an existing cluster: its nodes must have been started with these variables set: " + " ".join(f"{k}={v}" for k, v in HAPROXY_ENVIRONMENT.items()))
+    return notes
+
 
 def _problems(error: ValidationError, prefix: str) -> str:
     """One `path: message` per problem, the path starting at `prefix`."""
