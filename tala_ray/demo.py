@@ -46,6 +46,7 @@ class DemoOptions(BaseModel):
     batch_size: int = Field(50, ge=1)
     keep_serving: bool = False
     address: str | None = None
+    haproxy: bool = False
 
 
 class Step:
@@ -147,7 +148,7 @@ def run_demo(options: DemoOptions, echo: Callable[[str], None] = print) -> dict[
     from tala_ray.features.build import build_feature_table
     from tala_ray.policy import PolicyParams
     from tala_ray.ray_runtime import ensure_ray
-    from tala_ray.serving.launch import load_serve_config
+    from tala_ray.serving.launch import load_serve_config, use_haproxy_environment
 
     workdir = options.workdir.resolve()
     paths = {name: workdir / name for name in ("world", "features", "holdout_world", "holdout_features", "registry", "runs", "prediction_log")}
@@ -159,6 +160,9 @@ def run_demo(options: DemoOptions, echo: Callable[[str], None] = print) -> dict[
     workdir.mkdir(parents=True)
 
     step("starting Ray")
+    if options.haproxy:
+        for note in use_haproxy_environment(options.address):
+            echo(f"note: {note}")
     ensure_ray(options.address)
     step(f"generating a world of {options.applicants:,} applicants and a fresh holdout of {options.holdout_applicants:,}")
     generate_world(WorldSpec(applicants=options.applicants, seed=options.seed), str(paths["world"]))

@@ -22,6 +22,9 @@ def demo(
     port: Annotated[int, typer.Option(min=1, max=65535, help="HTTP port of the decision service (127.0.0.1).")] = 8000,
     keep_serving: Annotated[bool, typer.Option(help="Leave the endpoint up until Ctrl-C.")] = False,
     address: Annotated[str | None, typer.Option(help="Ray cluster address; default: start a local cluster.")] = None,
+    haproxy: Annotated[
+        bool, typer.Option(help="Serve's fast ingress (HAProxy + direct ingress) on the local cluster; see docs/serving-performance.md.")
+    ] = False,
 ) -> None:
     """Generate a world, build features, tune credit and uplift models, promote, serve, send traffic, report."""
     from tala_ray.demo import DemoOptions, run_demo
@@ -29,6 +32,7 @@ def demo(
     options = DemoOptions(
         workdir=workdir, applicants=applicants, credit_trials=credit_trials, uplift_trials=uplift_trials,
         traffic_seconds=traffic_seconds, port=port, keep_serving=keep_serving, address=address,
+        haproxy=haproxy,
     )
     report = run_demo(options, echo=typer.echo)
     if keep_serving:

@@ -18,6 +18,9 @@ def serve(
     registry_uri: Annotated[str | None, typer.Option(help="Override args.registry_uri.")] = None,
     address: Annotated[str | None, typer.Option(help="Ray cluster address; default: start a local cluster.")] = None,
     block: Annotated[bool, typer.Option(help="Keep serving until Ctrl-C or SIGTERM (then shut down gracefully).")] = True,
+    haproxy: Annotated[
+        bool, typer.Option(help="Serve's fast ingress (HAProxy + direct ingress) on the local cluster; see docs/serving-performance.md.")
+    ] = False,
 ) -> None:
     """Deploy the decision service from CONFIG (the file `serve run`/`serve deploy` take).
 
@@ -26,10 +29,13 @@ def serve(
     `serve deploy` plus that pinning).
     """
     from tala_ray.ray_runtime import ensure_ray
-    from tala_ray.serving.launch import deploy, load_serve_config
+    from tala_ray.serving.launch import deploy, load_serve_config, use_haproxy_environment
 
     overrides = {"registry_uri": registry_uri} if registry_uri else None
     parsed = load_serve_config(config, overrides, pin_versions=True)  # fail on a bad file before starting Ray
+    if haproxy:
+        for note in use_haproxy_environment(address):
+            typer.echo(f"note: {note}", err=True)
     ensure_ray(address)
     deploy(parsed)
     http = parsed.http_options
