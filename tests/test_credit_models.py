@@ -205,4 +205,6 @@ def test_group_sums_add_exactly_as_pandas_does():
         values[rng.random((n, k)) < 0.05] = 0.0
         names = tuple(f"g{x}" for x in range(g))
         expected = pd.DataFrame(values).T.groupby(list(sources), sort=False).sum().T.reindex(columns=list(names), fill_value=0.0)
-        np.testing.assert_array_equal(_group_sum_plan(names, sources)(values), expected.to_numpy())
+        plan = _group_sum_plan(names, sources)
+        assert list(plan.names) == list(names)
+        np.testing.assert_array_equal(plan(values), expected.to_numpy())

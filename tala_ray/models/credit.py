@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from functools import cached_property, lru_cache
 from typing import Any, ClassVar
 
@@ -61,9 +62,8 @@ class CreditEstimator:
 
     def _contribution_frame(self, batch: "Batch", index: pd.Index) -> pd.DataFrame:
         sources, values = self._dense_contributions(batch)
-        names = self.preprocessor_.feature_names
-        summed = _group_sum_plan(tuple(names), sources)(np.asarray(values, dtype=np.float64))
-        return pd.DataFrame(summed, columns=list(names), index=index, copy=False)
+        group_sum = _group_sum_plan(tuple(self.preprocessor_.feature_names), sources)
+        return pd.DataFrame(group_sum(np.asarray(values, dtype=np.float64)), columns=group_sum.names, index=index, copy=False)
 
     def to_files(self) -> dict[str, bytes]:
         header = {"family": self.family, "params": self.get_params()}
@@ -122,7 +122,9 @@ class _GroupSum:
     NaN column (skipped) there.
     """
 
-    def __init__(self, groups: list[int], n_groups: int) -> None:
+    def __init__(self, names: tuple[str, ...], groups: list[int]) -> None:
+        self.names = pd.Index(names)  # the groups' names (immutable, shared by every result frame)
+        n_groups = len(names)
         members: list[list[int]] = [[] for _ in range(n_groups)]
         for column, group in enumerate(groups):
             members[group].append(column)
@@ -151,7 +153,7 @@ class _GroupSum:
 def _group_sum_plan(names: tuple[str, ...], sources: tuple[str, ...]) -> _GroupSum:
     """The per-feature sum of contribution columns whose source features are `sources` (cached per model)."""
     position = {name: i for i, name in enumerate(names)}
-    return _GroupSum([position[source] for source in sources], len(names))
+    return _GroupSum(names, [position[source] for source in sources])
 
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:
@@ -388,7 +390,7 @@ class MLPCreditModel(CreditEstimator):
         import torch
 
         self.network_.eval()
-        with torch.no_grad():
+        with torch.no_grad(), _one_torch_thread():
             return self.network_(torch.from_numpy(dense)).squeeze(1).double().numpy()
 
     def _default_probability(self, batch: Batch) -> np.ndarray:
@@ -400,7 +402,8 @@ class MLPCreditModel(CreditEstimator):
 
         self.network_.eval()
         x = torch.from_numpy(batch.dense).requires_grad_(True)
-        self.network_(x).sum().backward()
+        with _one_torch_thread():
+            self.network_(x).sum().backward()
         return self.preprocessor_.layout_.dense_sources, (x.grad * x).detach().double().numpy()
 
     def _weights_bytes(self) -> dict[str, bytes]:
@@ -417,6 +420,20 @@ class MLPCreditModel(CreditEstimator):
         self.network_ = self._network(len(self.preprocessor_.dense_columns()))
         self.network_.load_state_dict(state)
         self.network_.eval()
+
+
+@contextmanager
+def _one_torch_thread() -> Iterator[None]:
+    """Run torch on one thread meanwhile: a small batch gains nothing from more, and waiting
+    threads burn CPU (most of all on a busy machine)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 ESTIMATORS: dict[str, type[CreditEstimator]] = {

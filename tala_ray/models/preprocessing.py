@@ -159,11 +159,13 @@ def is_categorical(column: pd.Series) -> bool:
 
 def _float_matrix(features: pd.DataFrame, names: list[str]) -> np.ndarray:
     """The columns as a float64 matrix (non-numbers become NaN); one conversion when all are numeric."""
-    subset = features[names]
-    if all(isinstance(dtype, np.dtype) and dtype.kind in "fiub" for dtype in subset.dtypes):
-        return subset.to_numpy(dtype=np.float64)
+    where = {name: i for i, name in enumerate(features.columns.tolist())}
+    positions = [where[name] for name in names]
+    dtypes = features.dtypes.tolist()
+    if all(isinstance(dtypes[i], np.dtype) and dtypes[i].kind in "fiub" for i in positions):
+        return features.take(positions, axis=1).to_numpy(dtype=np.float64)
     return np.column_stack(
-        [pd.to_numeric(subset[name], errors="coerce").astype("float64").to_numpy() for name in names]
+        [pd.to_numeric(features[name], errors="coerce").astype("float64").to_numpy() for name in names]
     ).reshape(len(features), len(names))
 
 
