@@ -22,6 +22,7 @@ from tala_ray.serving.arrow_body import (
     MAX_DETAILS,
     REQUEST_SCHEMA,
     ArrowBodyError,
+    TooManyApplicationsError,
     decode_batch,
     encode_payloads,
     payload_table,
@@ -371,8 +372,10 @@ def test_a_wrong_struct_field_type_names_it():
 def test_batch_size_limits():
     body = encode_payloads([hand_payload() for _ in range(3)])
     assert decode_batch(body, 3)["applications"]["application_id"].tolist() == [0, 1, 2]
-    [detail] = problems_of(body, max_applications=2)
-    assert detail == {"loc": ["body"], "msg": "at most 2 applications per request, got at least 3"}
+    with pytest.raises(TooManyApplicationsError) as caught:
+        decode_batch(body, 2)
+    assert caught.value.details == [{"loc": ["body"], "msg": "at most 2 applications per request, got at least 3"}]
+    assert (caught.value.max_applications, caught.value.rows) == (2, 3)
     empty = table_bytes(payload_table([hand_payload()]).slice(0, 0))
     assert problems_of(empty) == [{"loc": ["body"], "msg": "at least 1 application is required, got 0 rows"}]
 

@@ -135,6 +135,16 @@ class ArrowBodyError(UserError):
         super().__init__(f"invalid Arrow request body: {self.total} problem(s), first at {where}: {first['msg']}")
 
 
+class TooManyApplicationsError(ArrowBodyError):
+    """More rows than `max_applications` (an ingress may answer 413); reading stopped at the record
+    batch that went over, so `rows` is a lower bound of the count."""
+
+    def __init__(self, max_applications: int, rows: int) -> None:
+        self.max_applications, self.rows = max_applications, rows
+        msg = f"at most {max_applications} applications per request, got at least {rows}"
+        super().__init__([{"loc": ["body"], "msg": msg}])
+
+
 def _body_error(msg: str) -> ArrowBodyError:
     return ArrowBodyError([{"loc": ["body"], "msg": msg}])
 
@@ -300,7 +310,7 @@ def _read_table(body: bytes, max_applications: int) -> pa.Table:
         for batch in reader:
             rows += batch.num_rows
             if rows > max_applications:
-                raise _body_error(f"at most {max_applications} applications per request, got at least {rows}")
+                raise TooManyApplicationsError(max_applications, rows)
             batches.append(batch)
     except pa.ArrowException as error:
         raise _body_error(f"not an Arrow IPC stream ({ARROW_STREAM_MEDIA_TYPE}): {error}") from error
