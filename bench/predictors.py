@@ -95,14 +95,14 @@ def main(argv: list[str] | None = None) -> int:
     predictors = load_predictors(args.registry, args.models)
     features = payload_features(args.payloads)
     print(f"CPU ms per call, best / median of {args.repeats} rounds; registry {args.registry}")
-    print(f"{'model':<28}{'family':<16}{'method':<15}" + "".join(f"{'n=' + str(n):>16}" for n in args.sizes))
+    print(f"{'model':<28}{'family':<20}{'method':<15}" + "".join(f"{'n=' + str(n):>16}" for n in args.sizes))
     for name, predictor in predictors.items():
         family = type(getattr(predictor.estimator, "estimator_", predictor.estimator)).__name__
         frames = inputs_by_size(features, predictor.feature_names, args.sizes)
         for method in methods(predictor):
             call = getattr(predictor, method)
             cells = [cpu_ms_per_call(lambda f=frames[n]: call(f), args.repeats, args.min_seconds) for n in args.sizes]
-            print(f"{name:<28}{family:<16}{method:<15}" + "".join(f"{best:>8.3f} /{median:>6.3f}" for best, median in cells), flush=True)
+            print(f"{name:<28}{family:<20}{method:<15}" + "".join(f"{best:>8.3f} /{median:>6.3f}" for best, median in cells), flush=True)
     return 0
 
 
