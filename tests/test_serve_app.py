@@ -226,6 +226,10 @@ def test_in_process_baseline_decides_like_the_served_graph(service, registry, bo
     served = service.decide_batch(bodies).json()["decisions"]
     for field in ("decision", "limit", "intervention", "default_probability", "uplift"):
         assert [d[field] for d in local] == pytest.approx([d[field] for d in served], abs=1e-9), field
+    from tala_ray.serving.arrow_body import ARROW_STREAM_MEDIA_TYPE, encode_payloads
+
+    arrow = client.post("/v1/decisions/batch", content=encode_payloads(bodies), headers={"Content-Type": ARROW_STREAM_MEDIA_TYPE})
+    assert [d["decision"] for d in arrow.json()["decisions"]] == [d["decision"] for d in local]
     assert client.post("/v1/decisions", json={"applicant": {}}).status_code == 422
 
 
@@ -247,6 +251,32 @@ def test_bad_requests_get_422_or_413_naming_the_field(service, bodies):
     oversized = service.client.post("/v1/decisions/batch", json={"applications": [body] * 101})
     assert oversized.status_code == 413 and "applications" in oversized.text
     assert service.client.post("/v1/decisions/batch", json={"applications": []}).status_code == 422
+
+
+def test_an_arrow_batch_is_decided_exactly_like_the_same_json_batch(service, bodies):
+    from tala_ray.serving.arrow_body import ARROW_STREAM_MEDIA_TYPE, encode_payloads
+
+    arrow = {"Content-Type": ARROW_STREAM_MEDIA_TYPE}
+    response = service.client.post("/v1/decisions/batch", content=encode_payloads(bodies), headers=arrow)
+    assert response.status_code == 200, response.text[:500]
+    ACKNOWLEDGED.extend(d["request_id"] for d in response.json()["decisions"])
+    from_json = service.decide_batch(bodies).json()["decisions"]
+    without_ids = lambda decisions: [{k: v for k, v in d.items() if k != "request_id"} for d in decisions]  # noqa: E731
+    assert without_ids(response.json()["decisions"]) == without_ids(from_json)
+
+    bad = [bodies[0], {**bodies[1], "application": {**bodies[1]["application"], "amount": -5.0}}]
+    refused = service.client.post("/v1/decisions/batch", content=encode_payloads(bad), headers=arrow)
+    assert refused.status_code == 422 and refused.json()["detail"][0]["loc"] == ["body", 1, "amount"]
+    garbage = service.client.post("/v1/decisions/batch", content=b"not arrow at all", headers=arrow)
+    assert garbage.status_code == 422 and "Arrow" in garbage.text
+    too_many = service.client.post("/v1/decisions/batch", content=encode_payloads([bodies[0]] * 101), headers=arrow)
+    assert too_many.status_code == 413 and "at most 100" in too_many.text
+    csv = service.client.post("/v1/decisions/batch", content=b"a,b\n1,2", headers={"Content-Type": "text/csv"})
+    assert csv.status_code == 415 and "Content-Type" in csv.text
+    spec = service.client.get("/openapi.json").json()
+    content = spec["paths"]["/v1/decisions/batch"]["post"]["requestBody"]["content"]
+    assert set(content) == {"application/json", ARROW_STREAM_MEDIA_TYPE}
+    assert "applications" in spec["components"]["schemas"]["BatchDecisionRequest"]["properties"]
 
 
 JSON_SCALARS = st.none() | st.booleans() | st.integers(-(10**12), 10**12) | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=12)

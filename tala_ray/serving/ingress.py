@@ -18,12 +18,12 @@ from ray import serve
 from tala_ray.errors import UserError
 from tala_ray.serving.args import RoutingConfig
 from tala_ray.serving.auth import OPEN_PATHS, is_authorised, load_api_keys
+from tala_ray.serving.batch_body import OPENAPI_REQUEST_BODY, document_batch_body, read_batch_body
 from tala_ray.serving.idempotency import IdempotencyCache, IdempotencyConflict
 from tala_ray.serving.metrics import serving_metrics
 from tala_ray.serving import graph
 from tala_ray.serving.records import decision_response, fingerprint, log_record
 from tala_ray.serving.schemas import (
-    BatchDecisionRequest,
     BatchDecisionResponse,
     DecisionRequest,
     DecisionResponse,
@@ -38,6 +38,7 @@ app = FastAPI(
     version="1",
     description="Credit decisions: default probability, intervention uplift, policy. Bearer API key required.",
 )
+document_batch_body(app)
 
 IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", max_length=200)]
 
@@ -166,31 +167,29 @@ class DecisionIngress:
         """Decide one application."""
         started = time.perf_counter()
         compute = lambda: self._decide(body, started, idempotency_key, batch_id=None)  # noqa: E731
-        responses, replayed = await self._once("decision", idempotency_key, body, compute)
+        responses, replayed = await self._once("decision", idempotency_key, fingerprint(body), compute)
         self._metrics.decision_latency_ms.observe((time.perf_counter() - started) * 1000, {"endpoint": "decision"})
         return responses[0].model_copy(update={"replayed": replayed})
 
-    @app.post("/v1/decisions/batch", response_model=BatchDecisionResponse)
-    async def batch(self, body: BatchDecisionRequest, idempotency_key: IdempotencyKey = None) -> BatchDecisionResponse:
-        """Decide up to `max_batch_applications` applications; more is refused with 413."""
+    @app.post("/v1/decisions/batch", response_model=BatchDecisionResponse, openapi_extra=OPENAPI_REQUEST_BODY)
+    async def batch(self, request: Request, idempotency_key: IdempotencyKey = None) -> BatchDecisionResponse:
+        """Decide up to `max_batch_applications` applications (JSON `BatchDecisionRequest`, or an
+        Arrow IPC stream with `Content-Type: application/vnd.apache.arrow.stream`); more is refused with 413."""
         started = time.perf_counter()
-        limit, count = self._routing.max_batch_applications, len(body.applications)
-        if count > limit:
-            detail = [{"loc": ["body", "applications"], "msg": f"at most {limit} applications per batch, got {count}"}]
-            raise HTTPException(status_code=413, detail=detail)
+        body = read_batch_body(await request.body(), request.headers.get("content-type"), self._routing.max_batch_applications)
         batch_id = str(uuid.uuid4())
-        compute = lambda: self._decide(graph.request_tables(body.applications), started, idempotency_key, batch_id)  # noqa: E731
-        responses, replayed = await self._once("batch", idempotency_key, body, compute)
+        compute = lambda: self._decide(body.tables, started, idempotency_key, batch_id)  # noqa: E731
+        responses, replayed = await self._once("batch", idempotency_key, body.fingerprint, compute)
         self._metrics.decision_latency_ms.observe((time.perf_counter() - started) * 1000, {"endpoint": "batch"})
         batch_id = responses[0].request_id.split(":")[0] if replayed else batch_id
         return BatchDecisionResponse(batch_id=batch_id, decisions=responses, replayed=replayed)
 
-    async def _once(self, endpoint: str, key: str | None, body: BaseModel, compute: Any) -> tuple[Any, bool]:
+    async def _once(self, endpoint: str, key: str | None, body_fingerprint: str, compute: Any) -> tuple[Any, bool]:
         """Run `compute` once per idempotency key (or always, without a key); map errors to HTTP."""
         try:
             if key is None:
                 return await compute(), False
-            return await self._idempotency.run_once(f"{endpoint}:{key}", fingerprint(body), compute)
+            return await self._idempotency.run_once(f"{endpoint}:{key}", body_fingerprint, compute)
         except IdempotencyConflict:
             detail = [{"loc": ["header", "Idempotency-Key"], "msg": "already used with a different request body"}]
             raise HTTPException(status_code=409, detail=detail) from None

@@ -16,15 +16,15 @@ Configured by environment variables (`create_app` arguments override them):
 import os
 import uuid
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from pydantic import BaseModel, ConfigDict
 
 from tala_ray.errors import UserError
 from tala_ray.policy import PolicyParams
 from tala_ray.serving import graph
+from tala_ray.serving.batch_body import OPENAPI_REQUEST_BODY, document_batch_body, read_batch_body
 from tala_ray.serving.records import decision_response
 from tala_ray.serving.schemas import (
-    BatchDecisionRequest,
     BatchDecisionResponse,
     DecisionRequest,
     DecisionResponse,
@@ -43,6 +43,7 @@ class InProcessSettings(BaseModel):
     uplift_model: str = "uplift"
     uplift_ref: str = "champion"
     policy: PolicyParams = PolicyParams()
+    max_batch_applications: int = 10_000
 
     @classmethod
     def from_env(cls, **overrides: object) -> "InProcessSettings":
@@ -90,7 +91,8 @@ class DecisionGraph:
 
 def create_app(**overrides: object) -> FastAPI:
     """The app factory (`uvicorn --factory tala_ray.serving.inprocess:create_app`)."""
-    decision_graph = DecisionGraph(InProcessSettings.from_env(**overrides))
+    settings = InProcessSettings.from_env(**overrides)
+    decision_graph = DecisionGraph(settings)
     app = FastAPI(title="tala-ray decision service (in-process baseline)", version="1")
 
     @app.get("/healthz", response_model=HealthResponse)
@@ -101,10 +103,12 @@ def create_app(**overrides: object) -> FastAPI:
     async def decision(body: DecisionRequest) -> DecisionResponse:
         return decision_graph.decide(graph.request_tables([body]), batch_id=None)[0]
 
-    @app.post("/v1/decisions/batch", response_model=BatchDecisionResponse)
-    async def batch(body: BatchDecisionRequest) -> BatchDecisionResponse:
+    @app.post("/v1/decisions/batch", response_model=BatchDecisionResponse, openapi_extra=OPENAPI_REQUEST_BODY)
+    async def batch(request: Request) -> BatchDecisionResponse:
+        body = read_batch_body(await request.body(), request.headers.get("content-type"), settings.max_batch_applications)
         batch_id = str(uuid.uuid4())
-        decisions = decision_graph.decide(graph.request_tables(body.applications), batch_id)
-        return BatchDecisionResponse(batch_id=batch_id, decisions=decisions, replayed=False)
+        return BatchDecisionResponse(batch_id=batch_id, decisions=decision_graph.decide(body.tables, batch_id), replayed=False)
+
+    document_batch_body(app)
 
     return app
