@@ -23,6 +23,7 @@ from tala_ray.features.replay import read_world_tables, request_payload
 from tala_ray.models.credit import LogisticCreditModel
 from tala_ray.policy import PolicyParams, decide, reason_codes
 from tala_ray.registry import ArtifactMetadata, Registry, load_credit_predictor
+from tala_ray.serving.schemas import BatchDecisionResponse
 
 pytestmark = pytest.mark.ray
 for _module in ("tala_ray.features.online", "tala_ray.models.uplift", "tala_ray.monitoring.prediction_log"):
@@ -263,6 +264,7 @@ def test_an_arrow_batch_is_decided_exactly_like_the_same_json_batch(service, bod
     from_json = service.decide_batch(bodies).json()["decisions"]
     without_ids = lambda decisions: [{k: v for k, v in d.items() if k != "request_id"} for d in decisions]  # noqa: E731
     assert without_ids(response.json()["decisions"]) == without_ids(from_json)
+    BatchDecisionResponse.model_validate(response.json())  # the hand-serialised body keeps the documented schema
 
     bad = [bodies[0], {**bodies[1], "application": {**bodies[1]["application"], "amount": -5.0}}]
     refused = service.client.post("/v1/decisions/batch", content=encode_payloads(bad), headers=arrow)
@@ -277,6 +279,39 @@ def test_an_arrow_batch_is_decided_exactly_like_the_same_json_batch(service, bod
     content = spec["paths"]["/v1/decisions/batch"]["post"]["requestBody"]["content"]
     assert set(content) == {"application/json", ARROW_STREAM_MEDIA_TYPE}
     assert "applications" in spec["components"]["schemas"]["BatchDecisionRequest"]["properties"]
+
+
+def test_the_fused_graph_decides_exactly_like_the_composed_one(service, bodies):
+    """`graph: fused` (every step inside the ingress replica) next to the composed app, same models."""
+    import copy
+
+    from ray import serve
+
+    from tala_ray.serving.launch import deploy, load_serve_config
+
+    raw = copy.deepcopy(service.raw)
+    fused = copy.deepcopy(raw["applications"][0])
+    fused.update(name="credit_decision_fused", route_prefix="/fused")
+    fused["args"]["graph"] = "fused"
+    fused["deployments"] = [d for d in fused["deployments"] if d["name"] == "DecisionIngress"]
+    raw["applications"].append(fused)
+    path = service.workdir / "fused.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    deploy(load_serve_config(path, pin_versions=True), timeout_s=240)
+    try:
+        assert set(serve.status().applications["credit_decision_fused"].deployments) == {"DecisionIngress"}
+        without_id = lambda d: {k: v for k, v in d.items() if k != "request_id"}  # noqa: E731
+        composed = [without_id(d) for d in service.decide_batch(bodies).json()["decisions"]]
+        batch = service.client.post("/fused/v1/decisions/batch", json={"applications": bodies})
+        assert batch.status_code == 200, batch.text[:500]
+        assert [without_id(d) for d in batch.json()["decisions"]] == composed
+        single = without_id(service.client.post("/fused/v1/decisions", json=bodies[0]).json())
+        assert single["decision"] == composed[0]["decision"] and single["model_versions"] == composed[0]["model_versions"]
+        assert single["default_probability"] == pytest.approx(composed[0]["default_probability"], abs=1e-12)  # one row vs a batch: BLAS order
+        models = service.client.get("/fused/v1/models").json()
+        assert models["credit_champion"]["version"] == "1" and models["uplift"]["load_error"] is None
+    finally:
+        serve.delete("credit_decision_fused")
 
 
 JSON_SCALARS = st.none() | st.booleans() | st.integers(-(10**12), 10**12) | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=12)

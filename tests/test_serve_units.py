@@ -15,7 +15,8 @@ from tala_ray.serving.auth import is_authorised, load_api_keys
 from tala_ray.serving.idempotency import IdempotencyCache, IdempotencyConflict
 from tala_ray.serving.launch import load_serve_config
 
-CONFIGS = sorted(Path(__file__).resolve().parents[1].glob("serve_configs/*.yaml"))
+REPO = Path(__file__).resolve().parents[1]
+CONFIGS = sorted(REPO.glob("serve_configs/*.yaml"))
 KEY = "k" * 32
 
 
@@ -131,7 +132,7 @@ def test_serve_command_reports_a_bad_config_in_one_line(tmp_path):
     ],
 )
 def test_live_user_config_overrides_are_validated(tmp_path, deployment, user_config, message):
-    raw = yaml.safe_load(CONFIGS[0].read_text())
+    raw = yaml.safe_load((REPO / "serve_configs" / "credit_decision_composed.yaml").read_text())
     deployments = raw["applications"][0]["deployments"]
     if deployment not in {entry["name"] for entry in deployments}:
         deployments.append({"name": deployment})
@@ -141,4 +142,14 @@ def test_live_user_config_overrides_are_validated(tmp_path, deployment, user_con
     path = tmp_path / "live.yaml"
     path.write_text(yaml.safe_dump(raw))
     with pytest.raises(UserError, match=message):
+        load_serve_config(path)
+
+
+def test_a_fused_graph_takes_user_config_on_the_ingress_only(tmp_path):
+    raw = yaml.safe_load((REPO / "serve_configs" / "credit_decision.yaml").read_text())
+    assert raw["applications"][0]["args"]["graph"] == "fused"
+    raw["applications"][0]["deployments"].append({"name": "DecisionPolicy", "user_config": {"fee_rate_per_30_days": 0.1}})
+    path = tmp_path / "fused.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(UserError, match=r"deployments\[1\]\.user_config: with args.graph 'fused' only DecisionIngress"):
         load_serve_config(path)

@@ -11,6 +11,7 @@ from tala_ray.errors import UserError
 from tala_ray.serving.args import AppArgs, FeatureTransformConfig, ModelRef, RoutingConfig
 from tala_ray.serving.deployments import CreditModel, DecisionPolicy, FeatureTransform, UpliftModel
 from tala_ray.serving.ingress import DecisionIngress, IngressSettings
+from tala_ray.serving.local_graph import LocalGraphConfig
 from tala_ray.serving.model_slot import ModelConfig
 
 log = logging.getLogger(__name__)
@@ -52,19 +53,19 @@ def default_log_uri() -> str:
 
 
 def build_app(args: AppArgs | dict[str, Any]) -> Application:
-    """Compose ingress -> features -> credit (+ challenger) and uplift -> policy from validated args."""
+    """Compose ingress -> features -> credit (+ challenger) and uplift -> policy from validated args
+    (as deployments, or all inside the ingress with `graph: fused`)."""
     from tala_ray.features.definitions import feature_set_version
 
     args = AppArgs.model_validate(args)
     fsv = args.expected_feature_set_version or feature_set_version()
-    champion = CreditModel.options(name="CreditChampion", user_config=model_user_config("credit", "champion", args.credit_model, args, fsv))
-    challenger = None
-    if args.credit_challenger is not None:
-        challenger_config = model_user_config("credit", "challenger", args.credit_challenger, args, fsv)
-        challenger = CreditModel.options(name="CreditChallenger", user_config=challenger_config).bind()
-    uplift = UpliftModel.options(user_config=model_user_config("uplift", "champion", args.uplift_model, args, fsv))
-    features = FeatureTransform.options(user_config=FeatureTransformConfig(batching=args.feature_batching).model_dump())
-    policy = DecisionPolicy.options(user_config=args.policy.model_dump(mode="json"))
+    steps = LocalGraphConfig(
+        features=FeatureTransformConfig(batching=args.feature_batching).model_dump(),
+        credit_champion=model_user_config("credit", "champion", args.credit_model, args, fsv),
+        credit_challenger=None if args.credit_challenger is None else model_user_config("credit", "challenger", args.credit_challenger, args, fsv),
+        uplift=model_user_config("uplift", "champion", args.uplift_model, args, fsv),
+        policy=args.policy.model_dump(mode="json"),
+    )
     routing = RoutingConfig(
         challenger_mode=args.challenger_mode,
         canary_weight=args.canary_weight,
@@ -78,7 +79,19 @@ def build_app(args: AppArgs | dict[str, Any]) -> Application:
         api_key_file=args.api_key_file,
         idempotency_cache_size=args.idempotency_cache_size,
         max_body_bytes=args.max_body_bytes,
+        local_graph=steps if args.graph == "fused" else None,
     )
-    return DecisionIngress.options(user_config=routing.model_dump()).bind(
-        features.bind(), champion.bind(), challenger, uplift.bind(), policy.bind(), settings.model_dump()
+    ingress = DecisionIngress.options(user_config=routing.model_dump())
+    if args.graph == "fused":
+        return ingress.bind(None, None, None, None, None, settings.model_dump())
+    challenger = None
+    if steps.credit_challenger is not None:
+        challenger = CreditModel.options(name="CreditChallenger", user_config=steps.credit_challenger).bind()
+    return ingress.bind(
+        FeatureTransform.options(user_config=steps.features).bind(),
+        CreditModel.options(name="CreditChampion", user_config=steps.credit_champion).bind(),
+        challenger,
+        UpliftModel.options(user_config=steps.uplift).bind(),
+        DecisionPolicy.options(user_config=steps.policy).bind(),
+        settings.model_dump(),
     )

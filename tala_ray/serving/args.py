@@ -51,6 +51,11 @@ class AppArgs(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     registry_uri: str = Field(min_length=1, description="Model registry root (path or s3:// / gs:// URI).")
+    graph: Literal["composed", "fused"] = Field(
+        "composed",
+        description="composed: each step (features, credit, uplift, policy) its own deployment, scaled on its own; "
+        "fused: every step inside each ingress replica, no handle calls (fastest on small nodes).",
+    )
     credit_model: ModelRef = Field(description="The credit model that decides (the champion).")
     uplift_model: ModelRef = Field(description="The uplift model for the intervention.")
     credit_challenger: ModelRef | None = Field(None, description="A second credit model for canary or shadow.")

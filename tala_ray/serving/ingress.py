@@ -11,7 +11,7 @@ from typing import Annotated, Any
 from fastapi import FastAPI, Header, HTTPException, Request
 from fastapi.exception_handlers import request_validation_exception_handler
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict
 from ray import serve
 
@@ -20,9 +20,10 @@ from tala_ray.serving.args import RoutingConfig
 from tala_ray.serving.auth import OPEN_PATHS, is_authorised, load_api_keys
 from tala_ray.serving.batch_body import OPENAPI_REQUEST_BODY, document_batch_body, read_batch_body
 from tala_ray.serving.idempotency import IdempotencyCache, IdempotencyConflict
+from tala_ray.serving.local_graph import LocalGraphConfig, local_steps
 from tala_ray.serving.metrics import serving_metrics
 from tala_ray.serving import graph
-from tala_ray.serving.records import decision_response, fingerprint, log_record
+from tala_ray.serving.records import batch_response, decision_response, fingerprint, log_record
 from tala_ray.serving.schemas import (
     BatchDecisionResponse,
     DecisionRequest,
@@ -55,6 +56,7 @@ class IngressSettings(BaseModel):
     api_key_file: str | None
     idempotency_cache_size: int
     max_body_bytes: int
+    local_graph: LocalGraphConfig | None = None  # set: the fused layout (the steps run in this replica)
 
 
 @app.exception_handler(RequestValidationError)
@@ -95,7 +97,8 @@ async def _call(single: Any, many: Any, features: graph.Columns) -> list[Any]:
 @serve.deployment(name="DecisionIngress", max_ongoing_requests=128, ray_actor_options={"num_cpus": 0.1})
 @serve.ingress(app)
 class DecisionIngress:
-    """Calls features -> (credit, uplift) -> policy through handles; logs every decision."""
+    """Calls features -> (credit, uplift) -> policy through handles (composed layout) or in this
+    replica (fused layout, `settings.local_graph`); logs every decision."""
 
     def __init__(
         self,
@@ -109,6 +112,8 @@ class DecisionIngress:
         from tala_ray.monitoring.prediction_log import PredictionLogWriter
 
         config = IngressSettings.model_validate(settings)
+        if config.local_graph is not None:
+            features, credit_champion, credit_challenger, uplift, policy = local_steps(config.local_graph)
         app.state.api_keys = load_api_keys(config.api_key_env, config.api_key_file)
         app.state.max_body_bytes = config.max_body_bytes
         self._features, self._uplift, self._policy = features, uplift, policy
@@ -163,16 +168,16 @@ class DecisionIngress:
         )
 
     @app.post("/v1/decisions", response_model=DecisionResponse)
-    async def decision(self, body: DecisionRequest, idempotency_key: IdempotencyKey = None) -> DecisionResponse:
+    async def decision(self, body: DecisionRequest, idempotency_key: IdempotencyKey = None) -> dict[str, Any]:
         """Decide one application."""
         started = time.perf_counter()
         compute = lambda: self._decide(body, started, idempotency_key, batch_id=None)  # noqa: E731
         responses, replayed = await self._once("decision", idempotency_key, fingerprint(body), compute)
         self._metrics.decision_latency_ms.observe((time.perf_counter() - started) * 1000, {"endpoint": "decision"})
-        return responses[0].model_copy(update={"replayed": replayed})
+        return {**responses[0], "replayed": replayed}
 
     @app.post("/v1/decisions/batch", response_model=BatchDecisionResponse, openapi_extra=OPENAPI_REQUEST_BODY)
-    async def batch(self, request: Request, idempotency_key: IdempotencyKey = None) -> BatchDecisionResponse:
+    async def batch(self, request: Request, idempotency_key: IdempotencyKey = None) -> Response:
         """Decide up to `max_batch_applications` applications (JSON `BatchDecisionRequest`, or an
         Arrow IPC stream with `Content-Type: application/vnd.apache.arrow.stream`); more is refused with 413."""
         started = time.perf_counter()
@@ -181,8 +186,8 @@ class DecisionIngress:
         compute = lambda: self._decide(body.tables, started, idempotency_key, batch_id)  # noqa: E731
         responses, replayed = await self._once("batch", idempotency_key, body.fingerprint, compute)
         self._metrics.decision_latency_ms.observe((time.perf_counter() - started) * 1000, {"endpoint": "batch"})
-        batch_id = responses[0].request_id.split(":")[0] if replayed else batch_id
-        return BatchDecisionResponse(batch_id=batch_id, decisions=responses, replayed=replayed)
+        batch_id = responses[0]["request_id"].split(":")[0] if replayed else batch_id
+        return batch_response(batch_id, responses, replayed)
 
     async def _once(self, endpoint: str, key: str | None, body_fingerprint: str, compute: Any) -> tuple[Any, bool]:
         """Run `compute` once per idempotency key (or always, without a key); map errors to HTTP."""
@@ -208,7 +213,7 @@ class DecisionIngress:
 
     async def _decide(
         self, applications: DecisionRequest | graph.RawTables, started: float, idempotency_key: str | None, batch_id: str | None
-    ) -> list[DecisionResponse]:
+    ) -> list[dict[str, Any]]:
         """features -> credit and uplift (concurrently) -> policy -> declines' reasons; log and count every decision.
 
         `applications`: one request (a single decision) or the raw tables of a batch.
@@ -233,7 +238,7 @@ class DecisionIngress:
         )
         for response in responses:
             self._metrics.decisions.inc(
-                tags={"outcome": response.decision, "credit_role": response.model_versions.credit_role}
+                tags={"outcome": response["decision"], "credit_role": response["model_versions"]["credit_role"]}
             )
         if self._routing.challenger_mode == "shadow":
             self._spawn(self._shadow(features, terms, rows, uplift, ids))

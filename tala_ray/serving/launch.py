@@ -79,6 +79,8 @@ def check_user_configs(application: dict[str, Any], args: AppArgs, index: int) -
         schema = models.get(deployment.get("name"))
         if schema is None:
             raise UserError(f"{where}: deployment {deployment.get('name')!r} takes no user_config")
+        if args.graph == "fused" and deployment.get("name") != "DecisionIngress":
+            raise UserError(f"{where}: with args.graph 'fused' only DecisionIngress is a deployment; set the step in args instead")
         try:
             config = schema.model_validate(deployment["user_config"])
         except ValidationError as error:
