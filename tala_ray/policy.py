@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from functools import lru_cache
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -211,6 +211,13 @@ def reason_codes_batch(
 ) -> list[list[ReasonCode]]:
     """`reason_codes` of every row of a (rows x features) contribution matrix, the family sums
     vectorised over the rows (non-finite contributions are skipped)."""
+    return [[ReasonCode(**code) for code in row] for row in reason_code_dicts_batch(contributions, features, descriptions, limit)]
+
+
+def reason_code_dicts_batch(
+    contributions: np.ndarray, features: Sequence[str], descriptions: Mapping[str, str], limit: int = MAX_REASON_CODES
+) -> list[list[dict[str, Any]]]:
+    """`reason_codes_batch` as plain dicts (`ReasonCode`'s fields): what a response carries."""
     values = np.where(np.isfinite(contributions), contributions, 0.0)
     families = sorted({reason_family(feature, descriptions) for feature in features})
     index = {family: k for k, family in enumerate(families)}
@@ -221,12 +228,12 @@ def reason_codes_batch(
         members[k].append(column)
         totals[:, k] += values[:, column]  # feature order, as a running sum: the same floats as one at a time
     out = []
-    for row, row_totals in enumerate(totals):
+    for row_values, row_totals in zip(values.tolist(), totals.tolist(), strict=True):  # Python floats: fast to compare
         raising = sorted((k for k in range(len(families)) if row_totals[k] > 0.0), key=lambda k: (-row_totals[k], families[k][0]))
         codes = []
         for k in raising[: min(limit, MAX_REASON_CODES)]:
-            positive = sorted(((values[row, c], features[c]) for c in members[k] if values[row, c] > 0.0), key=lambda m: (-m[0], m[1]))
+            positive = sorted(((row_values[c], features[c]) for c in members[k] if row_values[c] > 0.0), key=lambda m: (-m[0], m[1]))
             code, text = families[k]
-            codes.append(ReasonCode(code=code, text=text, features=[f for _, f in positive], contribution=float(row_totals[k])))
+            codes.append({"code": code, "text": text, "features": [f for _, f in positive], "contribution": row_totals[k]})
         out.append(codes)
     return out

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from tala_ray.features.columns import Columns
-from tala_ray.policy import PolicyParams, decide, reason_codes_batch
+from tala_ray.policy import PolicyParams, decide, reason_code_dicts_batch
 
 FeatureRow = dict[str, Any]
 RawTables = dict[str, Columns]  # the raw tables of a batch, as `features.online.request_columns` gives them
@@ -74,13 +74,15 @@ def credit_scores(predictor: Any, role: str, columns: Columns, explain: bool = F
     """Default probability, model version and role for each row; with `explain`, also its
     `contributions` (one call instead of a second round trip for a single decision)."""
     frame = model_frame(columns, predictor.feature_names)
-    probabilities = np.asarray(predictor.predict_proba(frame), dtype=float)
     version = str(predictor.version)
-    scores = [{"default_probability": float(p), "version": version, "role": role} for p in probabilities]
-    if explain:
-        for score, contributions in zip(scores, _contribution_dicts(predictor.contributions(frame)), strict=True):
-            score["contributions"] = contributions
-    return scores
+    if not explain:
+        probabilities = np.asarray(predictor.predict_proba(frame), dtype=float)
+        return [{"default_probability": float(p), "version": version, "role": role} for p in probabilities]
+    probabilities, contributions = predictor.score(frame)  # one preprocessing pass for both
+    return [
+        {"default_probability": float(p), "version": version, "role": role, "contributions": c}
+        for p, c in zip(np.asarray(probabilities, dtype=float), _contribution_dicts(contributions), strict=True)
+    ]
 
 
 def credit_contributions(predictor: Any, columns: Columns) -> list[dict[str, float]]:
@@ -147,8 +149,7 @@ def decline_reasons(
         return []
     names = list(contributions[0])
     matrix = np.array([[row[name] for name in names] for row in contributions], dtype=np.float64)
-    batch = reason_codes_batch(matrix, names, descriptions, params.max_reason_codes)
-    return [[code.model_dump() for code in codes] for codes in batch]
+    return reason_code_dicts_batch(matrix, names, descriptions, params.max_reason_codes)
 
 
 def take_rows(columns: Columns, positions: list[int]) -> Columns:

@@ -14,16 +14,17 @@ Configured by environment variables (`create_app` arguments override them):
 
 # No `from __future__ import annotations` here: FastAPI must see the real request body types.
 import os
+from typing import Any
 import uuid
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Request, Response
 from pydantic import BaseModel, ConfigDict
 
 from tala_ray.errors import UserError
 from tala_ray.policy import PolicyParams
 from tala_ray.serving import graph
 from tala_ray.serving.batch_body import OPENAPI_REQUEST_BODY, document_batch_body, read_batch_body
-from tala_ray.serving.records import decision_response
+from tala_ray.serving.records import batch_response, decision_response
 from tala_ray.serving.schemas import (
     BatchDecisionResponse,
     DecisionRequest,
@@ -73,7 +74,7 @@ class DecisionGraph:
         self.policy = settings.policy
         self.descriptions = graph.feature_descriptions()
 
-    def decide(self, tables: graph.RawTables, batch_id: str | None) -> list[DecisionResponse]:
+    def decide(self, tables: graph.RawTables, batch_id: str | None) -> list[dict[str, Any]]:
         """The applications' raw tables through features -> credit, uplift -> policy -> declines' reasons."""
         features = graph.table_features(tables)
         credit = graph.credit_scores(self.credit, "champion", features)
@@ -100,14 +101,14 @@ def create_app(**overrides: object) -> FastAPI:
         return HealthResponse(status="ok")
 
     @app.post("/v1/decisions", response_model=DecisionResponse)
-    async def decision(body: DecisionRequest) -> DecisionResponse:
+    async def decision(body: DecisionRequest) -> dict[str, Any]:
         return decision_graph.decide(graph.request_tables([body]), batch_id=None)[0]
 
     @app.post("/v1/decisions/batch", response_model=BatchDecisionResponse, openapi_extra=OPENAPI_REQUEST_BODY)
-    async def batch(request: Request) -> BatchDecisionResponse:
+    async def batch(request: Request) -> Response:
         body = read_batch_body(await request.body(), request.headers.get("content-type"), settings.max_batch_applications)
         batch_id = str(uuid.uuid4())
-        return BatchDecisionResponse(batch_id=batch_id, decisions=decision_graph.decide(body.tables, batch_id), replayed=False)
+        return batch_response(batch_id, decision_graph.decide(body.tables, batch_id), replayed=False)
 
     document_batch_body(app)
 

@@ -11,9 +11,8 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
+from fastapi import Response
 from pydantic import BaseModel
-
-from tala_ray.serving.schemas import DecisionResponse, ModelVersions
 
 
 def fingerprint(body: BaseModel) -> str:
@@ -21,40 +20,51 @@ def fingerprint(body: BaseModel) -> str:
     return hashlib.sha256(body.model_dump_json().encode()).hexdigest()
 
 
-def decision_response(request_id: str, decision: dict, credit: dict, uplift: dict) -> DecisionResponse:
-    return DecisionResponse(
-        request_id=request_id,
-        decision=decision["decision"],
-        limit=decision["limit"],
-        intervention=decision["intervention"],
-        default_probability=credit["default_probability"],
-        uplift=uplift["uplift"],
-        expected_profit=decision["expected_profit"],
-        reason_codes=decision["reason_codes"],
-        model_versions=ModelVersions(credit=credit["version"], credit_role=credit["role"], uplift=uplift["version"]),
-    )
+def decision_response(request_id: str, decision: dict, credit: dict, uplift: dict) -> dict[str, Any]:
+    """One decision in `DecisionResponse`'s shape, as a plain dict: a batch of them is serialised
+    once by `batch_response` without building and re-validating a model per decision."""
+    return {
+        "request_id": request_id,
+        "decision": decision["decision"],
+        "limit": decision["limit"],
+        "intervention": decision["intervention"],
+        "default_probability": credit["default_probability"],
+        "uplift": uplift["uplift"],
+        "expected_profit": decision["expected_profit"],
+        "reason_codes": decision["reason_codes"],
+        "model_versions": {"credit": credit["version"], "credit_role": credit["role"], "uplift": uplift["version"]},
+        "replayed": False,
+    }
+
+
+def batch_response(batch_id: str, decisions: list[dict[str, Any]], replayed: bool) -> Response:
+    """The `BatchDecisionResponse` body as JSON bytes (the standard library's C encoder; every
+    number is finite by construction, a NaN would be a bug and is refused)."""
+    body = {"batch_id": batch_id, "decisions": decisions, "replayed": replayed}
+    return Response(json.dumps(body, allow_nan=False, separators=(",", ":")).encode(), media_type="application/json")
 
 
 def log_record(
-    response: DecisionResponse, row: dict, decision: dict, role: str, idempotency_key: str | None, latency_ms: float
+    response: dict[str, Any], row: dict, decision: dict, role: str, idempotency_key: str | None, latency_ms: float
 ) -> dict[str, Any]:
     """One prediction-log row: ids, time, features, outputs, model versions, latency."""
+    versions = response["model_versions"]
     return {
-        "request_id": response.request_id,
+        "request_id": response["request_id"],
         "logged_at": datetime.now(UTC),
         "role": role,
         "idempotency_key": idempotency_key,
         "features": json.dumps(row, default=str),
-        "decision": response.decision,
-        "limit": response.limit,
-        "intervention": response.intervention,
-        "default_probability": response.default_probability,
-        "uplift": response.uplift,
-        "expected_profit": response.expected_profit,
+        "decision": response["decision"],
+        "limit": response["limit"],
+        "intervention": response["intervention"],
+        "default_probability": response["default_probability"],
+        "uplift": response["uplift"],
+        "expected_profit": response["expected_profit"],
         "expected_profit_by_option": json.dumps(decision["expected_profit_by_option"]),
-        "reason_codes": json.dumps([r.code for r in response.reason_codes]),
-        "credit_model_version": response.model_versions.credit,
-        "credit_role": response.model_versions.credit_role,
-        "uplift_model_version": response.model_versions.uplift,
+        "reason_codes": json.dumps([r["code"] for r in response["reason_codes"]]),
+        "credit_model_version": versions["credit"],
+        "credit_role": versions["credit_role"],
+        "uplift_model_version": versions["uplift"],
         "latency_ms": latency_ms,
     }
