@@ -116,7 +116,7 @@ def serve_config(scratch: Path, registry: str, port: int, batch_size: int) -> tu
 @contextmanager
 def serve_target(config: Path, port: int, ingress: str, api_key: str) -> Iterator[Target]:
     """`tala-ray serve` on its own local Ray cluster (a child process tree: CPU is accounted to it)."""
-    env = os.environ | {"TALA_API_KEY": api_key, "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": "1"}
+    env = os.environ | {"TALA_API_KEY": api_key}
     command = [str(Path(sys.executable).parent / "tala-ray"), "serve", str(config)] + (["--haproxy"] if ingress == "haproxy" else [])
     log = open(config.parent / f"serve-{ingress}.log", "w")  # noqa: SIM115 - closed below
     process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)

@@ -62,11 +62,28 @@ def head_env(token: str | None) -> dict[str, str]:
     return env
 
 
+def haproxy_env(temp_dir: Path) -> dict[str, str]:
+    """Serve's fast ingress, as `cluster.yaml` sets it on every node; HAProxy's files and ports kept
+    apart from any other HAProxy on the machine."""
+    from tala_ray.serving.launch import HAPROXY_ENVIRONMENT
+
+    state = temp_dir / "haproxy"
+    return HAPROXY_ENVIRONMENT | {
+        "RAY_SERVE_HAPROXY_CONFIG_FILE_LOC": str(state / "haproxy.cfg"),
+        "RAY_SERVE_HAPROXY_SOCKET_PATH": str(state / "admin.sock"),
+        "RAY_SERVE_HAPROXY_SERVER_STATE_BASE": str(state),
+        "RAY_SERVE_HAPROXY_SERVER_STATE_FILE": str(state / "server-state"),
+        "RAY_SERVE_HAPROXY_STATS_PORT": str(free_port()),
+        "RAY_SERVE_HAPROXY_METRICS_PORT": str(free_port()),
+    }
+
+
 @pytest.fixture(scope="module")
 def ray_head():
-    """A one-CPU head started with `ray start --head`, the venv first on PATH; yields (dashboard URL, token)."""
+    """A one-CPU head started with `ray start --head`, the venv first on PATH and Serve's HAProxy
+    ingress on (as on a cluster.yaml node); yields (dashboard URL, token, temp dir)."""
     temp_dir = Path(tempfile.mkdtemp(prefix="tjs", dir="/tmp"))  # short: socket paths have a length limit
-    env = head_env(token=None)
+    env = head_env(token=None) | haproxy_env(temp_dir)
     dashboard_port = free_port()
     command = [
         str(VENV_BIN / "ray"), "start", "--head", f"--port={free_port()}", f"--dashboard-port={dashboard_port}",
@@ -79,7 +96,7 @@ def ray_head():
         assert started.returncode == 0, started.stderr[-2000:]
         token_file = Path.home() / ".ray" / "auth_token"
         token = token_file.read_text().strip() if token_file.exists() else None
-        yield f"http://127.0.0.1:{dashboard_port}", token
+        yield f"http://127.0.0.1:{dashboard_port}", token, temp_dir
     finally:
         stop_cluster(temp_dir)
 
@@ -94,7 +111,7 @@ def researcher_job(ray_head, tmp_path_factory):
     """One Ray job: a tiny world, its features, a 2-trial credit and a 1-trial uplift experiment."""
     from ray.job_submission import JobSubmissionClient
 
-    address, token = ray_head
+    address, token, _ = ray_head
     root = tmp_path_factory.mktemp("researcher")
     work = root / "project"
     (work / "experiments").mkdir(parents=True)
@@ -174,7 +191,7 @@ def test_serve_deploy_on_the_head_answers_with_the_tuned_models(ray_head, resear
     from tala_ray.features.replay import read_world_tables, request_payload
 
     assert researcher_job["status"] == "SUCCEEDED", researcher_job["logs"][-3000:]
-    address, token = ray_head
+    address, token, temp_dir = ray_head
     registry = Registry(str(researcher_job["registry"]))
     port = free_port()
     config = deployed_config(tmp_path, registry, port)
@@ -203,5 +220,7 @@ def test_serve_deploy_on_the_head_answers_with_the_tuned_models(ray_head, resear
         assert decision["decision"] in {"approve", "decline"} and 0 <= decision["default_probability"] <= 1
         assert decision["model_versions"] == {"credit": "1", "credit_role": "champion", "uplift": "1"}
         assert httpx.post(url, json=body, timeout=60).status_code == 401
+        haproxy = [p for p in psutil.process_iter(["name", "cmdline"]) if "haproxy" in (p.info["name"] or "") and str(temp_dir) in " ".join(p.info["cmdline"] or [])]
+        assert haproxy, "the public port should be HAProxy's (RAY_SERVE_ENABLE_HA_PROXY on the head)"
     finally:
         serve_cli(token, "shutdown", "-y", "--address", address, timeout=120)

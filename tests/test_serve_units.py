@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from pathlib import Path
 
 import pytest
@@ -153,3 +154,17 @@ def test_a_fused_graph_takes_user_config_on_the_ingress_only(tmp_path):
     path.write_text(yaml.safe_dump(raw))
     with pytest.raises(UserError, match=r"deployments\[1\]\.user_config: with args.graph 'fused' only DecisionIngress"):
         load_serve_config(path)
+
+
+def test_haproxy_environment_is_set_without_overriding_the_users_choice(monkeypatch):
+    from tala_ray.serving.launch import HAPROXY_ENVIRONMENT, use_haproxy_environment
+
+    for name in HAPROXY_ENVIRONMENT:  # registered with monkeypatch, so what the call sets is undone after the test
+        monkeypatch.setenv(name, "placeholder")
+        monkeypatch.delenv(name)
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    monkeypatch.setenv("RAY_SERVE_USE_GRPC_BY_DEFAULT", "0")
+    notes = use_haproxy_environment(None)
+    assert os.environ["RAY_SERVE_ENABLE_HA_PROXY"] == "1" and os.environ["RAY_SERVE_USE_GRPC_BY_DEFAULT"] == "0"
+    assert len(notes) == 1 and "every interface" in notes[0]
+    assert any("existing cluster" in note for note in use_haproxy_environment("ray://head:10001"))

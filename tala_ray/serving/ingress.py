@@ -6,6 +6,8 @@ import logging
 import random
 import time
 import uuid
+from collections import Counter
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import FastAPI, Header, HTTPException, Request
@@ -23,7 +25,7 @@ from tala_ray.serving.idempotency import IdempotencyCache, IdempotencyConflict
 from tala_ray.serving.local_graph import LocalGraphConfig, local_steps
 from tala_ray.serving.metrics import serving_metrics
 from tala_ray.serving import graph
-from tala_ray.serving.records import batch_response, decision_response, fingerprint, log_record
+from tala_ray.serving.records import batch_response, decision_response, feature_json_rows, fingerprint, log_record
 from tala_ray.serving.schemas import (
     BatchDecisionResponse,
     DecisionRequest,
@@ -232,16 +234,19 @@ class DecisionIngress:
         latency_ms = (time.perf_counter() - started) * 1000
         ids = [f"{batch_id}:{i}" if batch_id else str(uuid.uuid4()) for i in range(len(decisions))]
         responses = [decision_response(*parts) for parts in zip(ids, decisions, credit, uplift, strict=True)]
-        rows = graph.rows_of(features)
+        feature_json = feature_json_rows(features)
+        logged_at = datetime.now(UTC)
         self._log.append(
-            [log_record(r, row, d, "decision", idempotency_key, latency_ms) for r, row, d in zip(responses, rows, decisions, strict=True)]
+            [
+                log_record(r, f, d, "decision", idempotency_key, latency_ms, logged_at)
+                for r, f, d in zip(responses, feature_json, decisions, strict=True)
+            ]
         )
-        for response in responses:
-            self._metrics.decisions.inc(
-                tags={"outcome": response["decision"], "credit_role": response["model_versions"]["credit_role"]}
-            )
+        outcomes = Counter((r["decision"], r["model_versions"]["credit_role"]) for r in responses)
+        for (outcome, role), count in outcomes.items():
+            self._metrics.decisions.inc(count, tags={"outcome": outcome, "credit_role": role})
         if self._routing.challenger_mode == "shadow":
-            self._spawn(self._shadow(features, terms, rows, uplift, ids))
+            self._spawn(self._shadow(features, terms, feature_json, uplift, ids))
         return responses
 
     async def _policy_with_reasons(
@@ -275,12 +280,12 @@ class DecisionIngress:
         return out
 
     async def _shadow(
-        self, features: graph.Columns, terms: Any, rows: list[Any], uplift: list[Any], ids: list[str]
+        self, features: graph.Columns, terms: Any, feature_json: list[str], uplift: list[Any], ids: list[str]
     ) -> None:
         """The challenger scores the same applications; its decisions are logged, never returned."""
         started = time.perf_counter()
         try:
-            roles = ["challenger"] * len(rows)
+            roles = ["challenger"] * len(feature_json)
             credit = await self._by_role("score", features, roles)
             decisions = await self._policy_with_reasons(features, roles, graph.policy_items(*terms, credit, uplift))
         except Exception:
@@ -289,8 +294,9 @@ class DecisionIngress:
             return
         latency_ms = (time.perf_counter() - started) * 1000
         shadows = [decision_response(*parts) for parts in zip(ids, decisions, credit, uplift, strict=True)]
+        logged_at = datetime.now(UTC)
         self._log.append(
-            [log_record(r, row, d, "shadow", None, latency_ms) for r, row, d in zip(shadows, rows, decisions, strict=True)]
+            [log_record(r, f, d, "shadow", None, latency_ms, logged_at) for r, f, d in zip(shadows, feature_json, decisions, strict=True)]
         )
 
     def _spawn(self, coroutine: Any) -> None:
