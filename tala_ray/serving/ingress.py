@@ -88,13 +88,6 @@ async def guard(request: Request, call_next: Any) -> Any:
     return await call_next(request)
 
 
-async def _call(single: Any, many: Any, features: graph.Columns) -> list[Any]:
-    """One feature row through the batched method (Serve merges concurrent requests), several in one call."""
-    if graph.row_count(features) == 1:
-        return [await single.remote(graph.rows_of(features)[0])]
-    return await many.remote(features)
-
-
 # Everything the class uses must be defined above it: `@serve.ingress` serialises the routes here.
 @serve.deployment(name="DecisionIngress", max_ongoing_requests=128, ray_actor_options={"num_cpus": 0.1})
 @serve.ingress(app)
@@ -227,9 +220,7 @@ class DecisionIngress:
             features = graph.columns_of([await self._features.transform.remote(applications)])
             terms = ([applications.application.amount], [applications.application.term_days])
         roles = [self._choose_role() for _ in range(graph.row_count(features))]
-        credit, uplift = await asyncio.gather(
-            self._by_role("score", features, roles), _call(self._uplift.effect, self._uplift.effect_many, features)
-        )
+        credit, uplift = await asyncio.gather(self._by_role("score", features, roles), self._step(self._uplift, "effect", features))
         decisions = await self._policy_with_reasons(features, roles, graph.policy_items(*terms, credit, uplift))
         latency_ms = (time.perf_counter() - started) * 1000
         ids = [f"{batch_id}:{i}" if batch_id else str(uuid.uuid4()) for i in range(len(decisions))]
@@ -269,8 +260,7 @@ class DecisionIngress:
 
         def call(role: str, positions: list[int]) -> Any:
             subset = features if len(groups) == 1 else graph.take_rows(features, positions)
-            model = self._credit[role]
-            return _call(getattr(model, method), getattr(model, f"{method}_many"), subset)
+            return self._step(self._credit[role], method, subset)
 
         results = await asyncio.gather(*(call(role, positions) for role, positions in groups.items()))
         out: list[Any] = [None] * len(roles)
@@ -298,6 +288,15 @@ class DecisionIngress:
         self._log.append(
             [log_record(r, f, d, "shadow", None, latency_ms, logged_at) for r, f, d in zip(shadows, feature_json, decisions, strict=True)]
         )
+
+    @staticmethod
+    async def _step(step: Any, method: str, features: graph.Columns) -> list[Any]:
+        """`method` of a graph step for these rows: one row through the step's `@serve.batch`
+        method (concurrent single decisions share one vectorised call, in a fused graph too),
+        several in one call of its `_many` method."""
+        if graph.row_count(features) == 1:
+            return [await getattr(step, method).remote(graph.rows_of(features)[0])]
+        return await getattr(step, f"{method}_many").remote(features)
 
     def _spawn(self, coroutine: Any) -> None:
         task = asyncio.get_running_loop().create_task(coroutine)
