@@ -31,6 +31,7 @@ class _Window:
         self.usd = events["_usd"]
         self.category = events["app_category"]
         self._of_kind: dict[str, np.ndarray] = {}
+        self._within: dict[float, np.ndarray] = {}
 
     def of_kind(self, kind: str) -> np.ndarray:
         """Mask of the events of one type (computed once per type)."""
@@ -50,7 +51,21 @@ class _Window:
         return np.where(np.isinf(out), np.nan, out)
 
     def within(self, days: float) -> np.ndarray:
-        return self.age_days <= days
+        """Mask of the events at most `days` before the application (computed once per window)."""
+        if days not in self._within:
+            self._within[days] = self.age_days <= days
+        return self._within[days]
+
+    def installs_of(self, categories: tuple[str, ...]) -> dict[str, np.ndarray]:
+        """Mask of the app installs of each category (categories compared on the installs only)."""
+        where = np.flatnonzero(self.of_kind("app_install"))
+        among = self.category[where]
+        masks = {}
+        for category in categories:
+            mask = np.zeros(len(self.pos), dtype=bool)
+            mask[where[among == category]] = True
+            masks[category] = mask
+        return masks
 
 
 def join_events(events: Columns, apps: Columns) -> Columns:
@@ -121,10 +136,10 @@ def _activity_features(w: _Window) -> dict[str, np.ndarray]:
     for days in (30, 90, LOOKBACK_DAYS):
         out[f"bill_count_{days}d"] = w.total(w.of_kind("bill_pay") & w.within(days))
     out["bill_sum_90d_usd"] = w.total(w.of_kind("bill_pay") & w.within(90), w.usd)
-    installs = w.of_kind("app_install")
+    installs = w.installs_of(INSTALL_CATEGORIES)
     for category in INSTALL_CATEGORIES:
-        out[f"{category}_installs"] = w.total(installs & (w.category == category))
-    out["betting_installs_90d"] = w.total(installs & (w.category == "betting") & w.within(90))
+        out[f"{category}_installs"] = w.total(installs[category])
+    out["betting_installs_90d"] = w.total(installs["betting"] & w.within(90))
     out["event_count_90d"] = w.total(w.within(90))
     out["days_since_last_event"] = w.latest_age(np.ones(len(w.pos), dtype=bool))
     return out
@@ -132,7 +147,8 @@ def _activity_features(w: _Window) -> dict[str, np.ndarray]:
 
 def _longest_gap_days(events: Columns, n: int) -> np.ndarray:
     """Longest silence between consecutive events in the lookback (or since its first event)."""
-    order = np.lexsort((events["_age_ms"], events["_pos"]))
+    span = LOOKBACK_DAYS * DAY_MS + 1  # ages lie in (0, span): one int64 key sorts by position, then age
+    order = np.argsort(events["_pos"].astype(np.int64) * span + events["_age_ms"], kind="stable")
     pos, age = events["_pos"][order], events["_age_ms"][order] / DAY_MS
     gaps = np.diff(age, prepend=0.0)
     first = np.r_[True, pos[1:] != pos[:-1]] if len(pos) else np.zeros(0, dtype=bool)
