@@ -42,6 +42,8 @@ def format_validation_error(error: ValidationError) -> str:
 def main() -> None:
     """Console-script entry: logging is configured here and only here."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for chatty in ("httpx", "httpcore"):  # one line per HTTP request would drown the progress lines
+        logging.getLogger(chatty).setLevel(logging.WARNING)
     try:
         app()
     except UserError as error:
