@@ -28,10 +28,12 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import httpx
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -50,7 +52,6 @@ from bench.serve import (  # noqa: E402
     print_results,
     report_slo,
     uvicorn_target,
-    wait_http,
 )
 from tala_ray.monitoring.slo import load_slo  # noqa: E402
 
@@ -113,6 +114,19 @@ def serve_config(scratch: Path, registry: str, port: int, batch_size: int) -> tu
     return path, args["policy"]
 
 
+def wait_healthy(url: str, timeout_s: float) -> None:
+    """Until the app answers 200 (HAProxy answers before the application is deployed)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    raise TimeoutError(f"{url} was not healthy within {timeout_s:.0f} s")
+
+
 @contextmanager
 def serve_target(config: Path, port: int, ingress: str, api_key: str) -> Iterator[Target]:
     """`tala-ray serve` on its own local Ray cluster (a child process tree: CPU is accounted to it)."""
@@ -121,7 +135,7 @@ def serve_target(config: Path, port: int, ingress: str, api_key: str) -> Iterato
     log = open(config.parent / f"serve-{ingress}.log", "w")  # noqa: SIM115 - closed below
     process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        wait_http(f"http://127.0.0.1:{port}/healthz", 300)
+        wait_healthy(f"http://127.0.0.1:{port}/healthz", 300)
         yield Target(f"serve ({ingress})", f"http://127.0.0.1:{port}/v1/decisions", process.pid)
     finally:
         process.send_signal(signal.SIGTERM)
