@@ -40,6 +40,7 @@ class DemoOptions(BaseModel):
     credit_trials: int = Field(4, ge=1)
     uplift_trials: int = Field(2, ge=1)
     serve_config: Path = Path("serve_configs/credit_decision.yaml")
+    slo: Path = Path("slo.yaml")
     port: int = Field(8000, gt=0, lt=65536)
     traffic_seconds: float = Field(15.0, gt=0)
     concurrency: int = Field(8, ge=1)
@@ -124,10 +125,13 @@ def _serve(options: DemoOptions, paths: dict[str, Path]) -> tuple[str, dict[str,
 def _traffic(options: DemoOptions, url: str, headers: dict[str, str], world: Path) -> dict[str, Any]:
     """Single decisions, then the batch endpoint, with real HTTP from concurrent clients."""
     from tala_ray.features.replay import read_world_tables, sample_payloads
-    from tala_ray.loadgen import closed_loop
+    from tala_ray.loadgen import closed_loop, paced
+    from tala_ray.monitoring.slo import load_slo
 
     payloads = sample_payloads(read_world_tables(str(world)), 300, seed=options.seed)
     single = closed_loop(f"{url}/v1/decisions", payloads, headers, options.concurrency, options.traffic_seconds)
+    fraction = load_slo(options.slo).latency.at_load_fraction  # the latency objective's load
+    half = paced(f"{url}/v1/decisions", payloads, headers, max(1.0, single.requests_per_s * fraction), max(5.0, options.traffic_seconds / 3))
     batches = [{"applications": payloads[i : i + options.batch_size]} for i in range(0, len(payloads), options.batch_size)]
     batches = [b for b in batches if len(b["applications"]) == options.batch_size]
     batch = closed_loop(
@@ -139,7 +143,26 @@ def _traffic(options: DemoOptions, url: str, headers: dict[str, str], world: Pat
         "decisions_per_s": round(f.items_per_s, 1), "p50_ms": round(f.percentile_ms(50), 1),
         "p99_ms": round(f.percentile_ms(99), 1), "status_counts": f.status_counts,
     }
-    return {"concurrency": options.concurrency, "single": figures(single), "batch": figures(batch)}
+    return {
+        "concurrency": options.concurrency,
+        "single": figures(single),
+        "paced": {**figures(half), "rate_per_s": round(half.requests / half.seconds, 1) if half.seconds else 0.0},
+        "batch": figures(batch),
+    }
+
+
+def slo_checks(options: DemoOptions, traffic: dict[str, Any]) -> list[dict[str, Any]]:
+    """The demo's traffic against `slo.yaml`: p99 of the paced run, availability of everything.
+    Throughput objectives need the baseline and full-size batches: `bench/serve_decisions.py`."""
+    from tala_ray.monitoring.slo import MeasuredFigures, check_slo, load_slo
+
+    runs = [traffic[name] for name in ("single", "paced", "batch")]
+    measured = MeasuredFigures(
+        latency_ms=traffic["paced"]["p99_ms"],
+        requests=sum(r["requests"] for r in runs),
+        failed_requests=sum(r["failed"] for r in runs),
+    )
+    return [check.model_dump() for check in check_slo(load_slo(options.slo), measured)]
 
 
 def run_demo(options: DemoOptions, echo: Callable[[str], None] = print) -> dict[str, Any]:
@@ -187,7 +210,7 @@ def run_demo(options: DemoOptions, echo: Callable[[str], None] = print) -> dict[
         "uplift": {"model": f"{UPLIFT_MODEL}@{uplift.version}", "test_metrics": uplift.report.get("test_metrics"),
                    "experiment_seconds": uplift.report.get("experiment_seconds")},
         "holdout": holdout,
-        "serving": {"url": url, **traffic},
+        "serving": {"url": url, **traffic, "slo": slo_checks(options, traffic)},
         "artifacts": {name: str(path) for name, path in paths.items()},
         "elapsed_seconds": round(time.perf_counter() - step.started, 1),
     }
@@ -203,6 +226,8 @@ def run_demo(options: DemoOptions, echo: Callable[[str], None] = print) -> dict[
 
 def render_report(report: dict[str, Any]) -> str:
     """The report as Markdown."""
+    from tala_ray.monitoring.slo import SloCheck
+
     credit, uplift, holdout, serving = report["credit"], report["uplift"], report["holdout"], report["serving"]
     qini = (uplift["test_metrics"] or {}).get("qini_share_of_oracle")
     lines = [
@@ -232,7 +257,15 @@ def render_report(report: dict[str, Any]) -> str:
         "| endpoint | requests | failed | requests/s | decisions/s | p50 ms | p99 ms |",
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
         *(f"| {name} | {f['requests']} | {f['failed']} | {f['requests_per_s']} | {f['decisions_per_s']} | {f['p50_ms']} | {f['p99_ms']} |"
-          for name, f in (("POST /v1/decisions", serving["single"]), ("POST /v1/decisions/batch", serving["batch"]))),
+          for name, f in (
+              ("POST /v1/decisions", serving["single"]),
+              (f"POST /v1/decisions, paced at {serving['paced']['rate_per_s']}/s", serving["paced"]),
+              ("POST /v1/decisions/batch", serving["batch"]),
+          )),
+        "",
+        "Service level objectives (`slo.yaml`; throughput objectives: `bench/serve_decisions.py`):",
+        "",
+        *(f"- {SloCheck.model_validate(check).line()}" for check in serving["slo"]),
         "",
         "## Where things are",
         *(f"- {name}: `{path}`" for name, path in report["artifacts"].items()),

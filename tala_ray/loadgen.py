@@ -1,4 +1,4 @@
-"""A small closed-loop HTTP load generator (asyncio + httpx) for the demo's traffic."""
+"""A small HTTP load generator (asyncio + httpx) for the demo's traffic: closed loop, or paced (open loop)."""
 
 from __future__ import annotations
 
@@ -34,6 +34,20 @@ class LoadFigures:
         return float(np.percentile(self.latencies_ms, q)) if self.latencies_ms else float("nan")
 
 
+def _record(figures: LoadFigures, status: int, latency_ms: float) -> None:
+    figures.latencies_ms.append(latency_ms)
+    figures.requests += 1
+    figures.failed += status != 200
+    figures.status_counts[status] = figures.status_counts.get(status, 0) + 1
+
+
+async def _post(client: httpx.AsyncClient, url: str, body: dict, headers: dict[str, str]) -> int:
+    try:
+        return (await client.post(url, json=body, headers=headers)).status_code
+    except httpx.HTTPError:
+        return 0
+
+
 async def _closed_loop(
     url: str, bodies: list[dict], headers: dict[str, str], concurrency: int, seconds: float, items: int
 ) -> LoadFigures:
@@ -45,15 +59,8 @@ async def _closed_loop(
     async def client_loop(client: httpx.AsyncClient) -> None:
         while time.perf_counter() < deadline:
             started = time.perf_counter()
-            try:
-                response = await client.post(url, json=next(cycle), headers=headers)
-                status = response.status_code
-            except httpx.HTTPError:
-                status = 0
-            figures.latencies_ms.append((time.perf_counter() - started) * 1000)
-            figures.requests += 1
-            figures.failed += status != 200
-            figures.status_counts[status] = figures.status_counts.get(status, 0) + 1
+            status = await _post(client, url, next(cycle), headers)
+            _record(figures, status, (time.perf_counter() - started) * 1000)
 
     started = time.perf_counter()
     async with httpx.AsyncClient(timeout=30, limits=limits) as client:
@@ -67,3 +74,25 @@ def closed_loop(
 ) -> LoadFigures:
     """`concurrency` clients each send the next body as soon as the last answer came, for `seconds`."""
     return asyncio.run(_closed_loop(url, bodies, headers, concurrency, seconds, items_per_request))
+
+
+async def _paced(url: str, bodies: list[dict], headers: dict[str, str], rate: float, seconds: float) -> LoadFigures:
+    figures = LoadFigures()
+    cycle = itertools.cycle(bodies)
+    started = time.perf_counter()
+
+    async def one(client: httpx.AsyncClient, scheduled: float) -> None:
+        await asyncio.sleep(max(0.0, scheduled - time.perf_counter()))
+        status = await _post(client, url, next(cycle), headers)
+        _record(figures, status, (time.perf_counter() - scheduled) * 1000)  # from the scheduled time: no coordinated omission
+
+    async with httpx.AsyncClient(timeout=30, limits=httpx.Limits(max_connections=64)) as client:
+        await asyncio.gather(*(one(client, started + i / rate) for i in range(int(rate * seconds))))
+    figures.seconds = time.perf_counter() - started
+    return figures
+
+
+def paced(url: str, bodies: list[dict], headers: dict[str, str], rate: float, seconds: float) -> LoadFigures:
+    """Requests sent at a fixed `rate` per second for `seconds` whatever the answers (open loop);
+    latency counts from each request's scheduled send time."""
+    return asyncio.run(_paced(url, bodies, headers, rate, seconds))

@@ -59,3 +59,35 @@ def test_bad_slo_file_names_the_field(tmp_path: Path) -> None:
     assert "latency.objective_ms" in str(error.value) and "availability.typo" in str(error.value)
     with pytest.raises(UserError, match="cannot read"):
         load_slo(tmp_path / "missing.yaml")
+
+
+def test_paced_load_sends_at_the_rate_and_times_from_the_schedule():
+    """The demo's open-loop generator against a real local HTTP server that answers after 20 ms."""
+    import threading
+    import time
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from tala_ray.loadgen import paced
+
+    class Slow(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 - the standard library's name
+            self.rfile.read(int(self.headers["Content-Length"]))
+            time.sleep(0.02)
+            self.send_response(200 if self.path == "/ok" else 503)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Slow)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        figures = paced(f"{url}/ok", [{"a": 1}], {}, rate=40, seconds=1.0)
+        assert figures.requests == 40 and figures.failed == 0
+        assert min(figures.latencies_ms) >= 20
+        failing = paced(f"{url}/down", [{"a": 1}], {}, rate=10, seconds=0.5)
+        assert failing.failed == failing.requests == 5 and failing.status_counts == {503: 5}
+    finally:
+        server.shutdown()
