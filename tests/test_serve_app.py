@@ -293,13 +293,15 @@ def test_the_fused_graph_decides_exactly_like_the_composed_one(service, bodies):
     fused = copy.deepcopy(raw["applications"][0])
     fused.update(name="credit_decision_fused", route_prefix="/fused")
     fused["args"]["graph"] = "fused"
-    fused["deployments"] = [d for d in fused["deployments"] if d["name"] == "DecisionIngress"]
+    ingress = next(d for d in fused["deployments"] if d["name"] == "DecisionIngress")
+    ingress.pop("autoscaling_config", None)
+    fused["deployments"] = [{**ingress, "num_replicas": 2}]  # two replicas share one idempotency store
     raw["applications"].append(fused)
     path = service.workdir / "fused.yaml"
     path.write_text(yaml.safe_dump(raw))
     deploy(load_serve_config(path, pin_versions=True), timeout_s=240)
     try:
-        assert set(serve.status().applications["credit_decision_fused"].deployments) == {"DecisionIngress"}
+        assert set(serve.status().applications["credit_decision_fused"].deployments) == {"DecisionIngress", "IdempotencyStore"}
         without_id = lambda d: {k: v for k, v in d.items() if k != "request_id"}  # noqa: E731
         composed = [without_id(d) for d in service.decide_batch(bodies).json()["decisions"]]
         batch = service.client.post("/fused/v1/decisions/batch", json={"applications": bodies})
@@ -310,6 +312,9 @@ def test_the_fused_graph_decides_exactly_like_the_composed_one(service, bodies):
         assert single["default_probability"] == pytest.approx(composed[0]["default_probability"], abs=1e-12)  # one row vs a batch: BLAS order
         models = service.client.get("/fused/v1/models").json()
         assert models["credit_champion"]["version"] == "1" and models["uplift"]["load_error"] is None
+        retries = [service.client.post("/fused/v1/decisions", json=bodies[4], headers={"Idempotency-Key": "fused-1"}).json() for _ in range(8)]
+        assert len({r["request_id"] for r in retries}) == 1, "decided once, whichever replica answered"
+        assert [r["replayed"] for r in retries] == [False] + [True] * 7
     finally:
         serve.delete("credit_decision_fused")
 

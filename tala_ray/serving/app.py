@@ -10,6 +10,7 @@ from ray.serve import Application
 from tala_ray.errors import UserError
 from tala_ray.serving.args import AppArgs, FeatureTransformConfig, ModelRef, RoutingConfig
 from tala_ray.serving.deployments import CreditModel, DecisionPolicy, FeatureTransform, UpliftModel
+from tala_ray.serving.idempotency import IdempotencyStore, LedgerConfig
 from tala_ray.serving.ingress import DecisionIngress, IngressSettings
 from tala_ray.serving.local_graph import LocalGraphConfig
 from tala_ray.serving.model_slot import ModelConfig
@@ -77,13 +78,13 @@ def build_app(args: AppArgs | dict[str, Any]) -> Application:
         log_max_buffer_rows=args.log_max_buffer_rows,
         api_key_env=args.api_key_env,
         api_key_file=args.api_key_file,
-        idempotency_cache_size=args.idempotency_cache_size,
         max_body_bytes=args.max_body_bytes,
         local_graph=steps if args.graph == "fused" else None,
     )
     ingress = DecisionIngress.options(user_config=routing.model_dump())
+    store = IdempotencyStore.options(user_config=LedgerConfig(capacity=args.idempotency_cache_size).model_dump()).bind()
     if args.graph == "fused":
-        return ingress.bind(None, None, None, None, None, settings.model_dump())
+        return ingress.bind(None, None, None, None, None, store, settings.model_dump())
     challenger = None
     if steps.credit_challenger is not None:
         challenger = CreditModel.options(name="CreditChallenger", user_config=steps.credit_challenger).bind()
@@ -93,5 +94,6 @@ def build_app(args: AppArgs | dict[str, Any]) -> Application:
         challenger,
         UpliftModel.options(user_config=steps.uplift).bind(),
         DecisionPolicy.options(user_config=steps.policy).bind(),
+        store,
         settings.model_dump(),
     )

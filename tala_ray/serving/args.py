@@ -76,7 +76,9 @@ class AppArgs(BaseModel):
     log_max_buffer_rows: int = Field(1000, ge=1)
     api_key_env: str = Field("TALA_API_KEY", min_length=1, description="Environment variable holding the API key.")
     api_key_file: str | None = Field(None, description="File holding API keys, one a line (wins over api_key_env).")
-    idempotency_cache_size: int = Field(10_000, ge=1, description="Idempotency keys remembered per ingress replica.")
+    idempotency_cache_size: int = Field(
+        10_000, ge=1, description="Answered idempotency keys remembered (one store shared by every ingress replica)."
+    )
 
     @model_validator(mode="after")
     def _challenger_present(self) -> AppArgs:

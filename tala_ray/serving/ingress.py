@@ -21,7 +21,7 @@ from tala_ray.errors import UserError
 from tala_ray.serving.args import RoutingConfig
 from tala_ray.serving.auth import OPEN_PATHS, is_authorised, load_api_keys
 from tala_ray.serving.batch_body import OPENAPI_REQUEST_BODY, document_batch_body, read_batch_body
-from tala_ray.serving.idempotency import IdempotencyCache, IdempotencyConflict
+from tala_ray.serving.idempotency import IdempotencyConflict, SharedIdempotency
 from tala_ray.serving.local_graph import LocalGraphConfig, local_steps
 from tala_ray.serving.metrics import serving_metrics
 from tala_ray.serving import graph
@@ -56,7 +56,6 @@ class IngressSettings(BaseModel):
     log_max_buffer_rows: int
     api_key_env: str
     api_key_file: str | None
-    idempotency_cache_size: int
     max_body_bytes: int
     local_graph: LocalGraphConfig | None = None  # set: the fused layout (the steps run in this replica)
 
@@ -102,6 +101,7 @@ class DecisionIngress:
         credit_challenger: Any | None,
         uplift: Any,
         policy: Any,
+        idempotency_store: Any,
         settings: dict[str, Any],
     ) -> None:
         from tala_ray.monitoring.prediction_log import PredictionLogWriter
@@ -114,7 +114,7 @@ class DecisionIngress:
         self._features, self._uplift, self._policy = features, uplift, policy
         self._credit = {"champion": credit_champion, "challenger": credit_challenger}
         self._log = PredictionLogWriter(config.prediction_log_uri, config.log_flush_interval_s, config.log_max_buffer_rows)
-        self._idempotency = IdempotencyCache(config.idempotency_cache_size)
+        self._idempotency = SharedIdempotency(idempotency_store)
         self._routing: RoutingConfig | None = None
         self._random = random.Random()
         self._background: set[asyncio.Task[None]] = set()

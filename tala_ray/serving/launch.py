@@ -57,6 +57,7 @@ MODEL_ARGS = ("credit_model", "credit_challenger", "uplift_model")
 def live_config_models() -> dict[str, type]:
     """The deployments whose `user_config` a config file may set (changed in place, no restart)."""
     from tala_ray.policy import PolicyParams
+    from tala_ray.serving.idempotency import LedgerConfig
     from tala_ray.serving.model_slot import ModelConfig
 
     return {
@@ -66,6 +67,7 @@ def live_config_models() -> dict[str, type]:
         "CreditChampion": ModelConfig,
         "CreditChallenger": ModelConfig,
         "UpliftModel": ModelConfig,
+        "IdempotencyStore": LedgerConfig,
     }
 
 
@@ -79,7 +81,7 @@ def check_user_configs(application: dict[str, Any], args: AppArgs, index: int) -
         schema = models.get(deployment.get("name"))
         if schema is None:
             raise UserError(f"{where}: deployment {deployment.get('name')!r} takes no user_config")
-        if args.graph == "fused" and deployment.get("name") != "DecisionIngress":
+        if args.graph == "fused" and deployment.get("name") not in ("DecisionIngress", "IdempotencyStore"):
             raise UserError(f"{where}: with args.graph 'fused' only DecisionIngress is a deployment; set the step in args instead")
         try:
             config = schema.model_validate(deployment["user_config"])
