@@ -18,13 +18,13 @@ from pydantic import BaseModel, ConfigDict
 from ray import serve
 
 from tala_ray.errors import UserError
+from tala_ray.serving import graph
 from tala_ray.serving.args import RoutingConfig
 from tala_ray.serving.auth import OPEN_PATHS, is_authorised, load_api_keys
 from tala_ray.serving.batch_body import OPENAPI_REQUEST_BODY, document_batch_body, read_batch_body
 from tala_ray.serving.idempotency import IdempotencyConflict, SharedIdempotency
 from tala_ray.serving.local_graph import LocalGraphConfig, local_steps
 from tala_ray.serving.metrics import serving_metrics
-from tala_ray.serving import graph
 from tala_ray.serving.records import batch_response, decision_response, feature_json_rows, fingerprint, log_record
 from tala_ray.serving.schemas import (
     BatchDecisionResponse,
