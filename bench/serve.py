@@ -14,8 +14,8 @@ baseline measured in the same run, and the `slo.yaml` checks (PASS/FAIL):
         [--batch-url .../v1/decisions/batch --batch-body batch.json --batch-size 100]
 
 Load generators come from Debian and stay off the server's CPU: `wrk` (C, one thread) for the
-closed-loop levels and `hey` (Go, 32 workers each ticking at rate/32) for the paced run at a
-share of saturation (the SLO's latency objective). `--install-tools` installs them with apt-get
+closed-loop levels and `hey` (Go; 16 one-worker processes at rate/16, started 1/rate apart) for
+the paced run at a share of saturation (the SLO's latency objective). `--install-tools` installs them with apt-get
 when missing and running as root; without them an asyncio httpx client is used (its own CPU use
 lowers the figures; paced, it counts latency from the scheduled send time).
 """
@@ -146,6 +146,12 @@ def run_hey_paced(hey: str, url: str, body: str, headers: dict[str, str], rate: 
             running.append(subprocess.Popen([*command, url], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True))
             time.sleep(1.0 / rate)
         outputs = [process.communicate()[0] for process in running]
+    requests, failed, percentiles = hey_csv_results(outputs)
+    return requests, failed, seconds, percentiles
+
+
+def hey_csv_results(outputs: list[str]) -> tuple[int, int, list[float]]:
+    """(requests, failed, [p50, p95, p99] ms) over every request of hey runs made with `-o csv`."""
     latencies, failed = [], 0
     for output in outputs:
         for line in output.splitlines()[1:]:
@@ -155,7 +161,7 @@ def run_hey_paced(hey: str, url: str, body: str, headers: dict[str, str], rate: 
             latencies.append(float(fields[0]) * 1000)
             failed += not 200 <= int(fields[6]) < 400
     percentiles = np.percentile(latencies, [50, 95, 99]).tolist() if latencies else [float("nan")] * 3
-    return len(latencies), failed, seconds, percentiles
+    return len(latencies), failed, percentiles
 
 
 async def _httpx_closed_loop(url: str, body: str, headers: dict[str, str], concurrency: int, seconds: float) -> tuple[int, int, float, list[float]]:
@@ -258,11 +264,13 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def wait_http(url: str, timeout_s: float = 180.0) -> None:
+def wait_http(url: str, timeout_s: float = 180.0, require_ok: bool = False) -> None:
+    """Until `url` answers (any status below 500; only 200 with `require_ok`)."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         try:
-            if httpx.get(url, timeout=2).status_code < 500:
+            status = httpx.get(url, timeout=2).status_code
+            if status == 200 or (status < 500 and not require_ok):
                 return
         except httpx.HTTPError:
             pass

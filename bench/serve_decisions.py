@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import secrets
 import signal
 import subprocess
@@ -33,7 +32,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import httpx
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -48,10 +46,12 @@ from bench.serve import (  # noqa: E402
     cpu_delta_ms,
     ensure_tool,
     free_port,
+    hey_csv_results,
     measure_target,
     print_results,
     report_slo,
     uvicorn_target,
+    wait_http,
 )
 from tala_ray.monitoring.slo import load_slo  # noqa: E402
 
@@ -61,15 +61,13 @@ ARROW = "application/vnd.apache.arrow.stream"
 
 def run_hey_closed(hey: str, url: str, body: Path, content_type: str, headers: dict[str, str], concurrency: int, seconds: float) -> tuple[int, int, float, list[float]]:
     """Closed-loop load with hey and a body file (binary bodies such as Arrow streams)."""
-    command = [hey, "-z", f"{max(1, round(seconds))}s", "-c", str(concurrency), "-m", "POST", "-T", content_type, "-D", str(body), "-t", "60"]
+    command = [hey, "-z", f"{max(1, round(seconds))}s", "-c", str(concurrency), "-m", "POST", "-T", content_type, "-D", str(body), "-t", "60", "-o", "csv"]
     for name, value in headers.items():
         command += ["-H", f"{name}: {value}"]
+    started = time.perf_counter()
     output = subprocess.run([*command, url], check=True, capture_output=True, text=True).stdout
-    statuses = {int(code): int(count) for code, count in re.findall(r"\[(\d{3})\]\s+(\d+) responses", output)}
-    percentiles = {int(p): float(v) * 1000 for p, v in re.findall(r"(\d+)%+ in ([\d.]+) secs", output)}
-    total = re.search(r"Total:\s+([\d.]+) secs", output)
-    failed = sum(n for code, n in statuses.items() if code >= 400)
-    return sum(statuses.values()), failed, float(total.group(1)) if total else seconds, [percentiles.get(p, float("nan")) for p in (50, 95, 99)]
+    requests, failed, percentiles = hey_csv_results([output])
+    return requests, failed, time.perf_counter() - started, percentiles
 
 
 def batch_level(hey: str, target: Target, body: Path, content_type: str, headers: dict[str, str], concurrency: int, seconds: float, size: int) -> LoadResult:
@@ -114,19 +112,6 @@ def serve_config(scratch: Path, registry: str, port: int, batch_size: int) -> tu
     return path, args["policy"]
 
 
-def wait_healthy(url: str, timeout_s: float) -> None:
-    """Until the app answers 200 (HAProxy answers before the application is deployed)."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(url, timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    raise TimeoutError(f"{url} was not healthy within {timeout_s:.0f} s")
-
-
 @contextmanager
 def serve_target(config: Path, port: int, ingress: str, api_key: str) -> Iterator[Target]:
     """`tala-ray serve` on its own local Ray cluster (a child process tree: CPU is accounted to it)."""
@@ -135,7 +120,7 @@ def serve_target(config: Path, port: int, ingress: str, api_key: str) -> Iterato
     log = open(config.parent / f"serve-{ingress}.log", "w")  # noqa: SIM115 - closed below
     process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        wait_healthy(f"http://127.0.0.1:{port}/healthz", 300)
+        wait_http(f"http://127.0.0.1:{port}/healthz", 300, require_ok=True)  # HAProxy answers before the app is up
         yield Target(f"serve ({ingress})", f"http://127.0.0.1:{port}/v1/decisions", process.pid)
     finally:
         process.send_signal(signal.SIGTERM)

@@ -8,10 +8,8 @@ The chunk size, not the number of workers, fixes the random streams: output is d
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import time
-from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -23,7 +21,7 @@ from tqdm import tqdm
 from tala_ray.data import schema
 from tala_ray.data.world import simulate_chunk
 from tala_ray.errors import UserError
-from tala_ray.storage import join_path, resolve_filesystem
+from tala_ray.storage import join_path, read_model, resolve_filesystem, write_model
 
 log = logging.getLogger(__name__)
 
@@ -125,7 +123,7 @@ def generate_world(spec: WorldSpec, out: str, overwrite: bool = False, progress:
         content_hash=_content_hash(tables),
         elapsed_seconds=round(time.perf_counter() - started, 3),
     )
-    write_json(out, MANIFEST, manifest.model_dump(mode="json"))
+    write_model(out, MANIFEST, manifest)
     log.info("world written to %s: %s", out, {k: v.rows for k, v in tables.items()})
     return manifest
 
@@ -138,17 +136,7 @@ def _content_hash(tables: dict[str, TableManifest]) -> str:
     return digest.hexdigest()
 
 
-def write_json(out: str, relative: str, payload: dict[str, Any]) -> None:
-    filesystem, root = resolve_filesystem(out)
-    with filesystem.open_output_stream(join_path(root, relative)) as stream:
-        stream.write(json.dumps(payload, indent=2, sort_keys=True).encode())
-
-
 def read_manifest(world: str) -> WorldManifest:
     """The manifest of a generated world."""
-    filesystem, root = resolve_filesystem(world)
-    path = join_path(root, MANIFEST)
-    if filesystem.get_file_info(path).type != pafs.FileType.File:
-        raise UserError(f"no world at {world!r}: {MANIFEST} is missing (run `tala-ray data generate`)")
-    with filesystem.open_input_stream(path) as stream:
-        return WorldManifest.model_validate_json(stream.read())
+    missing = f"no world at {world!r}: {MANIFEST} is missing (run `tala-ray data generate`)"
+    return read_model(world, MANIFEST, WorldManifest, missing)

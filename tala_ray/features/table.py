@@ -6,7 +6,6 @@ Layout under the output location: `table/cohort=<c>/*.parquet`, `quarantine/<raw
 
 from __future__ import annotations
 
-import json
 
 import pandas as pd
 import pyarrow as pa
@@ -16,7 +15,7 @@ from pydantic import BaseModel, ConfigDict
 
 from tala_ray.errors import UserError
 from tala_ray.features.definitions import FeatureDefinition
-from tala_ray.storage import join_path, resolve_filesystem
+from tala_ray.storage import join_path, read_model, resolve_filesystem, write_model
 
 MANIFEST = "manifest.json"
 TABLE_DIR = "table"
@@ -50,19 +49,13 @@ class FeatureManifest(BaseModel):
 
 
 def write_feature_manifest(out: str, manifest: FeatureManifest) -> None:
-    filesystem, root = resolve_filesystem(out)
-    with filesystem.open_output_stream(join_path(root, MANIFEST)) as stream:
-        stream.write(json.dumps(manifest.model_dump(mode="json"), indent=2, sort_keys=True).encode())
+    write_model(out, MANIFEST, manifest)
 
 
 def read_feature_manifest(path: str) -> FeatureManifest:
     """The manifest of a feature table built by `tala-ray features build`."""
-    filesystem, root = resolve_filesystem(path)
-    location = join_path(root, MANIFEST)
-    if filesystem.get_file_info(location).type != pafs.FileType.File:
-        raise UserError(f"no feature table at {path!r}: {MANIFEST} is missing (run `tala-ray features build`)")
-    with filesystem.open_input_stream(location) as stream:
-        return FeatureManifest.model_validate_json(stream.read())
+    missing = f"no feature table at {path!r}: {MANIFEST} is missing (run `tala-ray features build`)"
+    return read_model(path, MANIFEST, FeatureManifest, missing)
 
 
 def _dataset(path: str, directory: str) -> pads.Dataset:

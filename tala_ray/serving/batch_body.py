@@ -16,8 +16,10 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from tala_ray.features.online import request_columns
 from tala_ray.serving.arrow_body import ARROW_STREAM_MEDIA_TYPE, ArrowBodyError, TooManyApplicationsError, decode_batch
-from tala_ray.serving.graph import RawTables, request_tables, row_count
+from tala_ray.serving.graph import RawTables, row_count
+from tala_ray.serving.records import fingerprint
 from tala_ray.serving.schemas import BatchDecisionRequest
 
 JSON_MEDIA_TYPE = "application/json"
@@ -65,19 +67,19 @@ def read_batch_body(body: bytes, content_type: str | None, max_applications: int
             raise HTTPException(status_code=413, detail=detail) from None
         except ArrowBodyError as error:
             raise HTTPException(status_code=422, detail=error.details) from None
-        fingerprint = hashlib.sha256(body).hexdigest()
+        digest = hashlib.sha256(body).hexdigest()
     elif media_type == JSON_MEDIA_TYPE or media_type.endswith("+json"):
         try:
             request = BatchDecisionRequest.model_validate_json(body)
         except ValidationError as error:
             errors = error.errors(include_url=False)
             raise RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in errors]) from None
-        tables = request_tables(request.applications)
-        fingerprint = hashlib.sha256(request.model_dump_json().encode()).hexdigest()
+        tables = request_columns(request.applications)
+        digest = fingerprint(request)
     else:
         detail = [{"loc": ["header", "Content-Type"], "msg": f"expected {JSON_MEDIA_TYPE} or {ARROW_STREAM_MEDIA_TYPE}, got {media_type!r}"}]
         raise HTTPException(status_code=415, detail=detail)
-    batch = BatchBody(tables=tables, fingerprint=fingerprint)
+    batch = BatchBody(tables=tables, fingerprint=digest)
     if batch.count > max_applications:
         detail = [{"loc": ["body", "applications"], "msg": f"at most {max_applications} applications per batch, got {batch.count}"}]
         raise HTTPException(status_code=413, detail=detail)

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 from ray import serve
 
+from tala_ray.features.online import request_columns
 from tala_ray.policy import PolicyParams
 from tala_ray.serving.args import BatchingConfig, FeatureTransformConfig
 from tala_ray.serving import graph
@@ -26,6 +28,14 @@ log = logging.getLogger("ray.serve")
 def _apply_batching(method: Any, batching: BatchingConfig) -> None:
     method.set_max_batch_size(batching.max_batch_size)
     method.set_batch_wait_timeout_s(batching.batch_wait_timeout_s)
+
+
+def _measured(stage: str, compute: Callable[[], list[Any] | Columns], rows: Callable[[Any], int] = len) -> Any:
+    """`compute()`, with its rows and milliseconds recorded under `stage` (`tala_batch_size`, `tala_model_latency_ms`)."""
+    started = time.perf_counter()
+    result = compute()
+    serving_metrics().observe_batch(stage, rows(result), (time.perf_counter() - started) * 1000)
+    return result
 
 
 def _replica_id() -> str:
@@ -43,14 +53,11 @@ class FeatureTransform:
     @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.005)
     async def transform(self, requests: list[Any]) -> list[FeatureRow]:
         """One application request per call; concurrent calls are batched."""
-        return graph.rows_of(self.transform_many(graph.request_tables(requests)))
+        return graph.rows_of(self.transform_many(request_columns(requests)))
 
     def transform_many(self, tables: RawTables) -> Columns:
         """All applications of a batch request (its raw tables) in one call."""
-        started = time.perf_counter()
-        features = graph.table_features(tables)
-        serving_metrics().observe_batch("features", graph.row_count(features), (time.perf_counter() - started) * 1000)
-        return features
+        return _measured("features", lambda: graph.table_features(tables), graph.row_count)
 
 
 @serve.deployment(name="CreditModel", max_ongoing_requests=64, ray_actor_options={"num_cpus": 0.2})
@@ -76,11 +83,8 @@ class CreditModel:
 
     def score_many(self, features: Columns, explain: bool = False) -> list[dict[str, Any]]:
         """Default probability and model version for each row (and contributions with `explain`)."""
-        started = time.perf_counter()
-        predictor, config = self._slot.predictor, self._slot.config
-        scores = graph.credit_scores(predictor, config.role, features, explain)
-        serving_metrics().observe_batch(f"credit_{config.role}", len(scores), (time.perf_counter() - started) * 1000)
-        return scores
+        predictor, role = self._slot.predictor, self._slot.config.role
+        return _measured(f"credit_{role}", lambda: graph.credit_scores(predictor, role, features, explain))
 
     @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.005)
     async def explain(self, rows: list[FeatureRow]) -> list[dict[str, float]]:
@@ -89,11 +93,8 @@ class CreditModel:
 
     def explain_many(self, features: Columns) -> list[dict[str, float]]:
         """Per-feature contributions to each row's risk score (asked for declines only)."""
-        started = time.perf_counter()
-        contributions = graph.credit_contributions(self._slot.predictor, features)
-        role = self._slot.config.role
-        serving_metrics().observe_batch(f"explain_{role}", len(contributions), (time.perf_counter() - started) * 1000)
-        return contributions
+        predictor = self._slot.predictor
+        return _measured(f"explain_{self._slot.config.role}", lambda: graph.credit_contributions(predictor, features))
 
     def info(self) -> dict[str, Any]:
         return self._slot.info() | {"replica": _replica_id()}
@@ -120,10 +121,8 @@ class UpliftModel:
 
     def effect_many(self, features: Columns) -> list[dict[str, Any]]:
         """The intervention's uplift and model version for each row."""
-        started = time.perf_counter()
-        effects = graph.uplift_effects(self._slot.predictor, features)
-        serving_metrics().observe_batch("uplift", len(effects), (time.perf_counter() - started) * 1000)
-        return effects
+        predictor = self._slot.predictor
+        return _measured("uplift", lambda: graph.uplift_effects(predictor, features))
 
     def info(self) -> dict[str, Any]:
         return self._slot.info() | {"replica": _replica_id()}

@@ -20,13 +20,6 @@ FeatureRow = dict[str, Any]
 RawTables = dict[str, Columns]  # the raw tables of a batch, as `features.online.request_columns` gives them
 
 
-def request_tables(requests: list[Any]) -> RawTables:
-    """The raw tables of validated application requests (request i is application i)."""
-    from tala_ray.features.online import request_columns
-
-    return request_columns(list(requests))
-
-
 def table_features(tables: RawTables) -> Columns:
     """Feature columns of every application of the raw tables, through the shared feature code."""
     from tala_ray.features.definitions import feature_columns
@@ -150,12 +143,6 @@ def decline_reasons(
     names = list(contributions[0])
     matrix = np.array([[row[name] for name in names] for row in contributions], dtype=np.float64)
     return reason_code_dicts_batch(matrix, names, descriptions, params.max_reason_codes)
-
-
-def take_rows(columns: Columns, positions: list[int]) -> Columns:
-    """The given rows of every column."""
-    index = np.asarray(positions, dtype=np.int64)
-    return {name: values[index] for name, values in columns.items()}
 
 
 def feature_descriptions() -> dict[str, str]:

@@ -92,9 +92,12 @@ class IdempotencyLedger:
             entry.event.set()
 
     def _evict(self) -> None:
-        answered = [key for key, entry in self._entries.items() if entry.done]
-        for key in answered[: max(0, len(self._entries) - self.config.capacity)]:
-            self._drop(key)
+        """Drop the least recently used answered keys over `capacity` (keys being decided stay)."""
+        while len(self._entries) > self.config.capacity:
+            oldest = next((key for key, entry in self._entries.items() if entry.done), None)
+            if oldest is None:
+                return
+            self._drop(oldest)
 
 
 @serve.deployment(name="IdempotencyStore", num_replicas=1, max_ongoing_requests=1000, ray_actor_options={"num_cpus": 0.05})

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict
 from ray import serve
 
 from tala_ray.errors import UserError
+from tala_ray.features.columns import take
 from tala_ray.serving import graph
 from tala_ray.serving.args import RoutingConfig
 from tala_ray.serving.auth import OPEN_PATHS, is_authorised, load_api_keys
@@ -248,7 +249,7 @@ class DecisionIngress:
         decisions = await self._policy.decide.remote(items)
         positions = graph.unexplained_declines(decisions, items)
         if positions:
-            contributions = await self._by_role("explain", graph.take_rows(features, positions), [roles[i] for i in positions])
+            contributions = await self._by_role("explain", take(features, positions), [roles[i] for i in positions])
             reasons = await self._policy.reasons.remote(contributions)
             for position, codes in zip(positions, reasons, strict=True):
                 decisions[position]["reason_codes"] = codes
@@ -259,7 +260,7 @@ class DecisionIngress:
         groups = {role: [i for i, r in enumerate(roles) if r == role] for role in set(roles)}
 
         def call(role: str, positions: list[int]) -> Any:
-            subset = features if len(groups) == 1 else graph.take_rows(features, positions)
+            subset = features if len(groups) == 1 else take(features, positions)
             return self._step(self._credit[role], method, subset)
 
         results = await asyncio.gather(*(call(role, positions) for role, positions in groups.items()))

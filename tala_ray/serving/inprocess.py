@@ -14,13 +14,15 @@ Configured by environment variables (`create_app` arguments override them):
 
 # No `from __future__ import annotations` here: FastAPI must see the real request body types.
 import os
-from typing import Any
 import uuid
+from typing import Any
 
 from fastapi import FastAPI, Request, Response
 from pydantic import BaseModel, ConfigDict
 
 from tala_ray.errors import UserError
+from tala_ray.features.columns import take
+from tala_ray.features.online import request_columns
 from tala_ray.policy import PolicyParams
 from tala_ray.serving import graph
 from tala_ray.serving.batch_body import OPENAPI_REQUEST_BODY, document_batch_body, read_batch_body
@@ -83,7 +85,7 @@ class DecisionGraph:
         decisions = graph.policy_decisions(self.policy, self.descriptions, items)
         positions = graph.declined(decisions)
         if positions:
-            contributions = graph.credit_contributions(self.credit, graph.take_rows(features, positions))
+            contributions = graph.credit_contributions(self.credit, take(features, positions))
             for position, reasons in zip(positions, graph.decline_reasons(self.policy, self.descriptions, contributions)):
                 decisions[position]["reason_codes"] = reasons
         ids = [f"{batch_id}:{i}" if batch_id else str(uuid.uuid4()) for i in range(len(decisions))]
@@ -102,7 +104,7 @@ def create_app(**overrides: object) -> FastAPI:
 
     @app.post("/v1/decisions", response_model=DecisionResponse)
     async def decision(body: DecisionRequest) -> dict[str, Any]:
-        return decision_graph.decide(graph.request_tables([body]), batch_id=None)[0]
+        return decision_graph.decide(request_columns([body]), batch_id=None)[0]
 
     @app.post("/v1/decisions/batch", response_model=BatchDecisionResponse, openapi_extra=OPENAPI_REQUEST_BODY)
     async def batch(request: Request) -> Response:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import numpy as np
@@ -62,13 +62,13 @@ def log_record(
     role: str,
     idempotency_key: str | None,
     latency_ms: float,
-    logged_at: datetime | None = None,
+    logged_at: datetime,
 ) -> dict[str, Any]:
     """One prediction-log row: ids, time, features (JSON, from `feature_json_rows`), outputs, model versions, latency."""
     versions = response["model_versions"]
     return {
         "request_id": response["request_id"],
-        "logged_at": logged_at or datetime.now(UTC),
+        "logged_at": logged_at,
         "role": role,
         "idempotency_key": idempotency_key,
         "features": feature_json,
