@@ -18,7 +18,7 @@ import os
 import subprocess
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -27,6 +27,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from tala_ray.errors import UserError
 from tala_ray.storage import join_path, resolve_filesystem
+
+if TYPE_CHECKING:
+    from tala_ray.models.preprocessing import FeatureBatch
 
 MANIFEST = "manifest.json"
 ALIASES = "aliases.json"
@@ -224,22 +227,22 @@ class CreditPredictor:
     feature_names: list[str]
     estimator: Any  # a fitted tala_ray.models.credit.CreditEstimator
 
-    def predict_proba(self, features: pd.DataFrame) -> np.ndarray:
+    def predict_proba(self, features: FeatureBatch) -> np.ndarray:
         """Probability of default for each row, shape (n,)."""
         return self.estimator.predict_proba(self._checked(features))[:, 1]
 
-    def contributions(self, features: pd.DataFrame) -> pd.DataFrame:
+    def contributions(self, features: FeatureBatch) -> pd.DataFrame:
         """Per-feature contributions to each row's risk score (log-odds; positive raises the PD)."""
         return self.estimator.contributions(self._checked(features))
 
-    def score(self, features: pd.DataFrame) -> tuple[np.ndarray, pd.DataFrame]:
+    def score(self, features: FeatureBatch) -> tuple[np.ndarray, pd.DataFrame]:
         """`predict_proba(features)` and `contributions(features)` (exactly those values) from one
         pass over the frame: what a caller that needs both should use, at little more than the cost
         of one. Columns are matched by name; extra columns are ignored."""
         return self.estimator.score(self._checked(features))
 
-    def _checked(self, features: pd.DataFrame) -> pd.DataFrame:
-        """The frame itself once it has every model feature (the estimator reads columns by name)."""
+    def _checked(self, features: FeatureBatch) -> FeatureBatch:
+        """The batch itself once it has every model feature (the estimator reads columns by name)."""
         from tala_ray.models.preprocessing import missing_columns
 
         missing = missing_columns(features, self.feature_names)

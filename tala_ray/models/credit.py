@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 import numpy as np
 import pandas as pd
 
-from tala_ray.models.preprocessing import PreparedFeatures, Preprocessor
+from tala_ray.models.preprocessing import FeatureBatch, PreparedFeatures, Preprocessor, row_count
 
 # Called during fit with (step, default probabilities on the validation set); lets Tune see progress.
 ProgressCallback = Callable[[int, np.ndarray], None]
@@ -38,26 +38,26 @@ class CreditEstimator:
         """The hyperparameters given to `__init__` (learned state ends in `_` and is left out)."""
         return {k: v for k, v in vars(self).items() if not k.endswith("_")}
 
-    def predict_proba(self, features: pd.DataFrame) -> np.ndarray:
+    def predict_proba(self, features: FeatureBatch) -> np.ndarray:
         p_default = self._predict_default(features)
         return np.column_stack([1.0 - p_default, p_default])
 
-    def contributions(self, features: pd.DataFrame) -> pd.DataFrame:
+    def contributions(self, features: FeatureBatch) -> pd.DataFrame:
         """Per-feature contribution to each row's risk score (log-odds scale; larger = riskier)."""
-        return self._contribution_frame(self._prepare(features), features.index)
+        return self._contribution_frame(self._prepare(features), _index_of(features))
 
-    def score(self, features: pd.DataFrame) -> tuple[np.ndarray, pd.DataFrame]:
-        """Default probabilities, shape (n,), and `contributions`, from one pass over the frame.
+    def score(self, features: FeatureBatch) -> tuple[np.ndarray, pd.DataFrame]:
+        """Default probabilities, shape (n,), and `contributions`, from one pass over the batch.
 
         Exactly `predict_proba(features)[:, 1]` and `contributions(features)`, cheaper than both.
         """
         batch = self._prepare(features)
-        return self._default_probability(batch), self._contribution_frame(batch, features.index)
+        return self._default_probability(batch), self._contribution_frame(batch, _index_of(features))
 
-    def _predict_default(self, features: pd.DataFrame) -> np.ndarray:
+    def _predict_default(self, features: FeatureBatch) -> np.ndarray:
         return self._default_probability(self._prepare(features))
 
-    def _prepare(self, features: pd.DataFrame) -> "Batch":
+    def _prepare(self, features: FeatureBatch) -> "Batch":
         return Batch(self.preprocessor_, self.preprocessor_.prepare(features))
 
     def _contribution_frame(self, batch: "Batch", index: pd.Index) -> pd.DataFrame:
@@ -96,6 +96,11 @@ class CreditEstimator:
 
     def _load_weights(self, files: dict[str, bytes]) -> None:
         raise NotImplementedError
+
+
+def _index_of(features: FeatureBatch) -> pd.Index:
+    """A frame's own index; positions for numpy columns."""
+    return features.index if isinstance(features, pd.DataFrame) else pd.RangeIndex(row_count(features))
 
 
 class Batch:

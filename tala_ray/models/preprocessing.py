@@ -8,6 +8,7 @@ over the (at most 50 most frequent) levels seen in training (any other level is 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -18,6 +19,10 @@ from pydantic import BaseModel, ConfigDict
 from tala_ray.errors import UserError
 
 MAX_LEVELS = 50  # more levels than this per categorical: the rarest ones are treated as unseen
+
+# What the fitted preprocessing reads: a frame (training, evaluation) or numpy columns by name
+# (serving: no per-call pandas cost, which dominates a one-row prediction).
+FeatureBatch = pd.DataFrame | Mapping[str, np.ndarray]
 
 
 class NumericColumn(BaseModel):
@@ -74,7 +79,7 @@ class Preprocessor(BaseModel):
             )
         return cls(feature_names=list(features.columns), numeric=numeric, categorical=categorical)
 
-    def check_columns(self, features: pd.DataFrame) -> None:
+    def check_columns(self, features: FeatureBatch) -> None:
         missing = missing_columns(features, self.feature_names)
         if missing:
             raise UserError(f"features: missing columns {missing} (the model was trained on {self.feature_names})")
@@ -90,7 +95,7 @@ class Preprocessor(BaseModel):
             columns.extend((f"{column.name}={level}", column.name) for level in column.levels)
         return columns
 
-    def transform_dense(self, features: pd.DataFrame) -> np.ndarray:
+    def transform_dense(self, features: FeatureBatch) -> np.ndarray:
         """Standardised numerics, missing indicators and one-hot categoricals as float32."""
         return self.dense(self.prepare(features))
 
@@ -99,11 +104,17 @@ class Preprocessor(BaseModel):
         names = list(self.layout_.coded_names)
         return pd.DataFrame(self.coded(self.prepare(features)), columns=names, index=features.index)
 
-    def prepare(self, features: pd.DataFrame) -> "PreparedFeatures":
-        """Read the frame once: numerics as one float64 matrix, each categorical as an array of levels."""
+    def prepare(self, features: FeatureBatch) -> "PreparedFeatures":
+        """Read the batch once: numerics as one float64 matrix, each categorical as an array of levels."""
         self.check_columns(features)
-        numeric = _float_matrix(features, self.layout_.numeric_names)
-        levels = [_levels(features[column.name]) for column in self.categorical]
+        names = self.layout_.numeric_names
+        if isinstance(features, pd.DataFrame):
+            numeric = _float_matrix(features, names)
+            columns = {column.name: features[column.name].to_numpy(dtype=object) for column in self.categorical}
+        else:
+            numeric = _float_matrix_of_columns(features, names)
+            columns = {column.name: np.asarray(features[column.name], dtype=object) for column in self.categorical}
+        levels = [_levels(columns[column.name]) for column in self.categorical]
         return PreparedFeatures(numeric=numeric, levels=levels)
 
     def dense(self, prepared: "PreparedFeatures") -> np.ndarray:
@@ -143,9 +154,16 @@ class Preprocessor(BaseModel):
         return cls.model_validate_json(data)
 
 
-def missing_columns(features: pd.DataFrame, names: list[str]) -> list[str]:
-    """The `names` that are not columns of the frame (cheap when the columns are exactly `names`)."""
-    present = features.columns.tolist()
+def row_count(features: FeatureBatch) -> int:
+    """Rows of a frame or of numpy columns (0 for no columns)."""
+    if isinstance(features, pd.DataFrame):
+        return len(features)
+    return len(next(iter(features.values()))) if features else 0
+
+
+def missing_columns(features: FeatureBatch, names: list[str]) -> list[str]:
+    """The `names` that are not columns of the batch (cheap when the columns are exactly `names`)."""
+    present = features.columns.tolist() if isinstance(features, pd.DataFrame) else list(features)
     if present == names:
         return []
     have = set(present)
@@ -169,9 +187,23 @@ def _float_matrix(features: pd.DataFrame, names: list[str]) -> np.ndarray:
     ).reshape(len(features), len(names))
 
 
-def _levels(column: pd.Series) -> np.ndarray:
-    """The column's values as levels (strings; missing stays missing), an object array."""
-    return np.array([_as_level(value) for value in column.to_numpy(dtype=object)], dtype=object)
+def _float_matrix_of_columns(columns: Mapping[str, np.ndarray], names: list[str]) -> np.ndarray:
+    """Numpy columns as a float64 matrix (non-numbers become NaN)."""
+    if not names:
+        return np.empty((row_count(columns), 0))
+    return np.column_stack([_float_column(columns[name]) for name in names])
+
+
+def _float_column(values: np.ndarray) -> np.ndarray:
+    values = np.asarray(values)
+    if values.dtype.kind in "fiub":
+        return values.astype(np.float64, copy=False)
+    return pd.to_numeric(pd.Series(values, dtype=object), errors="coerce").astype("float64").to_numpy()
+
+
+def _levels(values: np.ndarray) -> np.ndarray:
+    """The values (an object array) as levels (strings; missing stays missing), an object array."""
+    return np.array([_as_level(value) for value in values], dtype=object)
 
 
 def _as_level(value: object) -> object:

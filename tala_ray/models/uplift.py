@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 from tala_ray.errors import UserError
-from tala_ray.models.preprocessing import Preprocessor, missing_columns
+from tala_ray.models.preprocessing import FeatureBatch, Preprocessor, missing_columns
 
 HEADER_FILE = "uplift_model.json"
 PREPROCESSING_FILE = "preprocessing.json"
@@ -112,14 +112,14 @@ class UpliftEstimator:
             inputs["W"] = self.controls_.transform_dense(W).astype(np.float64)
         return inputs
 
-    def _dense(self, X: pd.DataFrame) -> np.ndarray:
+    def _dense(self, X: FeatureBatch) -> np.ndarray:
         """The effect modifiers as the EconML estimator sees them."""
         return self.preprocessor_.transform_dense(X).astype(np.float64)
 
     def _accepts_controls(self) -> bool:
         return True
 
-    def effect(self, X: pd.DataFrame) -> np.ndarray:
+    def effect(self, X: FeatureBatch) -> np.ndarray:
         """E[Y(1) - Y(0) | X] per row, shape (n,): EconML's `effect(X, T0=0, T1=1)`, exactly."""
         dense = self._dense(X)
         step = self.treatment_step_
@@ -376,7 +376,7 @@ class LinearDMLUplift(UpliftEstimator):
             [i for i, (name, _) in enumerate(columns) if name not in reference and not name.endswith("__missing")], dtype=int
         )
 
-    def _dense(self, X: pd.DataFrame) -> np.ndarray:
+    def _dense(self, X: FeatureBatch) -> np.ndarray:
         return super()._dense(X)[:, self._kept_columns()]
 
     def coefficients(self) -> pd.Series:
@@ -419,7 +419,7 @@ class UpliftPredictor:
         self.feature_names = feature_names
         self.estimator = estimator
 
-    def effect(self, features: pd.DataFrame) -> np.ndarray:
+    def effect(self, features: FeatureBatch) -> np.ndarray:
         """pd_control - pd_treated per row (positive: the intervention improves repayment)."""
         missing = missing_columns(features, self.feature_names)
         if missing:
