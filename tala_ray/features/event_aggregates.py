@@ -28,7 +28,8 @@ class _Window:
         self.pos = events["_pos"]
         self.age_days = events["_age_ms"] / DAY_MS
         self.kind = events["event_type"]
-        self.usd = events["_usd"]
+        self.usd_known = ~np.isnan(events["_usd"])
+        self.usd = np.where(self.usd_known, events["_usd"], 0.0)  # a missing amount adds nothing
         self.category = events["app_category"]
         self._of_kind: dict[str, np.ndarray] = {}
         self._within: dict[float, np.ndarray] = {}
@@ -40,8 +41,8 @@ class _Window:
         return self._of_kind[kind]
 
     def total(self, mask: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
-        """Per-application sum of `weights` (or count) over the masked events; NaN amounts count as 0."""
-        w = None if weights is None else np.nan_to_num(weights[mask])
+        """Per-application sum of `weights` (or count) over the masked events."""
+        w = None if weights is None else weights[mask]
         return np.bincount(self.pos[mask], weights=w, minlength=self.n).astype(np.float64)
 
     def latest_age(self, mask: np.ndarray) -> np.ndarray:
@@ -90,7 +91,7 @@ def _flow_features(w: _Window, kind: str, label: str) -> dict[str, np.ndarray]:
         mask = is_kind & w.within(days)
         out[f"{label}_sum_{days}d_usd"] = w.total(mask, w.usd)
         out[f"{label}_count_{days}d"] = w.total(mask)
-    counted = is_kind & w.within(90) & ~np.isnan(w.usd)
+    counted = is_kind & w.within(90) & w.usd_known
     sums, squares, counts = w.total(counted, w.usd), w.total(counted, w.usd**2), w.total(counted)
     mean = _ratio(sums, counts)
     variance = np.maximum(_ratio(squares, counts) - mean**2, 0.0)
@@ -102,13 +103,13 @@ def _flow_features(w: _Window, kind: str, label: str) -> dict[str, np.ndarray]:
 
 def _largest_share(w: _Window, mask: np.ndarray, totals: np.ndarray) -> np.ndarray:
     largest = np.zeros(w.n)
-    np.maximum.at(largest, w.pos[mask], np.nan_to_num(w.usd[mask]))
+    np.maximum.at(largest, w.pos[mask], w.usd[mask])
     return _ratio(largest, totals)
 
 
 def _regularity_features(w: _Window) -> dict[str, np.ndarray]:
     """Pay-day regularity: salaried applicants get a near-constant inflow at the same point of each month."""
-    inflow = w.of_kind("mm_in") & ~np.isnan(w.usd)
+    inflow = w.of_kind("mm_in") & w.usd_known
     phase = 2 * np.pi * np.mod(w.age_days, MONTH_DAYS) / MONTH_DAYS
     total = w.total(inflow, w.usd)
     cos, sin = w.total(inflow, w.usd * np.cos(phase)), w.total(inflow, w.usd * np.sin(phase))
