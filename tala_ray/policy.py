@@ -8,6 +8,7 @@ more than zero. Pure functions on NumPy arrays: no Ray, no I/O.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping, Sequence
 from functools import lru_cache
@@ -117,32 +118,41 @@ def decide(
 
     Ties go to the first option (no intervention: nothing is spent for no gain).
     """
+    return [PolicyDecision(**fields) for fields in decision_dicts(pd_control, uplift, amount, term_days, params)]
+
+
+def decision_dicts(
+    pd_control: np.ndarray, uplift: np.ndarray, amount: np.ndarray, term_days: np.ndarray, params: PolicyParams
+) -> list[dict[str, Any]]:
+    """`decide` as plain dicts (`PolicyDecision`'s fields), computed column-wise: what serving sends on."""
     arrays = [np.asarray(a, dtype=float) for a in (pd_control, uplift, amount, term_days)]
     profits, offered = option_profits(*arrays, params)
     options = list(profits)
     table = np.column_stack([profits[o] for o in options])
     best = np.argmax(table, axis=1)
-    decisions = []
-    for row, choice in enumerate(best):
-        option = options[choice]
-        best_profit = float(table[row, choice])
-        approved = best_profit > 0.0
-        by_option = {o: _finite_or_none(float(table[row, i])) for i, o in enumerate(options)}
-        decisions.append(
-            PolicyDecision(
-                decision="approve" if approved else "decline",
-                limit=float(offered[option][row]) if approved else 0.0,
-                intervention=(None if option == NO_INTERVENTION else option) if approved else None,
-                expected_profit=best_profit if np.isfinite(best_profit) else 0.0,
-                expected_profit_by_option=by_option,
-            )
+    rows = np.arange(len(best))
+    best_profit = table[rows, best]
+    approved = best_profit > 0.0
+    limits = np.where(approved, np.column_stack([offered[o] for o in options])[rows, best], 0.0)
+    expected = np.where(np.isfinite(best_profit), best_profit, 0.0)
+    interventions = [None if option == NO_INTERVENTION else option for option in options]
+    return [
+        {
+            "decision": "approve" if ok else "decline",
+            "limit": limit,
+            "intervention": interventions[choice] if ok else None,
+            "expected_profit": profit,
+            "expected_profit_by_option": {o: _finite_or_none(v) for o, v in zip(options, by_option, strict=True)},
+        }
+        for ok, limit, choice, profit, by_option in zip(
+            approved.tolist(), limits.tolist(), best.tolist(), expected.tolist(), table.tolist(), strict=True
         )
-    return decisions
+    ]
 
 
 def _finite_or_none(value: float) -> float | None:
     """JSON has no infinity: an option that lends nothing has no profit."""
-    return value if np.isfinite(value) else None
+    return value if math.isfinite(value) else None
 
 
 class ReasonFamily(BaseModel):

@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import io
+import json
 import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
 from tala_ray.cli import app
 from tala_ray.errors import UserError
-from tala_ray.monitoring.prediction_log import PredictionLogClosed, PredictionLogWriter, read_prediction_log
+from tala_ray.monitoring.prediction_log import PredictionLogClosed, PredictionLogWriter, json_lines, read_prediction_log
 
 
 def record(request_id: str, **extra: object) -> dict:
@@ -59,6 +61,49 @@ def test_each_flush_writes_one_file_and_nested_values_become_json(tmp_path: Path
     rows = read_prediction_log(str(root))
     assert rows.loc[rows["request_id"] == "a", "features"].item() == '{"amount": 120.0, "country": "KE"}'
     assert str(rows["logged_at"].dt.tz) == "UTC"
+
+
+def test_feature_columns_become_each_rows_json_at_flush(tmp_path: Path) -> None:
+    """Numpy feature columns (as serving hands them over) are logged as one JSON object per row,
+    missing values as null; chunks with other columns or without columns keep their own."""
+    root = tmp_path / "log"
+    writer = PredictionLogWriter(str(root), flush_interval_s=3600)
+    plain = {key: value for key, value in record("").items() if key != "features"}
+    writer.append([plain | {"request_id": "a"}], features={"x": np.array([1.5]), "os": np.array(["ios"], dtype=object)})
+    writer.append(
+        [plain | {"request_id": "b"}, plain | {"request_id": "c"}],
+        features={"x": np.array([np.nan, 2.0]), "os": np.array(["android", None], dtype=object)},
+    )
+    writer.append([record("d")])  # its own `features` value
+    writer.append([plain | {"request_id": "e"}], features={"y": np.array([7.0])})
+    with pytest.raises(ValueError, match="one value per record"):
+        writer.append([plain | {"request_id": "f"}], features={"x": np.array([1.0, 2.0])})
+    assert writer.buffered_rows == 5
+    writer.close()
+    logged = read_prediction_log(str(root)).set_index("request_id")["features"]
+    assert json.loads(logged["a"]) == {"x": 1.5, "os": "ios"}
+    assert json.loads(logged["b"]) == {"x": None, "os": "android"}
+    assert json.loads(logged["c"]) == {"x": 2.0, "os": None}
+    assert json.loads(logged["d"]) == {"amount": 120.0, "country": "KE"}
+    assert json.loads(logged["e"]) == {"y": 7.0}
+    assert "f" not in logged.index
+
+
+def test_json_lines_are_exact_json_with_nulls_for_missing() -> None:
+    rng = np.random.default_rng(3)
+    numbers = rng.normal(size=50) * 10.0 ** rng.integers(-8, 12, size=50)
+    numbers[[3, 4, 5]] = [np.nan, np.inf, -np.inf]
+    text = np.array(['say "hi"\n', None, "KE", float("nan")] * 12 + ["é", "KE"], dtype=object)
+    columns = {"x": numbers, "n": np.arange(50), "flag": np.arange(50) % 2 == 0, "s": text}
+    rows = [json.loads(line) for line in json_lines(columns)]
+    assert [row["x"] for row in rows[:3]] + [row["x"] for row in rows[6:]] == numbers[[0, 1, 2, *range(6, 50)]].tolist()
+    assert [row["x"] for row in rows[3:6]] == [None, None, None]
+    assert [row["n"] for row in rows] == list(range(50))
+    assert rows[0]["flag"] is True and rows[1]["flag"] is False
+    assert [row["s"] for row in rows[:4]] == ['say "hi"\n', None, "KE", None]
+    assert rows[48]["s"] == "é"
+    assert list(rows[0]) == ["x", "n", "flag", "s"]
+    assert json_lines({}) == [] and json_lines({"x": np.array([])}) == []
 
 
 def test_timer_flushes_without_close(tmp_path: Path) -> None:
@@ -114,12 +159,15 @@ def test_failed_write_keeps_rows_for_the_next_flush(tmp_path: Path) -> None:
     blocker.write_text("a file where the log directory should be")
     writer = PredictionLogWriter(str(blocker), flush_interval_s=3600)
     writer.append([record("kept")])
+    writer.append([{"request_id": "with-features"}], features={"x": np.array([3.0])})
     with pytest.raises(OSError):
         writer.flush()
-    assert writer.buffered_rows == 1
+    assert writer.buffered_rows == 2
     blocker.unlink()
     writer.close()
-    assert list(read_prediction_log(str(blocker))["request_id"]) == ["kept"]
+    logged = read_prediction_log(str(blocker)).set_index("request_id")["features"]
+    assert sorted(logged.index) == ["kept", "with-features"]
+    assert json.loads(logged["with-features"]) == {"x": 3.0}
 
 
 def test_read_newest_first_with_limit_and_since(tmp_path: Path) -> None:

@@ -1,5 +1,9 @@
 """The prediction log: buffered rows flushed as Parquet files on any pyarrow filesystem.
 
+A caller can hand each batch's feature values over as numpy columns (`append(rows, features=...)`):
+they become each row's `features` JSON at flush time, one serialisation for the whole buffer
+instead of one per request (for a single decision that was the largest cost of logging it).
+
 Layout under the log root: ``date=YYYY-MM-DD/part-<UTC time>-<writer id>-<sequence>.parquet``.
 File names sort by flush time, so the newest rows are read first. Each flush writes one file,
 to a hidden temporary name first and renamed into place on local disks (object stores publish
@@ -11,13 +15,18 @@ from __future__ import annotations
 import atexit
 import json
 import logging
+import math
 import threading
 import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from pyarrow import fs as pafs
 
@@ -27,6 +36,7 @@ from tala_ray.storage import join_path, resolve_filesystem
 log = logging.getLogger(__name__)
 
 TIME_COLUMN = "logged_at"
+FEATURES_COLUMN = "features"
 
 
 class PredictionLogClosed(RuntimeError):
@@ -38,6 +48,71 @@ def _normalise(record: dict[str, Any], now: datetime) -> dict[str, Any]:
     row = {k: json.dumps(v, default=str) if isinstance(v, dict | list) else v for k, v in record.items()}
     row.setdefault(TIME_COLUMN, now)
     return row
+
+
+def json_lines(columns: Mapping[str, np.ndarray]) -> list[str]:
+    """Each row of numpy columns as one JSON object, built column-wise with Arrow compute (no
+    per-row Python): numbers in their shortest exact form, missing and non-finite values as null."""
+    if not columns:
+        return []
+    pieces: list[pa.Array | pa.Scalar] = []
+    for position, (name, values) in enumerate(columns.items()):
+        pieces.append(pa.scalar(("{" if position == 0 else ",") + json.dumps(name) + ":"))
+        pieces.append(_json_texts(np.asarray(values)))
+    pieces.append(pa.scalar("}"))
+    return pc.binary_join_element_wise(*pieces, "").to_pylist()
+
+
+def _json_texts(values: np.ndarray) -> pa.Array:
+    """The JSON text of every value of one column."""
+    if values.dtype.kind in "iub":
+        return pc.cast(pa.array(values), pa.string())
+    if values.dtype.kind == "f":
+        numbers = pa.array(values)
+        return pc.if_else(pc.is_finite(numbers), pc.cast(numbers, pa.string()), pa.scalar("null"))
+    codes: dict[Any, int] = {}  # strings and the like: each distinct value encoded once
+    positions = [codes.setdefault(value, len(codes)) for value in values.tolist()]
+    texts = pa.array([_json_scalar(value) for value in codes], type=pa.string())
+    return texts.take(pa.array(positions, type=pa.int32()))
+
+
+def _json_scalar(value: Any) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "null"
+    return json.dumps(value, default=str)
+
+
+@dataclass(frozen=True)
+class _Chunk:
+    """Rows of one `append`, and their feature columns when given as numpy columns."""
+
+    rows: list[dict[str, Any]]
+    features: dict[str, np.ndarray] | None
+
+
+def _with_feature_json(chunks: list[_Chunk]) -> list[dict[str, Any]]:
+    """The chunks' rows, each chunk's feature columns written into its rows' `features` as JSON
+    (runs of chunks with the same columns are serialised together)."""
+    rows: list[dict[str, Any]] = []
+    run: list[_Chunk] = []
+
+    def close_run() -> None:
+        if run:
+            names = list(run[0].features)
+            merged = {name: np.concatenate([chunk.features[name] for chunk in run]) for name in names}
+            lines = iter(json_lines(merged))
+            rows.extend(row | {FEATURES_COLUMN: next(lines)} for chunk in run for row in chunk.rows)
+            run.clear()
+
+    for chunk in chunks:
+        if run and (chunk.features is None or list(chunk.features) != list(run[0].features)):
+            close_run()
+        if chunk.features is None:
+            rows.extend(chunk.rows)
+        else:
+            run.append(chunk)
+    close_run()
+    return rows
 
 
 class PredictionLogWriter:
@@ -57,7 +132,8 @@ class PredictionLogWriter:
         self._local = isinstance(self._fs, pafs.LocalFileSystem)
         self._writer_id = uuid.uuid4().hex[:12]
         self._max_buffer_rows = max_buffer_rows
-        self._buffer: list[dict[str, Any]] = []
+        self._buffer: list[_Chunk] = []
+        self._buffered_rows = 0
         self._buffer_lock = threading.Lock()
         self._flush_lock = threading.Lock()
         self._sequence = 0
@@ -70,15 +146,21 @@ class PredictionLogWriter:
         self._flusher.start()
         atexit.register(self.close)
 
-    def append(self, records: list[dict[str, Any]]) -> None:
-        """Buffer rows (dicts of column -> value); a full buffer wakes the flusher thread."""
+    def append(self, records: list[dict[str, Any]], features: dict[str, np.ndarray] | None = None) -> None:
+        """Buffer rows (dicts of column -> value); a full buffer wakes the flusher thread.
+
+        `features`: numpy columns with one row per record, logged as each row's `features` JSON.
+        """
+        if features is not None and any(len(values) != len(records) for values in features.values()):
+            raise ValueError(f"features: every column needs one value per record ({len(records)})")
         now = datetime.now(UTC)
-        rows = [_normalise(r, now) for r in records]
+        chunk = _Chunk([_normalise(r, now) for r in records], features or None)
         with self._buffer_lock:
             if self._closed:
                 raise PredictionLogClosed(f"prediction log {self.uri} is closed")
-            self._buffer.extend(rows)
-            full = len(self._buffer) >= self._max_buffer_rows
+            self._buffer.append(chunk)
+            self._buffered_rows += len(chunk.rows)
+            full = self._buffered_rows >= self._max_buffer_rows
         if full:
             self._wake.set()
 
@@ -86,16 +168,18 @@ class PredictionLogWriter:
         """Write the buffered rows as one Parquet file; returns how many rows were written."""
         with self._flush_lock:
             with self._buffer_lock:
-                rows, self._buffer = self._buffer, []
-            if not rows:
+                chunks, self._buffer = self._buffer, []
+                count, self._buffered_rows = self._buffered_rows, 0
+            if not count:
                 return 0
             try:
-                self._write(rows)
+                self._write(_with_feature_json(chunks))
             except Exception:
                 with self._buffer_lock:
-                    self._buffer[:0] = rows
+                    self._buffer[:0] = chunks
+                    self._buffered_rows += count
                 raise
-            return len(rows)
+            return count
 
     def close(self) -> None:
         """Stop the timer and write what is left. Safe to call more than once."""
@@ -113,7 +197,7 @@ class PredictionLogWriter:
     @property
     def buffered_rows(self) -> int:
         with self._buffer_lock:
-            return len(self._buffer)
+            return self._buffered_rows
 
     def _flush_periodically(self, interval_s: float) -> None:
         while not self._stop.is_set():

@@ -9,12 +9,14 @@ and validated column-wise, ~100x cheaper per application. Both give the same raw
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from fastapi import FastAPI, HTTPException
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import ValidationError
 
 from tala_ray.features.online import request_columns
 from tala_ray.serving.arrow_body import ARROW_STREAM_MEDIA_TYPE, ArrowBodyError, TooManyApplicationsError, decode_batch
@@ -38,13 +40,13 @@ OPENAPI_REQUEST_BODY = {
 }
 
 
-class BatchBody(BaseModel):
-    """A batch request read from its body: its raw tables and a digest for idempotency."""
+@dataclass(frozen=True)
+class BatchBody:
+    """A batch request read from its body: its raw tables, and its digest for idempotency
+    (computed on demand: only a request with an idempotency key needs it)."""
 
-    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
-
-    tables: dict[str, Any]
-    fingerprint: str
+    tables: RawTables
+    fingerprint: Callable[[], str]
 
     @property
     def count(self) -> int:
@@ -67,7 +69,7 @@ def read_batch_body(body: bytes, content_type: str | None, max_applications: int
             raise HTTPException(status_code=413, detail=detail) from None
         except ArrowBodyError as error:
             raise HTTPException(status_code=422, detail=error.details) from None
-        digest = hashlib.sha256(body).hexdigest()
+        digest = lambda: hashlib.sha256(body).hexdigest()  # noqa: E731
     elif media_type == JSON_MEDIA_TYPE or media_type.endswith("+json"):
         try:
             request = BatchDecisionRequest.model_validate_json(body)
@@ -75,7 +77,7 @@ def read_batch_body(body: bytes, content_type: str | None, max_applications: int
             errors = error.errors(include_url=False)
             raise RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in errors]) from None
         tables = request_columns(request.applications)
-        digest = fingerprint(request)
+        digest = lambda: fingerprint(request)  # noqa: E731
     else:
         detail = [{"loc": ["header", "Content-Type"], "msg": f"expected {JSON_MEDIA_TYPE} or {ARROW_STREAM_MEDIA_TYPE}, got {media_type!r}"}]
         raise HTTPException(status_code=415, detail=detail)

@@ -18,7 +18,7 @@ from tala_ray.features.online import request_columns
 from tala_ray.policy import PolicyParams
 from tala_ray.serving.args import BatchingConfig, FeatureTransformConfig
 from tala_ray.serving import graph
-from tala_ray.serving.graph import Columns, FeatureRow, RawTables
+from tala_ray.serving.graph import Columns, RawTables
 from tala_ray.serving.metrics import serving_metrics
 from tala_ray.serving.model_slot import ModelConfig, ModelSlot
 
@@ -51,9 +51,9 @@ class FeatureTransform:
         _apply_batching(self.transform, FeatureTransformConfig.model_validate(user_config).batching)
 
     @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.005)
-    async def transform(self, requests: list[Any]) -> list[FeatureRow]:
-        """One application request per call; concurrent calls are batched."""
-        return graph.rows_of(self.transform_many(request_columns(requests)))
+    async def transform(self, requests: list[Any]) -> list[Columns]:
+        """One application request per call (its features: one-row columns); concurrent calls are batched."""
+        return graph.split_rows(self.transform_many(request_columns(requests)))
 
     def transform_many(self, tables: RawTables) -> Columns:
         """All applications of a batch request (its raw tables) in one call."""
@@ -72,14 +72,19 @@ class CreditModel:
     def reconfigure(self, user_config: dict[str, Any]) -> None:
         config = ModelConfig.model_validate(user_config)
         self._slot.apply(config)
-        _apply_batching(self.score, config.batching)
-        _apply_batching(self.explain, config.batching)
+        for method in (self.score, self.score_explained, self.explain):
+            _apply_batching(method, config.batching)
 
     @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.005)
-    async def score(self, rows: list[FeatureRow]) -> list[dict[str, Any]]:
-        """One feature row per call (a single decision), explained at once: explaining one row
-        costs less than a second round trip. Concurrent calls are batched."""
-        return self.score_many(graph.columns_of(rows), explain=True)
+    async def score(self, rows: list[Columns]) -> list[dict[str, Any]]:
+        """One feature row per call (a single decision); concurrent calls are batched."""
+        return self.score_many(graph.concat_rows(rows))
+
+    @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.005)
+    async def score_explained(self, rows: list[Columns]) -> list[dict[str, Any]]:
+        """`score` with each row's contributions: across processes (the composed layout),
+        explaining every row costs less than a second round trip for the declines."""
+        return self.score_many(graph.concat_rows(rows), explain=True)
 
     def score_many(self, features: Columns, explain: bool = False) -> list[dict[str, Any]]:
         """Default probability and model version for each row (and contributions with `explain`)."""
@@ -87,9 +92,9 @@ class CreditModel:
         return _measured(f"credit_{role}", lambda: graph.credit_scores(predictor, role, features, explain))
 
     @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.005)
-    async def explain(self, rows: list[FeatureRow]) -> list[dict[str, float]]:
+    async def explain(self, rows: list[Columns]) -> list[dict[str, float]]:
         """One declined row per call; concurrent calls are batched."""
-        return self.explain_many(graph.columns_of(rows))
+        return self.explain_many(graph.concat_rows(rows))
 
     def explain_many(self, features: Columns) -> list[dict[str, float]]:
         """Per-feature contributions to each row's risk score (asked for declines only)."""
@@ -115,9 +120,9 @@ class UpliftModel:
         _apply_batching(self.effect, config.batching)
 
     @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.005)
-    async def effect(self, rows: list[FeatureRow]) -> list[dict[str, Any]]:
+    async def effect(self, rows: list[Columns]) -> list[dict[str, Any]]:
         """One feature row per call; concurrent calls are batched."""
-        return self.effect_many(graph.columns_of(rows))
+        return self.effect_many(graph.concat_rows(rows))
 
     def effect_many(self, features: Columns) -> list[dict[str, Any]]:
         """The intervention's uplift and model version for each row."""

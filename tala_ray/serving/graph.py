@@ -1,8 +1,8 @@
 """The model graph's steps as plain functions (no Serve): the deployments and the in-process server
 both call them, so the two run exactly the same code.
 
-Between steps a batch of feature rows travels as numpy columns (`Columns`: feature name -> array),
-cheap to pickle across Ray; a single row as a dict. Reason codes are computed for declines only:
+Between steps feature rows travel as numpy columns (`Columns`: feature name -> array), cheap to
+pickle across Ray; a single decision as one-row columns. Reason codes are computed for declines only:
 explaining a score (TreeSHAP for the GBM) costs more than scoring it.
 """
 
@@ -14,9 +14,8 @@ import numpy as np
 import pandas as pd
 
 from tala_ray.features.columns import Columns
-from tala_ray.policy import PolicyParams, decide, reason_code_dicts_batch
+from tala_ray.policy import PolicyParams, decision_dicts, reason_code_dicts_batch
 
-FeatureRow = dict[str, Any]
 RawTables = dict[str, Columns]  # the raw tables of a batch, as `features.online.request_columns` gives them
 
 
@@ -32,41 +31,40 @@ def application_terms(tables: RawTables) -> tuple[np.ndarray, np.ndarray]:
     return tables["applications"]["amount"], tables["applications"]["term_days"]
 
 
-def rows_of(columns: Columns) -> list[FeatureRow]:
-    """The columns as one dict per row (plain Python values)."""
-    names = list(columns)
-    values = [column.tolist() for column in columns.values()]
-    return [dict(zip(names, row)) for row in zip(*values)]
+def split_rows(columns: Columns) -> list[Columns]:
+    """Each row as its own one-row columns (how a single decision travels through a step's
+    `@serve.batch` method: no conversion to and from Python values)."""
+    n = row_count(columns)
+    if n == 1:
+        return [columns]
+    return [{name: values[i : i + 1] for name, values in columns.items()} for i in range(n)]
 
 
-def columns_of(rows: list[FeatureRow]) -> Columns:
-    """Rows (dicts with the same keys) as columns; strings and missing values stay objects."""
-    columns: Columns = {}
-    for name in rows[0]:
-        values = [row[name] for row in rows]
-        numeric = all(isinstance(v, int | float) and not isinstance(v, bool) for v in values)
-        columns[name] = np.array(values, dtype=np.float64 if numeric else object)
-    return columns
+def concat_rows(parts: list[Columns]) -> Columns:
+    """The rows of several columns with the same names, in order, as one set of columns."""
+    if len(parts) == 1:
+        return parts[0]
+    return {name: np.concatenate([part[name] for part in parts]) for name in parts[0]}
 
 
 def row_count(columns: Columns) -> int:
     return len(next(iter(columns.values())))
 
 
-def model_frame(columns: Columns, names: list[str]) -> pd.DataFrame:
-    """Exactly the model's features, in its order, as the frame predictors take."""
+def model_columns(columns: Columns, names: list[str]) -> Columns:
+    """Exactly the model's features, in its order (predictors read numpy columns by name)."""
     missing = [name for name in names if name not in columns]
     if missing:
         from tala_ray.errors import UserError
 
         raise UserError(f"features: the model needs columns {missing} that the feature step does not produce")
-    return pd.DataFrame({name: columns[name] for name in names})
+    return {name: columns[name] for name in names}
 
 
 def credit_scores(predictor: Any, role: str, columns: Columns, explain: bool = False) -> list[dict[str, Any]]:
     """Default probability, model version and role for each row; with `explain`, also its
     `contributions` (one call instead of a second round trip for a single decision)."""
-    frame = model_frame(columns, predictor.feature_names)
+    frame = model_columns(columns, predictor.feature_names)
     version = str(predictor.version)
     if not explain:
         probabilities = np.asarray(predictor.predict_proba(frame), dtype=float)
@@ -80,7 +78,7 @@ def credit_scores(predictor: Any, role: str, columns: Columns, explain: bool = F
 
 def credit_contributions(predictor: Any, columns: Columns) -> list[dict[str, float]]:
     """Per-feature contributions to each row's risk score (the input of reason codes)."""
-    return _contribution_dicts(predictor.contributions(model_frame(columns, predictor.feature_names)))
+    return _contribution_dicts(predictor.contributions(model_columns(columns, predictor.feature_names)))
 
 
 def _contribution_dicts(contributions: pd.DataFrame) -> list[dict[str, float]]:
@@ -91,7 +89,7 @@ def _contribution_dicts(contributions: pd.DataFrame) -> list[dict[str, float]]:
 def uplift_effects(predictor: Any, columns: Columns) -> list[dict[str, Any]]:
     """The intervention's uplift and model version for each row."""
     names = list(predictor.feature_names)
-    effects = np.asarray(predictor.effect(model_frame(columns, names)), dtype=float).reshape(-1)
+    effects = np.asarray(predictor.effect(model_columns(columns, names)), dtype=float).reshape(-1)
     version = str(predictor.version)
     return [{"uplift": float(e), "version": version} for e in effects]
 
@@ -115,7 +113,7 @@ def policy_decisions(params: PolicyParams, descriptions: dict[str, str], items: 
     """Decision dicts; declines get reason codes when `items` has contributions, else empty ones
     (`decline_reasons` fills them after the credit model explained the declines)."""
     arrays = [np.asarray(items[k], dtype=float) for k in ("default_probability", "uplift", "amount", "term_days")]
-    decisions = [{**decision.model_dump(), "reason_codes": []} for decision in decide(*arrays, params)]
+    decisions = [fields | {"reason_codes": []} for fields in decision_dicts(*arrays, params)]
     positions = declined(decisions)
     if positions and "contributions" in items:
         contributions = [items["contributions"][i] for i in positions]

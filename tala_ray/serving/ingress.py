@@ -7,6 +7,7 @@ import random
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -21,12 +22,13 @@ from tala_ray.errors import UserError
 from tala_ray.features.columns import take
 from tala_ray.serving import graph
 from tala_ray.serving.args import RoutingConfig
-from tala_ray.serving.auth import OPEN_PATHS, is_authorised, load_api_keys
+from tala_ray.serving.auth import load_api_keys
 from tala_ray.serving.batch_body import OPENAPI_REQUEST_BODY, document_batch_body, read_batch_body
+from tala_ray.serving.guard import RequestGuard
 from tala_ray.serving.idempotency import IdempotencyConflict, SharedIdempotency
 from tala_ray.serving.local_graph import LocalGraphConfig, local_steps
 from tala_ray.serving.metrics import serving_metrics
-from tala_ray.serving.records import batch_response, decision_response, feature_json_rows, fingerprint, log_record
+from tala_ray.serving.records import batch_response, decision_response, fingerprint, log_record
 from tala_ray.serving.schemas import (
     BatchDecisionResponse,
     DecisionRequest,
@@ -43,6 +45,7 @@ app = FastAPI(
     description="Credit decisions: default probability, intervention uplift, policy. Bearer API key required.",
 )
 document_batch_body(app)
+app.add_middleware(RequestGuard)
 
 IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", max_length=200)]
 
@@ -66,26 +69,6 @@ async def count_validation_errors(request: Request, error: RequestValidationErro
     """FastAPI's usual 422 body (each problem's `loc` and `msg`), counted in the error metric."""
     serving_metrics().errors.inc(tags={"stage": "request", "kind": "validation"})
     return await request_validation_exception_handler(request, error)
-
-
-@app.middleware("http")
-async def guard(request: Request, call_next: Any) -> Any:
-    """401 without a valid bearer key (except /healthz); 413 for a declared body over the limit."""
-    if request.url.path not in OPEN_PATHS:
-        if not is_authorised(request.headers.get("authorization"), request.app.state.api_keys):
-            serving_metrics().errors.inc(tags={"stage": "request", "kind": "unauthorised"})
-            return JSONResponse(
-                {"detail": "missing or invalid API key: send 'Authorization: Bearer <key>'"},
-                status_code=401,
-                headers={"WWW-Authenticate": "Bearer"},
-            )
-    declared = request.headers.get("content-length", "0")
-    if not declared.isdigit():
-        return JSONResponse({"detail": "content-length: not a number"}, status_code=400)
-    if int(declared) > request.app.state.max_body_bytes:
-        limit = request.app.state.max_body_bytes
-        return JSONResponse({"detail": f"body: larger than {limit} bytes"}, status_code=413)
-    return await call_next(request)
 
 
 # Everything the class uses must be defined above it: `@serve.ingress` serialises the routes here.
@@ -113,6 +96,9 @@ class DecisionIngress:
         app.state.api_keys = load_api_keys(config.api_key_env, config.api_key_file)
         app.state.max_body_bytes = config.max_body_bytes
         self._features, self._uplift, self._policy = features, uplift, policy
+        # A single decision's score comes with its contributions when a second call would cross
+        # processes (composed); in this replica (fused) only a decline pays for its explanation.
+        self._single_score = "score" if config.local_graph is not None else "score_explained"
         self._credit = {"champion": credit_champion, "challenger": credit_challenger}
         self._log = PredictionLogWriter(config.prediction_log_uri, config.log_flush_interval_s, config.log_max_buffer_rows)
         self._idempotency = SharedIdempotency(idempotency_store)
@@ -138,10 +124,13 @@ class DecisionIngress:
         self._routing = routing
 
     async def __del__(self) -> None:
-        """Graceful shutdown: finish shadow scoring, then flush the prediction log."""
-        if self._background:
-            await asyncio.wait(list(self._background), timeout=10)
-        self._log.close()
+        """Graceful shutdown: finish shadow scoring, then flush the prediction log (either may be
+        missing when `__init__` failed: then only its own error is reported)."""
+        background, prediction_log = getattr(self, "_background", None), getattr(self, "_log", None)
+        if background:
+            await asyncio.wait(list(background), timeout=10)
+        if prediction_log is not None:
+            prediction_log.close()
 
     @app.get("/healthz", response_model=HealthResponse)
     async def healthz(self) -> HealthResponse:
@@ -168,7 +157,7 @@ class DecisionIngress:
         """Decide one application."""
         started = time.perf_counter()
         compute = lambda: self._decide(body, started, idempotency_key, batch_id=None)  # noqa: E731
-        responses, replayed = await self._once("decision", idempotency_key, fingerprint(body), compute)
+        responses, replayed = await self._once("decision", idempotency_key, lambda: fingerprint(body), compute)
         self._metrics.decision_latency_ms.observe((time.perf_counter() - started) * 1000, {"endpoint": "decision"})
         return {**responses[0], "replayed": replayed}
 
@@ -185,12 +174,13 @@ class DecisionIngress:
         batch_id = responses[0]["request_id"].split(":")[0] if replayed else batch_id
         return batch_response(batch_id, responses, replayed)
 
-    async def _once(self, endpoint: str, key: str | None, body_fingerprint: str, compute: Any) -> tuple[Any, bool]:
-        """Run `compute` once per idempotency key (or always, without a key); map errors to HTTP."""
+    async def _once(self, endpoint: str, key: str | None, body_fingerprint: Callable[[], str], compute: Any) -> tuple[Any, bool]:
+        """Run `compute` once per idempotency key (or always, without a key); map errors to HTTP.
+        `body_fingerprint` is called only with a key."""
         try:
             if key is None:
                 return await compute(), False
-            return await self._idempotency.run_once(f"{endpoint}:{key}", body_fingerprint, compute)
+            return await self._idempotency.run_once(f"{endpoint}:{key}", body_fingerprint(), compute)
         except IdempotencyConflict:
             detail = [{"loc": ["header", "Idempotency-Key"], "msg": "already used with a different request body"}]
             raise HTTPException(status_code=409, detail=detail) from None
@@ -218,34 +208,32 @@ class DecisionIngress:
             features = await self._features.transform_many.remote(applications)
             terms = graph.application_terms(applications)
         else:
-            features = graph.columns_of([await self._features.transform.remote(applications)])
+            features = await self._features.transform.remote(applications)
             terms = ([applications.application.amount], [applications.application.term_days])
         roles = [self._choose_role() for _ in range(graph.row_count(features))]
-        credit, uplift = await asyncio.gather(self._by_role("score", features, roles), self._step(self._uplift, "effect", features))
+        score = "score" if isinstance(applications, dict) else self._single_score
+        credit, uplift = await asyncio.gather(self._by_role(score, features, roles), self._step(self._uplift, "effect", features))
         decisions = await self._policy_with_reasons(features, roles, graph.policy_items(*terms, credit, uplift))
         latency_ms = (time.perf_counter() - started) * 1000
         ids = [f"{batch_id}:{i}" if batch_id else str(uuid.uuid4()) for i in range(len(decisions))]
         responses = [decision_response(*parts) for parts in zip(ids, decisions, credit, uplift, strict=True)]
-        feature_json = feature_json_rows(features)
         logged_at = datetime.now(UTC)
         self._log.append(
-            [
-                log_record(r, f, d, "decision", idempotency_key, latency_ms, logged_at)
-                for r, f, d in zip(responses, feature_json, decisions, strict=True)
-            ]
+            [log_record(r, d, "decision", idempotency_key, latency_ms, logged_at) for r, d in zip(responses, decisions, strict=True)],
+            features=features,
         )
         outcomes = Counter((r["decision"], r["model_versions"]["credit_role"]) for r in responses)
         for (outcome, role), count in outcomes.items():
             self._metrics.decisions.inc(count, tags={"outcome": outcome, "credit_role": role})
         if self._routing.challenger_mode == "shadow":
-            self._spawn(self._shadow(features, terms, feature_json, uplift, ids))
+            self._spawn(self._shadow(features, terms, uplift, ids))
         return responses
 
     async def _policy_with_reasons(
         self, features: graph.Columns, roles: list[str], items: dict[str, list[Any]]
     ) -> list[dict[str, Any]]:
-        """The policy's decisions; each decline explained by the credit model that scored it (a
-        single decision's score came with its contributions; a batch's declines are explained now)."""
+        """The policy's decisions; each decline explained by the credit model that scored it (now,
+        unless its score came with its contributions)."""
         decisions = await self._policy.decide.remote(items)
         positions = graph.unexplained_declines(decisions, items)
         if positions:
@@ -270,13 +258,11 @@ class DecisionIngress:
                 out[position] = result
         return out
 
-    async def _shadow(
-        self, features: graph.Columns, terms: Any, feature_json: list[str], uplift: list[Any], ids: list[str]
-    ) -> None:
+    async def _shadow(self, features: graph.Columns, terms: Any, uplift: list[Any], ids: list[str]) -> None:
         """The challenger scores the same applications; its decisions are logged, never returned."""
         started = time.perf_counter()
         try:
-            roles = ["challenger"] * len(feature_json)
+            roles = ["challenger"] * len(ids)
             credit = await self._by_role("score", features, roles)
             decisions = await self._policy_with_reasons(features, roles, graph.policy_items(*terms, credit, uplift))
         except Exception:
@@ -287,7 +273,8 @@ class DecisionIngress:
         shadows = [decision_response(*parts) for parts in zip(ids, decisions, credit, uplift, strict=True)]
         logged_at = datetime.now(UTC)
         self._log.append(
-            [log_record(r, f, d, "shadow", None, latency_ms, logged_at) for r, f, d in zip(shadows, feature_json, decisions, strict=True)]
+            [log_record(r, d, "shadow", None, latency_ms, logged_at) for r, d in zip(shadows, decisions, strict=True)],
+            features=features,
         )
 
     @staticmethod
@@ -296,7 +283,7 @@ class DecisionIngress:
         method (concurrent single decisions share one vectorised call, in a fused graph too),
         several in one call of its `_many` method."""
         if graph.row_count(features) == 1:
-            return [await getattr(step, method).remote(graph.rows_of(features)[0])]
+            return [await getattr(step, method).remote(features)]
         return await getattr(step, f"{method}_many").remote(features)
 
     def _spawn(self, coroutine: Any) -> None:

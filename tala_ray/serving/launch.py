@@ -27,6 +27,9 @@ HAPROXY_ENVIRONMENT = {
     "RAY_SERVE_USE_GRPC_BY_DEFAULT": "1",
     "RAY_SERVE_REQUEST_PATH_LOG_BUFFER_SIZE": "1000",
     "RAY_SERVE_FREEZE_GC_ON_STARTUP": "1",
+    # user code on the replica's own event loop: no hand-off to a second thread (and its GIL
+    # ping-pong) per request; halves p50 at half load (docs/serving-performance.md)
+    "RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD": "0",
 }
 
 

@@ -11,8 +11,6 @@ import json
 from datetime import datetime
 from typing import Any
 
-import numpy as np
-import pandas as pd
 from fastapi import Response
 from pydantic import BaseModel
 
@@ -46,32 +44,22 @@ def batch_response(batch_id: str, decisions: list[dict[str, Any]], replayed: boo
     return Response(json.dumps(body, allow_nan=False, separators=(",", ":")).encode(), media_type="application/json")
 
 
-def feature_json_rows(features: dict[str, np.ndarray]) -> list[str]:
-    """Each row's feature values as one JSON object (pandas' C encoder, 15 significant digits;
-    missing values as null): one call for a whole batch instead of a `json.dumps` per row."""
-    if not features:
-        return []
-    lines = pd.DataFrame(features).to_json(orient="records", lines=True, double_precision=15)
-    return lines.rstrip("\n").split("\n")
-
-
 def log_record(
     response: dict[str, Any],
-    feature_json: str,
     decision: dict,
     role: str,
     idempotency_key: str | None,
     latency_ms: float,
     logged_at: datetime,
 ) -> dict[str, Any]:
-    """One prediction-log row: ids, time, features (JSON, from `feature_json_rows`), outputs, model versions, latency."""
+    """One prediction-log row: ids, time, outputs, model versions, latency (the writer adds the
+    features, given to it as numpy columns)."""
     versions = response["model_versions"]
     return {
         "request_id": response["request_id"],
         "logged_at": logged_at,
         "role": role,
         "idempotency_key": idempotency_key,
-        "features": feature_json,
         "decision": response["decision"],
         "limit": response["limit"],
         "intervention": response["intervention"],
