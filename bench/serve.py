@@ -48,6 +48,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from tala_ray.monitoring.slo import MeasuredFigures, all_passed, check_slo, load_slo  # noqa: E402
+from tala_ray.serving.launch import HAPROXY_ENVIRONMENT  # noqa: E402
 
 NOOP_BODY = json.dumps({"application_id": "app-1", "amount": 120.0})
 PROCESS_GROUPS = [
@@ -311,15 +312,10 @@ class ServeVariant:
     replica_port: bool = False  # call the replica's own direct-ingress port instead of the public one
 
 
-# docs/serving-performance.md: HAProxy plus the parts of RAY_SERVE_THROUGHPUT_OPTIMIZED that keep
-# the ingress autoscaling (the bundle's user-code-on-main-loop / router-in-same-loop stop it).
-RECOMMENDED_ENV = {
-    "RAY_SERVE_ENABLE_HA_PROXY": "1",
-    "RAY_SERVE_USE_GRPC_BY_DEFAULT": "1",
-    "RAY_SERVE_REQUEST_PATH_LOG_BUFFER_SIZE": "1000",
-    "RAY_SERVE_FREEZE_GC_ON_STARTUP": "1",
-    "BENCH_ACCESS_LOG": "0",
-}
+# docs/serving-performance.md: what `tala-ray serve --haproxy` and cluster.yaml set (HAProxy, gRPC
+# handles, buffered request logs, frozen GC, user code on the replica's loop; not the whole
+# RAY_SERVE_THROUGHPUT_OPTIMIZED bundle, whose router-in-the-same-loop part stops the autoscaling).
+RECOMMENDED_ENV = HAPROXY_ENVIRONMENT | {"BENCH_ACCESS_LOG": "0"}
 
 NOOP_VARIANTS = [
     ServeVariant("serve default proxy"),

@@ -97,14 +97,11 @@ def test_dashboard_binds_loopback_on_the_head(cluster: dict) -> None:
 
 
 def test_serve_settings_reach_every_ray_process(cluster: dict) -> None:
-    """The recommended Serve environment (bench/serve.py RECOMMENDED_ENV) and object-storage locations."""
-    import sys
-
-    sys.path.insert(0, str(ROOT))
-    from bench.serve import RECOMMENDED_ENV
+    """The Serve environment `tala-ray serve --haproxy` uses (HAPROXY_ENVIRONMENT) and object-storage locations."""
+    from tala_ray.serving.launch import HAPROXY_ENVIRONMENT
 
     env_setup = next(c for c in cluster["setup_commands"] if "tala-ray.env" in c)
-    serve_env = [f"{k}={v}" for k, v in RECOMMENDED_ENV.items() if k.startswith("RAY_SERVE_")]
+    serve_env = [f"{k}={v}" for k, v in HAPROXY_ENVIRONMENT.items()]
     for variable in (*serve_env, "TALA_REGISTRY_URI=s3://", "TALA_DATA_ROOT=s3://"):
         assert variable in env_setup
     # measured: the throughput bundle stops the ingress from autoscaling behind HAProxy
