@@ -99,6 +99,7 @@ def test_json_lines_are_exact_json_with_nulls_for_missing() -> None:
     assert [row["x"] for row in rows[:3]] + [row["x"] for row in rows[6:]] == numbers[[0, 1, 2, *range(6, 50)]].tolist()
     assert [row["x"] for row in rows[3:6]] == [None, None, None]
     assert [row["n"] for row in rows] == list(range(50))
+    assert json_lines({"x": np.array([3.0, -2.0, 1e22, 0.5])}) == ['{"x":3.0}', '{"x":-2.0}', '{"x":1e+22}', '{"x":0.5}']
     assert rows[0]["flag"] is True and rows[1]["flag"] is False
     assert [row["s"] for row in rows[:4]] == ['say "hi"\n', None, "KE", None]
     assert rows[48]["s"] == "é"

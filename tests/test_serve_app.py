@@ -8,6 +8,7 @@ import math
 import socket
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -310,6 +311,16 @@ def test_the_fused_graph_decides_exactly_like_the_composed_one(service, bodies):
         single = without_id(service.client.post("/fused/v1/decisions", json=bodies[0]).json())
         assert single["decision"] == composed[0]["decision"] and single["model_versions"] == composed[0]["model_versions"]
         assert single["default_probability"] == pytest.approx(composed[0]["default_probability"], abs=1e-12)  # one row vs a batch: BLAS order
+        # concurrent single decisions are decided together (one pass of the graph), each its own answer
+        with ThreadPoolExecutor(max_workers=16) as pool:
+            answers = list(pool.map(lambda body: service.client.post("/fused/v1/decisions", json=body), bodies[:16]))
+        assert [a.status_code for a in answers] == [200] * 16
+        for answer, alone in zip(answers, composed[:16], strict=True):
+            got = answer.json()
+            assert (got["decision"], got["limit"]) == (alone["decision"], alone["limit"])
+            assert [r["code"] for r in got["reason_codes"]] == [r["code"] for r in alone["reason_codes"]]
+            assert got["default_probability"] == pytest.approx(alone["default_probability"], abs=1e-12)
+        assert len({a.json()["request_id"] for a in answers}) == 16
         models = service.client.get("/fused/v1/models").json()
         assert models["credit_champion"]["version"] == "1" and models["uplift"]["load_error"] is None
         retries = [service.client.post("/fused/v1/decisions", json=bodies[4], headers={"Idempotency-Key": "fused-1"}).json() for _ in range(8)]

@@ -151,7 +151,8 @@ def test_serve_command_reports_a_bad_config_in_one_line(tmp_path):
         ("DecisionPolicy", {"fee_rate_per_30_days": -1}, r"deployments\[4\]\.user_config\.fee_rate_per_30_days"),
         ("DecisionIngress", {"challenger_mode": "canary"}, r"challenger_mode: needs args\.credit_challenger"),
         ("DecisionIngress", {"canary_weight": 2}, r"deployments\[0\]\.user_config\.canary_weight"),
-        ("FeatureTransform", {"batching": {"max_batch_size": 0}}, r"user_config\.batching\.max_batch_size"),
+        ("DecisionIngress", {"batching": {"max_batch_size": 0}}, r"deployments\[0\]\.user_config\.batching\.max_batch_size"),
+        ("FeatureTransform", {"batching": {"max_batch_size": 16}}, "'FeatureTransform' takes no user_config"),
         ("Elsewhere", {"anything": 1}, "takes no user_config"),
     ],
 )

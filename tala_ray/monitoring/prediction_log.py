@@ -69,7 +69,9 @@ def _json_texts(values: np.ndarray) -> pa.Array:
         return pc.cast(pa.array(values), pa.string())
     if values.dtype.kind == "f":
         numbers = pa.array(values)
-        return pc.if_else(pc.is_finite(numbers), pc.cast(numbers, pa.string()), pa.scalar("null"))
+        text = pc.cast(numbers, pa.string())
+        text = pc.if_else(pc.match_substring_regex(text, r"^-?[0-9]+$"), pc.binary_join_element_wise(text, ".0", ""), text)
+        return pc.if_else(pc.is_finite(numbers), text, pa.scalar("null"))  # a whole float stays a float: "3.0"
     codes: dict[Any, int] = {}  # strings and the like: each distinct value encoded once
     positions = [codes.setdefault(value, len(codes)) for value in values.tolist()]
     texts = pa.array([_json_scalar(value) for value in codes], type=pa.string())
@@ -90,29 +92,38 @@ class _Chunk:
     features: dict[str, np.ndarray] | None
 
 
-def _with_feature_json(chunks: list[_Chunk]) -> list[dict[str, Any]]:
-    """The chunks' rows, each chunk's feature columns written into its rows' `features` as JSON
-    (runs of chunks with the same columns are serialised together)."""
-    rows: list[dict[str, Any]] = []
+def _table(chunks: list[_Chunk]) -> pa.Table:
+    """The chunks' rows as one table, built column by column (a column missing from a row is null);
+    each chunk's feature columns become its rows' `features` JSON (runs of chunks with the same
+    columns serialised together)."""
+    rows = [row for chunk in chunks for row in chunk.rows]
+    names = list(dict.fromkeys(name for chunk in chunks for name in (chunk.rows[0] if chunk.rows else {})))
+    columns = {name: [row.get(name) for row in rows] for name in names}
+    if any(chunk.features is not None for chunk in chunks):
+        columns[FEATURES_COLUMN] = _feature_texts(chunks)
+    return pa.table(columns)
+
+
+def _feature_texts(chunks: list[_Chunk]) -> list[str | None]:
+    """The `features` value of every row: JSON of its chunk's feature columns, else its own."""
+    texts: list[str | None] = []
     run: list[_Chunk] = []
 
     def close_run() -> None:
         if run:
             names = list(run[0].features)
-            merged = {name: np.concatenate([chunk.features[name] for chunk in run]) for name in names}
-            lines = iter(json_lines(merged))
-            rows.extend(row | {FEATURES_COLUMN: next(lines)} for chunk in run for row in chunk.rows)
+            texts.extend(json_lines({name: np.concatenate([chunk.features[name] for chunk in run]) for name in names}))
             run.clear()
 
     for chunk in chunks:
         if run and (chunk.features is None or list(chunk.features) != list(run[0].features)):
             close_run()
         if chunk.features is None:
-            rows.extend(chunk.rows)
+            texts.extend(row.get(FEATURES_COLUMN) for row in chunk.rows)
         else:
             run.append(chunk)
     close_run()
-    return rows
+    return texts
 
 
 class PredictionLogWriter:
@@ -173,7 +184,7 @@ class PredictionLogWriter:
             if not count:
                 return 0
             try:
-                self._write(_with_feature_json(chunks))
+                self._write(_table(chunks))
             except Exception:
                 with self._buffer_lock:
                     self._buffer[:0] = chunks
@@ -210,14 +221,13 @@ class PredictionLogWriter:
             except Exception:
                 log.exception("prediction log %s: flush failed; rows kept for the next attempt", self.uri)
 
-    def _write(self, rows: list[dict[str, Any]]) -> None:
+    def _write(self, table: pa.Table) -> None:
         flushed_at = datetime.now(UTC)
         self._sequence += 1
         directory = join_path(self._root, f"date={flushed_at:%Y-%m-%d}")
         name = f"part-{flushed_at:%Y%m%dT%H%M%S%f}-{self._writer_id}-{self._sequence:06d}.parquet"
         final_path = join_path(directory, name)
         self._fs.create_dir(directory, recursive=True)
-        table = pa.Table.from_pylist(rows)
         if not self._local:
             pq.write_table(table, final_path, filesystem=self._fs)
             return

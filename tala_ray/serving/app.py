@@ -8,7 +8,7 @@ from typing import Any
 from ray.serve import Application
 
 from tala_ray.errors import UserError
-from tala_ray.serving.args import AppArgs, FeatureTransformConfig, ModelRef, RoutingConfig
+from tala_ray.serving.args import AppArgs, ModelRef, RoutingConfig
 from tala_ray.serving.deployments import CreditModel, DecisionPolicy, FeatureTransform, UpliftModel
 from tala_ray.serving.idempotency import IdempotencyStore, LedgerConfig
 from tala_ray.serving.ingress import DecisionIngress, IngressSettings
@@ -43,7 +43,6 @@ def model_user_config(kind: str, role: str, ref: ModelRef, args: AppArgs, featur
         version=resolve_model(kind, ref, args, feature_set_version),
         role=role,
         expected_feature_set_version=feature_set_version,
-        batching=args.model_batching,
     ).model_dump(mode="json")
 
 
@@ -61,7 +60,6 @@ def build_app(args: AppArgs | dict[str, Any]) -> Application:
     args = AppArgs.model_validate(args)
     fsv = args.expected_feature_set_version or feature_set_version()
     steps = LocalGraphConfig(
-        features=FeatureTransformConfig(batching=args.feature_batching).model_dump(),
         credit_champion=model_user_config("credit", "champion", args.credit_model, args, fsv),
         credit_challenger=None if args.credit_challenger is None else model_user_config("credit", "challenger", args.credit_challenger, args, fsv),
         uplift=model_user_config("uplift", "champion", args.uplift_model, args, fsv),
@@ -71,6 +69,7 @@ def build_app(args: AppArgs | dict[str, Any]) -> Application:
         challenger_mode=args.challenger_mode,
         canary_weight=args.canary_weight,
         max_batch_applications=args.max_batch_applications,
+        batching=args.decision_batching,
     )
     settings = IngressSettings(
         prediction_log_uri=args.prediction_log_uri or default_log_uri(),
@@ -89,7 +88,7 @@ def build_app(args: AppArgs | dict[str, Any]) -> Application:
     if steps.credit_challenger is not None:
         challenger = CreditModel.options(name="CreditChallenger", user_config=steps.credit_challenger).bind()
     return ingress.bind(
-        FeatureTransform.options(user_config=steps.features).bind(),
+        FeatureTransform.bind(),
         CreditModel.options(name="CreditChampion", user_config=steps.credit_champion).bind(),
         challenger,
         UpliftModel.options(user_config=steps.uplift).bind(),

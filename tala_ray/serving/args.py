@@ -19,20 +19,14 @@ class ModelRef(BaseModel):
 
 
 class BatchingConfig(BaseModel):
-    """Dynamic batching of one deployment (`@serve.batch`), changeable through `user_config`."""
+    """How an ingress replica groups concurrent single decisions into one pass of the graph
+    (`@serve.batch`): at most `max_batch_size`, waiting at most `batch_wait_timeout_s` for more
+    (0: take what is queued, never wait)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    max_batch_size: int = Field(16, ge=1, le=512)
-    batch_wait_timeout_s: float = Field(0.005, ge=0.0, le=1.0)
-
-
-class FeatureTransformConfig(BaseModel):
-    """The feature transform's `user_config`."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    batching: BatchingConfig = Field(default_factory=BatchingConfig)
+    max_batch_size: int = Field(32, ge=1, le=512)
+    batch_wait_timeout_s: float = Field(0.0, ge=0.0, le=1.0)
 
 
 class RoutingConfig(BaseModel):
@@ -43,6 +37,7 @@ class RoutingConfig(BaseModel):
     challenger_mode: Literal["off", "canary", "shadow"] = "off"
     canary_weight: float = Field(0.0, ge=0.0, le=1.0)
     max_batch_applications: int = Field(100, ge=1)
+    batching: BatchingConfig = Field(default_factory=BatchingConfig)
 
 
 class AppArgs(BaseModel):
@@ -69,8 +64,9 @@ class AppArgs(BaseModel):
     policy: PolicyParams = Field(default_factory=PolicyParams)
     max_batch_applications: int = Field(100, ge=1, le=10_000, description="Largest batch request accepted (else 413).")
     max_body_bytes: int = Field(5_000_000, ge=1_000, description="Largest request body accepted (else 413).")
-    feature_batching: BatchingConfig = Field(default_factory=BatchingConfig)
-    model_batching: BatchingConfig = Field(default_factory=BatchingConfig)
+    decision_batching: BatchingConfig = Field(
+        default_factory=BatchingConfig, description="Concurrent single decisions of a replica decided together."
+    )
     prediction_log_uri: str | None = Field(None, description="Prediction log root; default $TALA_DATA_ROOT/prediction_log.")
     log_flush_interval_s: float = Field(2.0, gt=0.0, le=300.0)
     log_max_buffer_rows: int = Field(1000, ge=1)

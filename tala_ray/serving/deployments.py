@@ -1,8 +1,7 @@
 """The model-graph deployments: feature transform, credit model, uplift model, decision policy.
 
-Single decisions call the `@serve.batch` methods (one application or feature row each), so
-concurrent requests share one vectorised call; a batch request sends all its applications to the
-`*_many` methods in one handle call per step, as numpy columns.
+The ingress sends every step all the applications it decides at once (a batch request, or the
+concurrent single decisions it grouped), as numpy columns: one call per step.
 """
 
 from __future__ import annotations
@@ -14,20 +13,13 @@ from typing import Any
 
 from ray import serve
 
-from tala_ray.features.online import request_columns
 from tala_ray.policy import PolicyParams
-from tala_ray.serving.args import BatchingConfig, FeatureTransformConfig
 from tala_ray.serving import graph
 from tala_ray.serving.graph import Columns, RawTables
 from tala_ray.serving.metrics import serving_metrics
 from tala_ray.serving.model_slot import ModelConfig, ModelSlot
 
 log = logging.getLogger("ray.serve")
-
-
-def _apply_batching(method: Any, batching: BatchingConfig) -> None:
-    method.set_max_batch_size(batching.max_batch_size)
-    method.set_batch_wait_timeout_s(batching.batch_wait_timeout_s)
 
 
 def _measured(stage: str, compute: Callable[[], list[Any] | Columns], rows: Callable[[Any], int] = len) -> Any:
@@ -45,18 +37,10 @@ def _replica_id() -> str:
 
 @serve.deployment(name="FeatureTransform", max_ongoing_requests=64, ray_actor_options={"num_cpus": 0.2})
 class FeatureTransform:
-    """Raw application (events, loans, device) -> one feature row, with the shared feature code."""
+    """Raw applications (events, loans, device) -> feature rows, with the shared feature code."""
 
-    def reconfigure(self, user_config: dict[str, Any]) -> None:
-        _apply_batching(self.transform, FeatureTransformConfig.model_validate(user_config).batching)
-
-    @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.005)
-    async def transform(self, requests: list[Any]) -> list[Columns]:
-        """One application request per call (its features: one-row columns); concurrent calls are batched."""
-        return graph.split_rows(self.transform_many(request_columns(requests)))
-
-    def transform_many(self, tables: RawTables) -> Columns:
-        """All applications of a batch request (its raw tables) in one call."""
+    def transform(self, tables: RawTables) -> Columns:
+        """The features of every application of the raw tables."""
         return _measured("features", lambda: graph.table_features(tables), graph.row_count)
 
 
@@ -70,33 +54,14 @@ class CreditModel:
         self._slot = ModelSlot("credit", load_credit_predictor)
 
     def reconfigure(self, user_config: dict[str, Any]) -> None:
-        config = ModelConfig.model_validate(user_config)
-        self._slot.apply(config)
-        for method in (self.score, self.score_explained, self.explain):
-            _apply_batching(method, config.batching)
+        self._slot.apply(ModelConfig.model_validate(user_config))
 
-    @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.005)
-    async def score(self, rows: list[Columns]) -> list[dict[str, Any]]:
-        """One feature row per call (a single decision); concurrent calls are batched."""
-        return self.score_many(graph.concat_rows(rows))
-
-    @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.005)
-    async def score_explained(self, rows: list[Columns]) -> list[dict[str, Any]]:
-        """`score` with each row's contributions: across processes (the composed layout),
-        explaining every row costs less than a second round trip for the declines."""
-        return self.score_many(graph.concat_rows(rows), explain=True)
-
-    def score_many(self, features: Columns, explain: bool = False) -> list[dict[str, Any]]:
-        """Default probability and model version for each row (and contributions with `explain`)."""
+    def score(self, features: Columns) -> list[dict[str, Any]]:
+        """Default probability, model version and role for each row."""
         predictor, role = self._slot.predictor, self._slot.config.role
-        return _measured(f"credit_{role}", lambda: graph.credit_scores(predictor, role, features, explain))
+        return _measured(f"credit_{role}", lambda: graph.credit_scores(predictor, role, features))
 
-    @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.005)
-    async def explain(self, rows: list[Columns]) -> list[dict[str, float]]:
-        """One declined row per call; concurrent calls are batched."""
-        return self.explain_many(graph.concat_rows(rows))
-
-    def explain_many(self, features: Columns) -> list[dict[str, float]]:
+    def explain(self, features: Columns) -> list[dict[str, float]]:
         """Per-feature contributions to each row's risk score (asked for declines only)."""
         predictor = self._slot.predictor
         return _measured(f"explain_{self._slot.config.role}", lambda: graph.credit_contributions(predictor, features))
@@ -115,16 +80,9 @@ class UpliftModel:
         self._slot = ModelSlot("uplift", load_uplift_predictor)
 
     def reconfigure(self, user_config: dict[str, Any]) -> None:
-        config = ModelConfig.model_validate(user_config)
-        self._slot.apply(config)
-        _apply_batching(self.effect, config.batching)
+        self._slot.apply(ModelConfig.model_validate(user_config))
 
-    @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.005)
-    async def effect(self, rows: list[Columns]) -> list[dict[str, Any]]:
-        """One feature row per call; concurrent calls are batched."""
-        return self.effect_many(graph.concat_rows(rows))
-
-    def effect_many(self, features: Columns) -> list[dict[str, Any]]:
+    def effect(self, features: Columns) -> list[dict[str, Any]]:
         """The intervention's uplift and model version for each row."""
         predictor = self._slot.predictor
         return _measured("uplift", lambda: graph.uplift_effects(predictor, features))
@@ -151,9 +109,9 @@ class DecisionPolicy:
             log.error("policy user_config refused, keeping the previous parameters: %s", error)
 
     def decide(self, items: dict[str, list[Any]]) -> list[dict[str, Any]]:
-        """items (one list each): default_probability, uplift, amount, term_days and optionally
-        contributions -> decision dicts (see `graph.policy_decisions`)."""
-        return graph.policy_decisions(self._params, self._descriptions, items)
+        """items (one list each): default_probability, uplift, amount, term_days -> decision dicts
+        (see `graph.policy_decisions`)."""
+        return graph.policy_decisions(self._params, items)
 
     def reasons(self, contributions: list[dict[str, float]]) -> list[list[dict[str, Any]]]:
         """Reason codes of declined applications from their credit contributions."""

@@ -2,8 +2,8 @@
 both call them, so the two run exactly the same code.
 
 Between steps feature rows travel as numpy columns (`Columns`: feature name -> array), cheap to
-pickle across Ray; a single decision as one-row columns. Reason codes are computed for declines only:
-explaining a score (TreeSHAP for the GBM) costs more than scoring it.
+pickle across Ray. Reason codes are computed for declines only: explaining a score (TreeSHAP for
+the GBM) costs more than scoring it.
 """
 
 from __future__ import annotations
@@ -31,22 +31,6 @@ def application_terms(tables: RawTables) -> tuple[np.ndarray, np.ndarray]:
     return tables["applications"]["amount"], tables["applications"]["term_days"]
 
 
-def split_rows(columns: Columns) -> list[Columns]:
-    """Each row as its own one-row columns (how a single decision travels through a step's
-    `@serve.batch` method: no conversion to and from Python values)."""
-    n = row_count(columns)
-    if n == 1:
-        return [columns]
-    return [{name: values[i : i + 1] for name, values in columns.items()} for i in range(n)]
-
-
-def concat_rows(parts: list[Columns]) -> Columns:
-    """The rows of several columns with the same names, in order, as one set of columns."""
-    if len(parts) == 1:
-        return parts[0]
-    return {name: np.concatenate([part[name] for part in parts]) for name in parts[0]}
-
-
 def row_count(columns: Columns) -> int:
     return len(next(iter(columns.values())))
 
@@ -61,19 +45,11 @@ def model_columns(columns: Columns, names: list[str]) -> Columns:
     return {name: columns[name] for name in names}
 
 
-def credit_scores(predictor: Any, role: str, columns: Columns, explain: bool = False) -> list[dict[str, Any]]:
-    """Default probability, model version and role for each row; with `explain`, also its
-    `contributions` (one call instead of a second round trip for a single decision)."""
-    frame = model_columns(columns, predictor.feature_names)
+def credit_scores(predictor: Any, role: str, columns: Columns) -> list[dict[str, Any]]:
+    """Default probability, model version and role for each row."""
+    probabilities = np.asarray(predictor.predict_proba(model_columns(columns, predictor.feature_names)), dtype=float)
     version = str(predictor.version)
-    if not explain:
-        probabilities = np.asarray(predictor.predict_proba(frame), dtype=float)
-        return [{"default_probability": float(p), "version": version, "role": role} for p in probabilities]
-    probabilities, contributions = predictor.score(frame)  # one preprocessing pass for both
-    return [
-        {"default_probability": float(p), "version": version, "role": role, "contributions": c}
-        for p, c in zip(np.asarray(probabilities, dtype=float), _contribution_dicts(contributions), strict=True)
-    ]
+    return [{"default_probability": float(p), "version": version, "role": role} for p in probabilities]
 
 
 def credit_contributions(predictor: Any, columns: Columns) -> list[dict[str, float]]:
@@ -97,34 +73,20 @@ def uplift_effects(predictor: Any, columns: Columns) -> list[dict[str, Any]]:
 def policy_items(
     amounts: np.ndarray, terms: np.ndarray, credit: list[dict[str, Any]], uplift: list[dict[str, Any]]
 ) -> dict[str, list[Any]]:
-    """The policy's inputs, one list per quantity (plus `contributions` when the credit step explained)."""
-    items: dict[str, list[Any]] = {
+    """The policy's inputs, one list per quantity."""
+    return {
         "default_probability": [c["default_probability"] for c in credit],
         "uplift": [u["uplift"] for u in uplift],
         "amount": np.asarray(amounts, dtype=float).tolist(),
         "term_days": np.asarray(terms, dtype=float).tolist(),
     }
-    if all("contributions" in c for c in credit):
-        items["contributions"] = [c["contributions"] for c in credit]
-    return items
 
 
-def policy_decisions(params: PolicyParams, descriptions: dict[str, str], items: dict[str, list[Any]]) -> list[dict[str, Any]]:
-    """Decision dicts; declines get reason codes when `items` has contributions, else empty ones
-    (`decline_reasons` fills them after the credit model explained the declines)."""
+def policy_decisions(params: PolicyParams, items: dict[str, list[Any]]) -> list[dict[str, Any]]:
+    """Decision dicts, declines with empty reason codes (`decline_reasons` fills them once the
+    credit model has explained the declines)."""
     arrays = [np.asarray(items[k], dtype=float) for k in ("default_probability", "uplift", "amount", "term_days")]
-    decisions = [fields | {"reason_codes": []} for fields in decision_dicts(*arrays, params)]
-    positions = declined(decisions)
-    if positions and "contributions" in items:
-        contributions = [items["contributions"][i] for i in positions]
-        for position, reasons in zip(positions, decline_reasons(params, descriptions, contributions), strict=True):
-            decisions[position]["reason_codes"] = reasons
-    return decisions
-
-
-def unexplained_declines(decisions: list[dict[str, Any]], items: dict[str, list[Any]]) -> list[int]:
-    """Positions of declines still without reason codes (their contributions were not sent)."""
-    return [] if "contributions" in items else declined(decisions)
+    return [fields | {"reason_codes": []} for fields in decision_dicts(*arrays, params)]
 
 
 def declined(decisions: list[dict[str, Any]]) -> list[int]:

@@ -8,6 +8,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -20,6 +21,7 @@ from ray import serve
 
 from tala_ray.errors import UserError
 from tala_ray.features.columns import take
+from tala_ray.features.online import request_columns
 from tala_ray.serving import graph
 from tala_ray.serving.args import RoutingConfig
 from tala_ray.serving.auth import load_api_keys
@@ -71,6 +73,15 @@ async def count_validation_errors(request: Request, error: RequestValidationErro
     return await request_validation_exception_handler(request, error)
 
 
+@dataclass(frozen=True)
+class PendingDecision:
+    """A single-decision request waiting to be decided together with the replica's other ones."""
+
+    body: DecisionRequest
+    idempotency_key: str | None
+    started: float  # time.perf_counter() when the request arrived
+
+
 # Everything the class uses must be defined above it: `@serve.ingress` serialises the routes here.
 @serve.deployment(name="DecisionIngress", max_ongoing_requests=128, ray_actor_options={"num_cpus": 0.1})
 @serve.ingress(app)
@@ -96,9 +107,6 @@ class DecisionIngress:
         app.state.api_keys = load_api_keys(config.api_key_env, config.api_key_file)
         app.state.max_body_bytes = config.max_body_bytes
         self._features, self._uplift, self._policy = features, uplift, policy
-        # A single decision's score comes with its contributions when a second call would cross
-        # processes (composed); in this replica (fused) only a decline pays for its explanation.
-        self._single_score = "score" if config.local_graph is not None else "score_explained"
         self._credit = {"champion": credit_champion, "challenger": credit_challenger}
         self._log = PredictionLogWriter(config.prediction_log_uri, config.log_flush_interval_s, config.log_max_buffer_rows)
         self._idempotency = SharedIdempotency(idempotency_store)
@@ -122,6 +130,8 @@ class DecisionIngress:
             log.error("ingress user_config refused, keeping the previous routing: %s", error)
             return
         self._routing = routing
+        self._decide_pending.set_max_batch_size(routing.batching.max_batch_size)
+        self._decide_pending.set_batch_wait_timeout_s(routing.batching.batch_wait_timeout_s)
 
     async def __del__(self) -> None:
         """Graceful shutdown: finish shadow scoring, then flush the prediction log (either may be
@@ -154,12 +164,12 @@ class DecisionIngress:
 
     @app.post("/v1/decisions", response_model=DecisionResponse)
     async def decision(self, body: DecisionRequest, idempotency_key: IdempotencyKey = None) -> dict[str, Any]:
-        """Decide one application."""
+        """Decide one application (together with the replica's other pending ones: `batching`)."""
         started = time.perf_counter()
-        compute = lambda: self._decide(body, started, idempotency_key, batch_id=None)  # noqa: E731
-        responses, replayed = await self._once("decision", idempotency_key, lambda: fingerprint(body), compute)
+        compute = lambda: self._decide_pending(PendingDecision(body, idempotency_key, started))  # noqa: E731
+        response, replayed = await self._once("decision", idempotency_key, lambda: fingerprint(body), compute)
         self._metrics.decision_latency_ms.observe((time.perf_counter() - started) * 1000, {"endpoint": "decision"})
-        return {**responses[0], "replayed": replayed}
+        return {**response, "replayed": replayed}
 
     @app.post("/v1/decisions/batch", response_model=BatchDecisionResponse, openapi_extra=OPENAPI_REQUEST_BODY)
     async def batch(self, request: Request, idempotency_key: IdempotencyKey = None) -> Response:
@@ -168,7 +178,7 @@ class DecisionIngress:
         started = time.perf_counter()
         body = read_batch_body(await request.body(), request.headers.get("content-type"), self._routing.max_batch_applications)
         batch_id = str(uuid.uuid4())
-        compute = lambda: self._decide(body.tables, started, idempotency_key, batch_id)  # noqa: E731
+        compute = lambda: self._decide(body.tables, [started], [idempotency_key], batch_id)  # noqa: E731
         responses, replayed = await self._once("batch", idempotency_key, body.fingerprint, compute)
         self._metrics.decision_latency_ms.observe((time.perf_counter() - started) * 1000, {"endpoint": "batch"})
         batch_id = responses[0]["request_id"].split(":")[0] if replayed else batch_id
@@ -197,34 +207,46 @@ class DecisionIngress:
             return "challenger"
         return "champion"
 
+    @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.0)
+    async def _decide_pending(self, pending: list[PendingDecision]) -> list[dict[str, Any]]:
+        """Concurrent single decisions of this replica in one pass of the graph (one call per step)."""
+        tables = request_columns([p.body for p in pending])
+        return await self._decide(tables, [p.started for p in pending], [p.idempotency_key for p in pending], batch_id=None)
+
     async def _decide(
-        self, applications: DecisionRequest | graph.RawTables, started: float, idempotency_key: str | None, batch_id: str | None
+        self, tables: graph.RawTables, started: list[float], idempotency_keys: list[str | None], batch_id: str | None
     ) -> list[dict[str, Any]]:
         """features -> credit and uplift (concurrently) -> policy -> declines' reasons; log and count every decision.
 
-        `applications`: one request (a single decision) or the raw tables of a batch.
+        `tables`: the raw tables of the applications (a batch request's, or pending single
+        decisions'); `started` and `idempotency_keys`: one per request (a batch is one request).
+        Request ids are `<batch_id>:<position>` in a batch, fresh UUIDs for single decisions.
         """
-        if isinstance(applications, dict):
-            features = await self._features.transform_many.remote(applications)
-            terms = graph.application_terms(applications)
-        else:
-            features = await self._features.transform.remote(applications)
-            terms = ([applications.application.amount], [applications.application.term_days])
-        roles = [self._choose_role() for _ in range(graph.row_count(features))]
-        score = "score" if isinstance(applications, dict) else self._single_score
-        credit, uplift = await asyncio.gather(self._by_role(score, features, roles), self._step(self._uplift, "effect", features))
+        features = await self._features.transform.remote(tables)
+        terms = graph.application_terms(tables)
+        count = graph.row_count(features)
+        roles = [self._choose_role() for _ in range(count)]
+        credit, uplift = await asyncio.gather(self._by_role("score", features, roles), self._uplift.effect.remote(features))
         decisions = await self._policy_with_reasons(features, roles, graph.policy_items(*terms, credit, uplift))
-        latency_ms = (time.perf_counter() - started) * 1000
-        ids = [f"{batch_id}:{i}" if batch_id else str(uuid.uuid4()) for i in range(len(decisions))]
+        finished = time.perf_counter()
+        if batch_id is None:
+            ids = [str(uuid.uuid4()) for _ in range(count)]
+            keys, latencies = idempotency_keys, [(finished - s) * 1000 for s in started]
+        else:
+            ids = [f"{batch_id}:{i}" for i in range(count)]
+            keys, latencies = idempotency_keys * count, [(finished - started[0]) * 1000] * count
         responses = [decision_response(*parts) for parts in zip(ids, decisions, credit, uplift, strict=True)]
         logged_at = datetime.now(UTC)
         self._log.append(
-            [log_record(r, d, "decision", idempotency_key, latency_ms, logged_at) for r, d in zip(responses, decisions, strict=True)],
+            [
+                log_record(r, d, "decision", key, latency_ms, logged_at)
+                for r, d, key, latency_ms in zip(responses, decisions, keys, latencies, strict=True)
+            ],
             features=features,
         )
         outcomes = Counter((r["decision"], r["model_versions"]["credit_role"]) for r in responses)
-        for (outcome, role), count in outcomes.items():
-            self._metrics.decisions.inc(count, tags={"outcome": outcome, "credit_role": role})
+        for (outcome, role), n in outcomes.items():
+            self._metrics.decisions.inc(n, tags={"outcome": outcome, "credit_role": role})
         if self._routing.challenger_mode == "shadow":
             self._spawn(self._shadow(features, terms, uplift, ids))
         return responses
@@ -232,10 +254,9 @@ class DecisionIngress:
     async def _policy_with_reasons(
         self, features: graph.Columns, roles: list[str], items: dict[str, list[Any]]
     ) -> list[dict[str, Any]]:
-        """The policy's decisions; each decline explained by the credit model that scored it (now,
-        unless its score came with its contributions)."""
+        """The policy's decisions; each decline explained by the credit model that scored it."""
         decisions = await self._policy.decide.remote(items)
-        positions = graph.unexplained_declines(decisions, items)
+        positions = graph.declined(decisions)
         if positions:
             contributions = await self._by_role("explain", take(features, positions), [roles[i] for i in positions])
             reasons = await self._policy.reasons.remote(contributions)
@@ -249,7 +270,7 @@ class DecisionIngress:
 
         def call(role: str, positions: list[int]) -> Any:
             subset = features if len(groups) == 1 else take(features, positions)
-            return self._step(self._credit[role], method, subset)
+            return getattr(self._credit[role], method).remote(subset)
 
         results = await asyncio.gather(*(call(role, positions) for role, positions in groups.items()))
         out: list[Any] = [None] * len(roles)
@@ -276,15 +297,6 @@ class DecisionIngress:
             [log_record(r, d, "shadow", None, latency_ms, logged_at) for r, d in zip(shadows, decisions, strict=True)],
             features=features,
         )
-
-    @staticmethod
-    async def _step(step: Any, method: str, features: graph.Columns) -> list[Any]:
-        """`method` of a graph step for these rows: one row through the step's `@serve.batch`
-        method (concurrent single decisions share one vectorised call, in a fused graph too),
-        several in one call of its `_many` method."""
-        if graph.row_count(features) == 1:
-            return [await getattr(step, method).remote(features)]
-        return await getattr(step, f"{method}_many").remote(features)
 
     def _spawn(self, coroutine: Any) -> None:
         task = asyncio.get_running_loop().create_task(coroutine)

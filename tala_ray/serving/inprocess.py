@@ -82,7 +82,7 @@ class DecisionGraph:
         credit = graph.credit_scores(self.credit, "champion", features)
         uplift = graph.uplift_effects(self.uplift, features)
         items = graph.policy_items(*graph.application_terms(tables), credit, uplift)
-        decisions = graph.policy_decisions(self.policy, self.descriptions, items)
+        decisions = graph.policy_decisions(self.policy, items)
         positions = graph.declined(decisions)
         if positions:
             contributions = graph.credit_contributions(self.credit, take(features, positions))

@@ -10,7 +10,7 @@ import yaml
 from pydantic import ValidationError
 
 from tala_ray.errors import UserError
-from tala_ray.serving.args import AppArgs, FeatureTransformConfig, RoutingConfig
+from tala_ray.serving.args import AppArgs, RoutingConfig
 
 BUILDER_IMPORT_PATH = "tala_ray.serving.app:build_app"
 LOOPBACK = "127.0.0.1"
@@ -65,7 +65,6 @@ def live_config_models() -> dict[str, type]:
 
     return {
         "DecisionIngress": RoutingConfig,
-        "FeatureTransform": FeatureTransformConfig,
         "DecisionPolicy": PolicyParams,
         "CreditChampion": ModelConfig,
         "CreditChallenger": ModelConfig,

@@ -19,7 +19,6 @@ class LocalGraphConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    features: dict[str, Any]
     credit_champion: dict[str, Any]
     credit_challenger: dict[str, Any] | None
     uplift: dict[str, Any]
@@ -41,11 +40,12 @@ class _LocalMethod:
 
 
 class LocalStep:
-    """A deployment's class instantiated here and configured with its `user_config`."""
+    """A deployment's class instantiated here and configured with its `user_config` (if it takes one)."""
 
-    def __init__(self, deployment: Any, user_config: dict[str, Any]) -> None:
+    def __init__(self, deployment: Any, user_config: dict[str, Any] | None = None) -> None:
         self._instance = deployment.func_or_class()
-        self._instance.reconfigure(user_config)
+        if user_config is not None:
+            self._instance.reconfigure(user_config)
 
     def __getattr__(self, name: str) -> _LocalMethod:
         return _LocalMethod(getattr(self._instance, name))
@@ -57,7 +57,7 @@ def local_steps(config: LocalGraphConfig) -> tuple[LocalStep, LocalStep, LocalSt
 
     challenger = None if config.credit_challenger is None else LocalStep(CreditModel, config.credit_challenger)
     return (
-        LocalStep(FeatureTransform, config.features),
+        LocalStep(FeatureTransform),
         LocalStep(CreditModel, config.credit_champion),
         challenger,
         LocalStep(UpliftModel, config.uplift),

@@ -8,15 +8,13 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from tala_ray.serving.args import BatchingConfig
-
 log = logging.getLogger("ray.serve")
 
 Loader = Callable[..., Any]
 
 
 class ModelConfig(BaseModel):
-    """The `user_config` of a model deployment: which exact version to serve and how to batch."""
+    """The `user_config` of a model deployment: which exact version to serve."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -25,7 +23,6 @@ class ModelConfig(BaseModel):
     version: str = Field(description="Exact registry version (the builder resolves aliases to it).")
     role: str = Field("champion", description="Label used in responses, metrics and the log.")
     expected_feature_set_version: str | None = None
-    batching: BatchingConfig = Field(default_factory=BatchingConfig)
 
     def same_model(self, other: ModelConfig | None) -> bool:
         """True when `other` names the same artifact under the same expectations."""
