@@ -13,7 +13,9 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from collections import Counter
 from pathlib import Path
 
 import httpx
@@ -187,6 +189,14 @@ def deployed_config(tmp_path: Path, registry: Registry, port: int) -> Path:
     return path
 
 
+def ingress_replicas(token: str | None, address: str) -> int:
+    """Running replicas of the decision ingress, as `serve status` reports them."""
+    shown = serve_cli(token, "status", "--address", address, timeout=120)
+    applications = (yaml.safe_load(shown.stdout or "{}") or {}).get("applications") or {}
+    ingress = ((applications.get("credit_decision") or {}).get("deployments") or {}).get("DecisionIngress") or {}
+    return int((ingress.get("replica_states") or {}).get("RUNNING", 0))
+
+
 def test_serve_deploy_on_the_head_answers_with_the_tuned_models(ray_head, researcher_job, tmp_path):
     from tala_ray.features.replay import read_world_tables, request_payload
 
@@ -222,5 +232,33 @@ def test_serve_deploy_on_the_head_answers_with_the_tuned_models(ray_head, resear
         assert httpx.post(url, json=body, timeout=60).status_code == 401
         haproxy = [p for p in psutil.process_iter(["name", "cmdline"]) if "haproxy" in (p.info["name"] or "") and str(temp_dir) in " ".join(p.info["cmdline"] or [])]
         assert haproxy, "the public port should be HAProxy's (RAY_SERVE_ENABLE_HA_PROXY on the head)"
+
+        # under load through the one public address the ingress scales out (user code on the
+        # replica's loop, RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD=0, keeps this working)
+        assert ingress_replicas(token, address) == 1
+        statuses: list[int] = []  # list.append is atomic: the workers share it
+        stop = threading.Event()
+
+        def load() -> None:
+            with httpx.Client(headers={"Authorization": f"Bearer {API_KEY}"}, timeout=60) as client:
+                while not stop.is_set():
+                    statuses.append(client.post(url, json=body).status_code)
+
+        workers = [threading.Thread(target=load) for _ in range(16)]
+        for worker in workers:
+            worker.start()
+        try:
+            deadline = time.monotonic() + 180  # a bound on waiting, not a speed assertion
+            while ingress_replicas(token, address) < 2 and time.monotonic() < deadline:
+                time.sleep(2)
+            scaled = ingress_replicas(token, address)
+            time.sleep(3)  # traffic keeps flowing while the new replica joins HAProxy
+        finally:
+            stop.set()
+            for worker in workers:
+                worker.join()
+        codes = Counter(statuses)
+        assert scaled == 2, f"the ingress did not scale out under load: {dict(codes)}"
+        assert set(codes) == {200} and codes[200] > 100, dict(codes)
     finally:
         serve_cli(token, "shutdown", "-y", "--address", address, timeout=120)
