@@ -20,8 +20,8 @@ LOOPBACK = "127.0.0.1"
 # calls over gRPC, buffered request-path logs, GC frozen after start-up. Read by Serve's
 # processes when they start, so it must be in the cluster's environment: `tala-ray serve
 # --haproxy` and `tala-ray demo --haproxy` set it for the local cluster they start; on a real
-# cluster `cluster.yaml` sets it on every node. (Not RAY_SERVE_THROUGHPUT_OPTIMIZED: it stops the
-# ingress from autoscaling.)
+# cluster `cluster.yaml` sets it on every node. (Not the whole RAY_SERVE_THROUGHPUT_OPTIMIZED
+# bundle: in the no-op study it stopped the ingress from autoscaling; docs/serving-performance.md.)
 HAPROXY_ENVIRONMENT = {
     "RAY_SERVE_ENABLE_HA_PROXY": "1",
     "RAY_SERVE_USE_GRPC_BY_DEFAULT": "1",
