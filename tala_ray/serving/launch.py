@@ -17,7 +17,8 @@ LOOPBACK = "127.0.0.1"
 
 # Ray Serve's fast ingress (measured in docs/serving-performance.md): HAProxy on the config's
 # http_options address, forwarding to the ingress replicas' own ports (direct ingress), handle
-# calls over gRPC, buffered request-path logs, GC frozen after start-up. Read by Serve's
+# calls over gRPC, buffered request-path logs, GC frozen after start-up, user code on each
+# replica's own event loop. Read by Serve's
 # processes when they start, so it must be in the cluster's environment: `tala-ray serve
 # --haproxy` and `tala-ray demo --haproxy` set it for the local cluster they start; on a real
 # cluster `cluster.yaml` sets it on every node. (Not the whole RAY_SERVE_THROUGHPUT_OPTIMIZED
