@@ -45,6 +45,11 @@ RAW_COLUMNS: dict[str, dict[str, Kind]] = {
 }
 
 
+def row_count(columns: Columns) -> int:
+    """Rows of the columns (0 for no columns)."""
+    return len(next(iter(columns.values()))) if columns else 0
+
+
 def take(columns: Columns, rows: np.ndarray) -> Columns:
     """The given rows (positions or a boolean mask) of every column."""
     return {name: values[rows] for name, values in columns.items()}

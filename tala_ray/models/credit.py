@@ -18,7 +18,8 @@ from typing import Any, ClassVar
 import numpy as np
 import pandas as pd
 
-from tala_ray.models.preprocessing import FeatureBatch, PreparedFeatures, Preprocessor, row_count
+from tala_ray.features.columns import row_count
+from tala_ray.models.preprocessing import FeatureBatch, PreparedFeatures, Preprocessor
 
 # Called during fit with (step, default probabilities on the validation set); lets Tune see progress.
 ProgressCallback = Callable[[int, np.ndarray], None]

@@ -17,6 +17,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict
 
 from tala_ray.errors import UserError
+from tala_ray.features.columns import row_count
 
 MAX_LEVELS = 50  # more levels than this per categorical: the rarest ones are treated as unseen
 
@@ -108,13 +109,8 @@ class Preprocessor(BaseModel):
         """Read the batch once: numerics as one float64 matrix, each categorical as an array of levels."""
         self.check_columns(features)
         names = self.layout_.numeric_names
-        if isinstance(features, pd.DataFrame):
-            numeric = _float_matrix(features, names)
-            columns = {column.name: features[column.name].to_numpy(dtype=object) for column in self.categorical}
-        else:
-            numeric = _float_matrix_of_columns(features, names)
-            columns = {column.name: np.asarray(features[column.name], dtype=object) for column in self.categorical}
-        levels = [_levels(columns[column.name]) for column in self.categorical]
+        numeric = _float_matrix(features, names) if isinstance(features, pd.DataFrame) else _float_matrix_of_columns(features, names)
+        levels = [_levels(np.asarray(features[column.name], dtype=object)) for column in self.categorical]
         return PreparedFeatures(numeric=numeric, levels=levels)
 
     def dense(self, prepared: "PreparedFeatures") -> np.ndarray:
@@ -152,13 +148,6 @@ class Preprocessor(BaseModel):
     @classmethod
     def from_json(cls, data: bytes) -> "Preprocessor":
         return cls.model_validate_json(data)
-
-
-def row_count(features: FeatureBatch) -> int:
-    """Rows of a frame or of numpy columns (0 for no columns)."""
-    if isinstance(features, pd.DataFrame):
-        return len(features)
-    return len(next(iter(features.values()))) if features else 0
 
 
 def missing_columns(features: FeatureBatch, names: list[str]) -> list[str]:

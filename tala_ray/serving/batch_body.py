@@ -20,7 +20,8 @@ from pydantic import ValidationError
 
 from tala_ray.features.online import request_columns
 from tala_ray.serving.arrow_body import ARROW_STREAM_MEDIA_TYPE, ArrowBodyError, TooManyApplicationsError, decode_batch
-from tala_ray.serving.graph import RawTables, row_count
+from tala_ray.features.columns import row_count
+from tala_ray.serving.graph import RawTables
 from tala_ray.serving.records import fingerprint
 from tala_ray.serving.schemas import BatchDecisionRequest
 

@@ -13,6 +13,7 @@ from typing import Any
 
 from ray import serve
 
+from tala_ray.features.columns import row_count
 from tala_ray.policy import PolicyParams
 from tala_ray.serving import graph
 from tala_ray.serving.graph import Columns, RawTables
@@ -41,7 +42,7 @@ class FeatureTransform:
 
     def transform(self, tables: RawTables) -> Columns:
         """The features of every application of the raw tables."""
-        return _measured("features", lambda: graph.table_features(tables), graph.row_count)
+        return _measured("features", lambda: graph.table_features(tables), row_count)
 
 
 @serve.deployment(name="CreditModel", max_ongoing_requests=64, ray_actor_options={"num_cpus": 0.2})

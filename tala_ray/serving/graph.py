@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from tala_ray.features.columns import Columns
+from tala_ray.features.columns import Columns, row_count
 from tala_ray.policy import PolicyParams, decision_dicts, reason_code_dicts_batch
 
 RawTables = dict[str, Columns]  # the raw tables of a batch, as `features.online.request_columns` gives them
@@ -31,30 +31,17 @@ def application_terms(tables: RawTables) -> tuple[np.ndarray, np.ndarray]:
     return tables["applications"]["amount"], tables["applications"]["term_days"]
 
 
-def row_count(columns: Columns) -> int:
-    return len(next(iter(columns.values())))
-
-
-def model_columns(columns: Columns, names: list[str]) -> Columns:
-    """Exactly the model's features, in its order (predictors read numpy columns by name)."""
-    missing = [name for name in names if name not in columns]
-    if missing:
-        from tala_ray.errors import UserError
-
-        raise UserError(f"features: the model needs columns {missing} that the feature step does not produce")
-    return {name: columns[name] for name in names}
-
-
 def credit_scores(predictor: Any, role: str, columns: Columns) -> list[dict[str, Any]]:
-    """Default probability, model version and role for each row."""
-    probabilities = np.asarray(predictor.predict_proba(model_columns(columns, predictor.feature_names)), dtype=float)
+    """Default probability, model version and role for each row (predictors read their columns by
+    name and refuse a batch that lacks one)."""
+    probabilities = np.asarray(predictor.predict_proba(columns), dtype=float)
     version = str(predictor.version)
     return [{"default_probability": float(p), "version": version, "role": role} for p in probabilities]
 
 
 def credit_contributions(predictor: Any, columns: Columns) -> list[dict[str, float]]:
     """Per-feature contributions to each row's risk score (the input of reason codes)."""
-    return _contribution_dicts(predictor.contributions(model_columns(columns, predictor.feature_names)))
+    return _contribution_dicts(predictor.contributions(columns))
 
 
 def _contribution_dicts(contributions: pd.DataFrame) -> list[dict[str, float]]:
@@ -64,8 +51,7 @@ def _contribution_dicts(contributions: pd.DataFrame) -> list[dict[str, float]]:
 
 def uplift_effects(predictor: Any, columns: Columns) -> list[dict[str, Any]]:
     """The intervention's uplift and model version for each row."""
-    names = list(predictor.feature_names)
-    effects = np.asarray(predictor.effect(model_columns(columns, names)), dtype=float).reshape(-1)
+    effects = np.asarray(predictor.effect(columns), dtype=float).reshape(-1)
     version = str(predictor.version)
     return [{"uplift": float(e), "version": version} for e in effects]
 
@@ -85,8 +71,8 @@ def policy_items(
 def policy_decisions(params: PolicyParams, items: dict[str, list[Any]]) -> list[dict[str, Any]]:
     """Decision dicts, declines with empty reason codes (`decline_reasons` fills them once the
     credit model has explained the declines)."""
-    arrays = [np.asarray(items[k], dtype=float) for k in ("default_probability", "uplift", "amount", "term_days")]
-    return [fields | {"reason_codes": []} for fields in decision_dicts(*arrays, params)]
+    inputs = (items[k] for k in ("default_probability", "uplift", "amount", "term_days"))
+    return [fields | {"reason_codes": []} for fields in decision_dicts(*inputs, params)]
 
 
 def declined(decisions: list[dict[str, Any]]) -> list[int]:

@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict
 from ray import serve
 
 from tala_ray.errors import UserError
-from tala_ray.features.columns import take
+from tala_ray.features.columns import row_count, take
 from tala_ray.features.online import request_columns
 from tala_ray.serving import graph
 from tala_ray.serving.args import RoutingConfig
@@ -224,7 +224,7 @@ class DecisionIngress:
         """
         features = await self._features.transform.remote(tables)
         terms = graph.application_terms(tables)
-        count = graph.row_count(features)
+        count = row_count(features)
         roles = [self._choose_role() for _ in range(count)]
         credit, uplift = await asyncio.gather(self._by_role("score", features, roles), self._uplift.effect.remote(features))
         decisions = await self._policy_with_reasons(features, roles, graph.policy_items(*terms, credit, uplift))

@@ -66,8 +66,8 @@ def log_record(
         "default_probability": response["default_probability"],
         "uplift": response["uplift"],
         "expected_profit": response["expected_profit"],
-        "expected_profit_by_option": json.dumps(decision["expected_profit_by_option"]),
-        "reason_codes": json.dumps([r["code"] for r in response["reason_codes"]]),
+        "expected_profit_by_option": decision["expected_profit_by_option"],  # the writer stores nested values as JSON
+        "reason_codes": [r["code"] for r in response["reason_codes"]],
         "credit_model_version": versions["credit"],
         "credit_role": versions["credit_role"],
         "uplift_model_version": versions["uplift"],
