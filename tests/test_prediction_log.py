@@ -3,25 +3,25 @@
 from __future__ import annotations
 
 import io
-import json
 import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
 from tala_ray.cli import app
 from tala_ray.errors import UserError
-from tala_ray.monitoring.prediction_log import PredictionLogClosed, PredictionLogWriter, json_lines, read_prediction_log
+from tala_ray.monitoring.prediction_log import PredictionLogClosed, PredictionLogWriter, read_prediction_log
+from tala_ray.serving.records import LOG_COLUMN_TYPES
 
 
 def record(request_id: str, **extra: object) -> dict:
     return {
         "request_id": request_id,
-        "features": {"amount": 120.0, "country": "KE"},
         "decision": "approve",
         "default_probability": 0.1,
         "credit_model_version": "3",
@@ -46,10 +46,10 @@ def test_every_acknowledged_row_is_written_by_close(tmp_path: Path) -> None:
         writer.append([record("too-late")])
 
 
-def test_each_flush_writes_one_file_and_nested_values_become_json(tmp_path: Path) -> None:
+def test_each_flush_writes_one_file_and_nested_values_keep_their_types(tmp_path: Path) -> None:
     root = tmp_path / "log"
     writer = PredictionLogWriter(str(root), flush_interval_s=60)
-    writer.append([record("a"), record("b")])
+    writer.append([record("a", reason_codes=["R01", "R07"], by_option={"none": 1.5}), record("b")])
     assert writer.flush() == 2
     assert writer.flush() == 0
     writer.append([record("c")])
@@ -58,53 +58,68 @@ def test_each_flush_writes_one_file_and_nested_values_become_json(tmp_path: Path
     assert len(files) == 2
     assert all(f.parent.name.startswith("date=") for f in files)
     assert not list(root.rglob("*.tmp"))
-    rows = read_prediction_log(str(root))
-    assert rows.loc[rows["request_id"] == "a", "features"].item() == '{"amount": 120.0, "country": "KE"}'
+    rows = read_prediction_log(str(root)).set_index("request_id")
+    assert list(rows.loc["a", "reason_codes"]) == ["R01", "R07"] and rows.loc["b", "reason_codes"] is None
+    assert rows.loc["a", "by_option"] == {"none": 1.5}
+    assert rows.loc["a", "default_probability"] == 0.1 and rows.loc["a", "latency_ms"] == 4.2
     assert str(rows["logged_at"].dt.tz) == "UTC"
 
 
-def test_feature_columns_become_each_rows_json_at_flush(tmp_path: Path) -> None:
-    """Numpy feature columns (as serving hands them over) are logged as one JSON object per row,
-    missing values as null; chunks with other columns or without columns keep their own."""
+def test_pinned_column_types_are_the_same_in_every_file(tmp_path: Path) -> None:
+    """Decisions without reasons, options or a key still write the serving log's schema."""
+    root = tmp_path / "log"
+    writer = PredictionLogWriter(str(root), flush_interval_s=3600, column_types=LOG_COLUMN_TYPES)
+    writer.append([record("approved", reason_codes=[], expected_profit_by_option={}, idempotency_key=None)])
+    writer.flush()
+    writer.append([record("declined", reason_codes=["R03"], expected_profit_by_option={"none": None}, idempotency_key="k")])
+    writer.close()
+    schemas = [pq.read_schema(path) for path in parquet_files(root)]
+    assert schemas[0] == schemas[1]
+    for name, data_type in LOG_COLUMN_TYPES.items():
+        assert schemas[0].field(name).type == data_type
+    rows = read_prediction_log(str(root)).set_index("request_id")
+    assert rows.loc["declined", "expected_profit_by_option"] == {"none": None}
+    assert rows.loc["approved", "expected_profit_by_option"] == {}
+
+
+def test_feature_columns_become_each_rows_features_struct(tmp_path: Path) -> None:
+    """Numpy feature columns (as serving hands them over) are logged as one struct per row with
+    their types, missing and non-finite numbers as null; a chunk without some feature (or
+    without features) has nulls there."""
     root = tmp_path / "log"
     writer = PredictionLogWriter(str(root), flush_interval_s=3600)
-    plain = {key: value for key, value in record("").items() if key != "features"}
-    writer.append([plain | {"request_id": "a"}], features={"x": np.array([1.5]), "os": np.array(["ios"], dtype=object)})
+    writer.append([record("a")], features={"x": np.array([1.5]), "os": np.array(["ios"], dtype=object)})
     writer.append(
-        [plain | {"request_id": "b"}, plain | {"request_id": "c"}],
-        features={"x": np.array([np.nan, 2.0]), "os": np.array(["android", None], dtype=object)},
+        [record("b"), record("c")],
+        features={"x": np.array([np.nan, np.inf]), "os": np.array(["android", None], dtype=object)},
     )
-    writer.append([record("d")])  # its own `features` value
-    writer.append([plain | {"request_id": "e"}], features={"y": np.array([7.0])})
+    writer.append([record("d")])
+    writer.append([record("e")], features={"y": np.array([7])})
     with pytest.raises(ValueError, match="one value per record"):
-        writer.append([plain | {"request_id": "f"}], features={"x": np.array([1.0, 2.0])})
+        writer.append([record("f")], features={"x": np.array([1.0, 2.0])})
+    with pytest.raises(ValueError, match="features: pass feature values"):
+        writer.append([record("g", features={"x": 1.0})])
     assert writer.buffered_rows == 5
     writer.close()
     logged = read_prediction_log(str(root)).set_index("request_id")["features"]
-    assert json.loads(logged["a"]) == {"x": 1.5, "os": "ios"}
-    assert json.loads(logged["b"]) == {"x": None, "os": "android"}
-    assert json.loads(logged["c"]) == {"x": 2.0, "os": None}
-    assert json.loads(logged["d"]) == {"amount": 120.0, "country": "KE"}
-    assert json.loads(logged["e"]) == {"y": 7.0}
-    assert "f" not in logged.index
+    assert logged["a"] == {"x": 1.5, "os": "ios", "y": None}
+    assert logged["b"] == {"x": None, "os": "android", "y": None}
+    assert logged["c"] == {"x": None, "os": None, "y": None}
+    assert logged["d"] is None
+    assert logged["e"] == {"x": None, "os": None, "y": 7}
+    assert sorted(logged.index) == ["a", "b", "c", "d", "e"]
 
 
-def test_json_lines_are_exact_json_with_nulls_for_missing() -> None:
+def test_feature_numbers_are_logged_exactly(tmp_path: Path) -> None:
     rng = np.random.default_rng(3)
     numbers = rng.normal(size=50) * 10.0 ** rng.integers(-8, 12, size=50)
-    numbers[[3, 4, 5]] = [np.nan, np.inf, -np.inf]
-    text = np.array(['say "hi"\n', None, "KE", float("nan")] * 12 + ["é", "KE"], dtype=object)
-    columns = {"x": numbers, "n": np.arange(50), "flag": np.arange(50) % 2 == 0, "s": text}
-    rows = [json.loads(line) for line in json_lines(columns)]
-    assert [row["x"] for row in rows[:3]] + [row["x"] for row in rows[6:]] == numbers[[0, 1, 2, *range(6, 50)]].tolist()
-    assert [row["x"] for row in rows[3:6]] == [None, None, None]
-    assert [row["n"] for row in rows] == list(range(50))
-    assert json_lines({"x": np.array([3.0, -2.0, 1e22, 0.5])}) == ['{"x":3.0}', '{"x":-2.0}', '{"x":1e+22}', '{"x":0.5}']
-    assert rows[0]["flag"] is True and rows[1]["flag"] is False
-    assert [row["s"] for row in rows[:4]] == ['say "hi"\n', None, "KE", None]
-    assert rows[48]["s"] == "é"
-    assert list(rows[0]) == ["x", "n", "flag", "s"]
-    assert json_lines({}) == [] and json_lines({"x": np.array([])}) == []
+    root = tmp_path / "log"
+    writer = PredictionLogWriter(str(root), flush_interval_s=3600)
+    writer.append([record(f"r{i:02d}") for i in range(50)], features={"x": numbers, "n": np.arange(50)})
+    writer.close()
+    logged = read_prediction_log(str(root)).sort_values("request_id")["features"]
+    assert [row["x"] for row in logged] == numbers.tolist()
+    assert [row["n"] for row in logged] == list(range(50))
 
 
 def test_timer_flushes_without_close(tmp_path: Path) -> None:
@@ -160,7 +175,7 @@ def test_failed_write_keeps_rows_for_the_next_flush(tmp_path: Path) -> None:
     blocker.write_text("a file where the log directory should be")
     writer = PredictionLogWriter(str(blocker), flush_interval_s=3600)
     writer.append([record("kept")])
-    writer.append([{"request_id": "with-features"}], features={"x": np.array([3.0])})
+    writer.append([record("with-features")], features={"x": np.array([3.0])})
     with pytest.raises(OSError):
         writer.flush()
     assert writer.buffered_rows == 2
@@ -168,7 +183,7 @@ def test_failed_write_keeps_rows_for_the_next_flush(tmp_path: Path) -> None:
     writer.close()
     logged = read_prediction_log(str(blocker)).set_index("request_id")["features"]
     assert sorted(logged.index) == ["kept", "with-features"]
-    assert json.loads(logged["with-features"]) == {"x": 3.0}
+    assert logged["with-features"] == {"x": 3.0} and logged["kept"] is None
 
 
 def test_read_newest_first_with_limit_and_since(tmp_path: Path) -> None:

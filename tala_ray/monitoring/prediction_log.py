@@ -1,8 +1,10 @@
 """The prediction log: buffered rows flushed as Parquet files on any pyarrow filesystem.
 
-A caller can hand each batch's feature values over as numpy columns (`append(rows, features=...)`):
-they become each row's `features` JSON at flush time, one serialisation for the whole buffer
-instead of one per request (for a single decision that was the largest cost of logging it).
+Columns keep their types: numbers stay numbers, and nested values (lists, dicts) become Parquet
+lists, maps or structs (`column_types` pins the type of a column whose values alone would not,
+e.g. a list that is often empty). A caller can hand each batch's feature values over as numpy
+columns (`append(rows, features=...)`): they become the `features` struct column at flush time,
+one conversion for the whole buffer, missing and non-finite numbers as nulls.
 
 Layout under the log root: ``date=YYYY-MM-DD/part-<UTC time>-<writer id>-<sequence>.parquet``.
 File names sort by flush time, so the newest rows are read first. Each flush writes one file,
@@ -13,9 +15,7 @@ a whole object at once, so there the file is written in place).
 from __future__ import annotations
 
 import atexit
-import json
 import logging
-import math
 import threading
 import uuid
 from collections.abc import Mapping
@@ -26,7 +26,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from pyarrow import fs as pafs
 
@@ -43,87 +42,53 @@ class PredictionLogClosed(RuntimeError):
     """`append` after `close`: the row would never be written."""
 
 
-def _normalise(record: dict[str, Any], now: datetime) -> dict[str, Any]:
-    """Nested values become JSON strings (a stable schema); a missing time becomes `now`."""
-    row = {k: json.dumps(v, default=str) if isinstance(v, dict | list) else v for k, v in record.items()}
-    row.setdefault(TIME_COLUMN, now)
-    return row
-
-
-def json_lines(columns: Mapping[str, np.ndarray]) -> list[str]:
-    """Each row of numpy columns as one JSON object, built column-wise with Arrow compute (no
-    per-row Python): numbers in their shortest exact form, missing and non-finite values as null."""
-    if not columns:
-        return []
-    pieces: list[pa.Array | pa.Scalar] = []
-    for position, (name, values) in enumerate(columns.items()):
-        pieces.append(pa.scalar(("{" if position == 0 else ",") + json.dumps(name) + ":"))
-        pieces.append(_json_texts(np.asarray(values)))
-    pieces.append(pa.scalar("}"))
-    return pc.binary_join_element_wise(*pieces, "").to_pylist()
-
-
-def _json_texts(values: np.ndarray) -> pa.Array:
-    """The JSON text of every value of one column."""
-    if values.dtype.kind in "iub":
-        return pc.cast(pa.array(values), pa.string())
-    if values.dtype.kind == "f":
-        numbers = pa.array(values)
-        text = pc.cast(numbers, pa.string())
-        text = pc.if_else(pc.match_substring_regex(text, r"^-?[0-9]+$"), pc.binary_join_element_wise(text, ".0", ""), text)
-        return pc.if_else(pc.is_finite(numbers), text, pa.scalar("null"))  # a whole float stays a float: "3.0"
-    codes: dict[Any, int] = {}  # strings and the like: each distinct value encoded once
-    positions = [codes.setdefault(value, len(codes)) for value in values.tolist()]
-    texts = pa.array([_json_scalar(value) for value in codes], type=pa.string())
-    return texts.take(pa.array(positions, type=pa.int32()))
-
-
-def _json_scalar(value: Any) -> str:
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
-        return "null"
-    return json.dumps(value, default=str)
-
-
 @dataclass(frozen=True)
 class _Chunk:
-    """Rows of one `append`, and their feature columns when given as numpy columns."""
+    """Rows of one `append`, when they were appended, and their feature columns (if given)."""
 
     rows: list[dict[str, Any]]
-    features: dict[str, np.ndarray] | None
+    appended_at: datetime
+    features: Mapping[str, np.ndarray] | None
 
 
-def _table(chunks: list[_Chunk]) -> pa.Table:
-    """The chunks' rows as one table, built column by column (a column missing from a row is null);
-    each chunk's feature columns become its rows' `features` JSON (runs of chunks with the same
-    columns serialised together)."""
-    rows = [row for chunk in chunks for row in chunk.rows]
-    names = list(dict.fromkeys(name for chunk in chunks for name in (chunk.rows[0] if chunk.rows else {})))
-    columns = {name: [row.get(name) for row in rows] for name in names}
+def _table(chunks: list[_Chunk], column_types: Mapping[str, pa.DataType]) -> pa.Table:
+    """The chunks' rows as one table, built column by column (a column missing from a row is null,
+    a missing time is its append time); the chunks' feature columns become the `features` struct."""
+    names = list(dict.fromkeys(name for chunk in chunks for row in chunk.rows[:1] for name in row))
+    columns: dict[str, pa.Array] = {}
+    for name in names:
+        if name == TIME_COLUMN:
+            values = [row.get(name, chunk.appended_at) for chunk in chunks for row in chunk.rows]
+        else:
+            values = [row.get(name) for chunk in chunks for row in chunk.rows]
+        columns[name] = pa.array(values, type=column_types.get(name))
+    if TIME_COLUMN not in columns:
+        columns[TIME_COLUMN] = pa.array([chunk.appended_at for chunk in chunks for _ in chunk.rows])
     if any(chunk.features is not None for chunk in chunks):
-        columns[FEATURES_COLUMN] = _feature_texts(chunks)
+        columns[FEATURES_COLUMN] = _feature_struct(chunks)
     return pa.table(columns)
 
 
-def _feature_texts(chunks: list[_Chunk]) -> list[str | None]:
-    """The `features` value of every row: JSON of its chunk's feature columns, else its own."""
-    texts: list[str | None] = []
-    run: list[_Chunk] = []
+def _feature_struct(chunks: list[_Chunk]) -> pa.StructArray:
+    """One struct per row with every feature any chunk has (null where its chunk lacks it); rows
+    of chunks without features are null."""
+    names = list(dict.fromkeys(name for chunk in chunks if chunk.features is not None for name in chunk.features))
+    children = [pa.array(_feature_values(chunks, name), from_pandas=True) for name in names]
+    without = np.concatenate([np.full(len(chunk.rows), chunk.features is None) for chunk in chunks])
+    return pa.StructArray.from_arrays(children, names=names, mask=pa.array(without) if without.any() else None)
 
-    def close_run() -> None:
-        if run:
-            names = list(run[0].features)
-            texts.extend(json_lines({name: np.concatenate([chunk.features[name] for chunk in run]) for name in names}))
-            run.clear()
 
+def _feature_values(chunks: list[_Chunk], name: str) -> np.ndarray:
+    """One feature's values over all chunks; non-finite numbers become NaN (stored as null)."""
+    parts = []
     for chunk in chunks:
-        if run and (chunk.features is None or list(chunk.features) != list(run[0].features)):
-            close_run()
-        if chunk.features is None:
-            texts.extend(row.get(FEATURES_COLUMN) for row in chunk.rows)
-        else:
-            run.append(chunk)
-    close_run()
-    return texts
+        values = None if chunk.features is None else chunk.features.get(name)
+        if values is None:
+            values = np.full(len(chunk.rows), None, dtype=object)
+        elif values.dtype.kind == "f":
+            values = np.where(np.isfinite(values), values, np.nan)
+        parts.append(values)
+    return np.concatenate(parts)
 
 
 class PredictionLogWriter:
@@ -133,7 +98,13 @@ class PredictionLogWriter:
     write keeps its rows in the buffer for the next flush, so nothing is dropped on a transient error.
     """
 
-    def __init__(self, uri: str, flush_interval_s: float = 2.0, max_buffer_rows: int = 1000) -> None:
+    def __init__(
+        self,
+        uri: str,
+        flush_interval_s: float = 2.0,
+        max_buffer_rows: int = 1000,
+        column_types: Mapping[str, pa.DataType] | None = None,
+    ) -> None:
         if flush_interval_s <= 0:
             raise UserError(f"flush_interval_s: must be positive, got {flush_interval_s}")
         if max_buffer_rows < 1:
@@ -143,6 +114,7 @@ class PredictionLogWriter:
         self._local = isinstance(self._fs, pafs.LocalFileSystem)
         self._writer_id = uuid.uuid4().hex[:12]
         self._max_buffer_rows = max_buffer_rows
+        self._column_types = dict(column_types or {})
         self._buffer: list[_Chunk] = []
         self._buffered_rows = 0
         self._buffer_lock = threading.Lock()
@@ -157,15 +129,17 @@ class PredictionLogWriter:
         self._flusher.start()
         atexit.register(self.close)
 
-    def append(self, records: list[dict[str, Any]], features: dict[str, np.ndarray] | None = None) -> None:
+    def append(self, records: list[dict[str, Any]], features: Mapping[str, np.ndarray] | None = None) -> None:
         """Buffer rows (dicts of column -> value); a full buffer wakes the flusher thread.
 
-        `features`: numpy columns with one row per record, logged as each row's `features` JSON.
+        `features`: numpy columns with one row per record, logged as each row's `features` struct
+        (the one way to log features: a row may not carry its own `features` value).
         """
         if features is not None and any(len(values) != len(records) for values in features.values()):
             raise ValueError(f"features: every column needs one value per record ({len(records)})")
-        now = datetime.now(UTC)
-        chunk = _Chunk([_normalise(r, now) for r in records], features or None)
+        if any(FEATURES_COLUMN in record for record in records):
+            raise ValueError(f"{FEATURES_COLUMN}: pass feature values as `features` columns, not in the rows")
+        chunk = _Chunk(records, datetime.now(UTC), features or None)
         with self._buffer_lock:
             if self._closed:
                 raise PredictionLogClosed(f"prediction log {self.uri} is closed")
@@ -184,7 +158,7 @@ class PredictionLogWriter:
             if not count:
                 return 0
             try:
-                self._write(_table(chunks))
+                self._write(_table(chunks, self._column_types))
             except Exception:
                 with self._buffer_lock:
                     self._buffer[:0] = chunks
@@ -287,7 +261,7 @@ def read_prediction_log(uri: str, limit: int | None = None, since: datetime | st
         flushed_at = _flushed_at(path)
         if (threshold is not None and flushed_at < threshold) or _enough(frames, limit, flushed_at):
             break
-        frame = pq.read_table(path, filesystem=filesystem).to_pandas()
+        frame = pq.read_table(path, filesystem=filesystem).to_pandas(maps_as_pydicts="strict")
         frame[TIME_COLUMN] = pd.to_datetime(frame[TIME_COLUMN], utc=True)
         if threshold is not None:
             frame = frame[frame[TIME_COLUMN] >= threshold]

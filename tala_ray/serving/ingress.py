@@ -30,7 +30,7 @@ from tala_ray.serving.guard import RequestGuard
 from tala_ray.serving.idempotency import IdempotencyConflict, SharedIdempotency
 from tala_ray.serving.local_graph import LocalGraphConfig, local_steps
 from tala_ray.serving.metrics import serving_metrics
-from tala_ray.serving.records import batch_response, decision_response, fingerprint, log_record
+from tala_ray.serving.records import LOG_COLUMN_TYPES, batch_response, decision_response, fingerprint, log_record
 from tala_ray.serving.schemas import (
     BatchDecisionResponse,
     DecisionRequest,
@@ -108,7 +108,9 @@ class DecisionIngress:
         app.state.max_body_bytes = config.max_body_bytes
         self._features, self._uplift, self._policy = features, uplift, policy
         self._credit = {"champion": credit_champion, "challenger": credit_challenger}
-        self._log = PredictionLogWriter(config.prediction_log_uri, config.log_flush_interval_s, config.log_max_buffer_rows)
+        self._log = PredictionLogWriter(
+            config.prediction_log_uri, config.log_flush_interval_s, config.log_max_buffer_rows, LOG_COLUMN_TYPES
+        )
         self._idempotency = SharedIdempotency(idempotency_store)
         self._routing: RoutingConfig | None = None
         self._random = random.Random()

@@ -11,8 +11,18 @@ import json
 from datetime import datetime
 from typing import Any
 
+import pyarrow as pa
 from fastapi import Response
 from pydantic import BaseModel
+
+LOG_COLUMN_TYPES = {
+    "logged_at": pa.timestamp("us", tz="UTC"),
+    "idempotency_key": pa.string(),
+    "expected_profit_by_option": pa.map_(pa.string(), pa.float64()),
+    "reason_codes": pa.list_(pa.string()),
+}
+"""The prediction-log types of `log_record`'s columns that their values alone may not fix
+(every key missing, every list empty): the same schema in every file."""
 
 
 def fingerprint(body: BaseModel) -> str:
@@ -66,7 +76,7 @@ def log_record(
         "default_probability": response["default_probability"],
         "uplift": response["uplift"],
         "expected_profit": response["expected_profit"],
-        "expected_profit_by_option": decision["expected_profit_by_option"],  # the writer stores nested values as JSON
+        "expected_profit_by_option": decision["expected_profit_by_option"],
         "reason_codes": [r["code"] for r in response["reason_codes"]],
         "credit_model_version": versions["credit"],
         "credit_role": versions["credit_role"],
