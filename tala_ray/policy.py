@@ -8,7 +8,6 @@ more than zero. Pure functions on NumPy arrays: no Ray, no I/O.
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Mapping, Sequence
 from functools import lru_cache
@@ -136,23 +135,20 @@ def decision_dicts(
     limits = np.where(approved, np.column_stack([offered[o] for o in options])[rows, best], 0.0)
     expected = np.where(np.isfinite(best_profit), best_profit, 0.0)
     interventions = [None if option == NO_INTERVENTION else option for option in options]
+    by_option = table.astype(object)
+    by_option[~np.isfinite(table)] = None  # JSON has no infinity: an option that lends nothing has no profit
     return [
         {
             "decision": "approve" if ok else "decline",
             "limit": limit,
             "intervention": interventions[choice] if ok else None,
             "expected_profit": profit,
-            "expected_profit_by_option": {o: _finite_or_none(v) for o, v in zip(options, by_option, strict=True)},
+            "expected_profit_by_option": dict(zip(options, profits_of_row, strict=True)),
         }
-        for ok, limit, choice, profit, by_option in zip(
-            approved.tolist(), limits.tolist(), best.tolist(), expected.tolist(), table.tolist(), strict=True
+        for ok, limit, choice, profit, profits_of_row in zip(
+            approved.tolist(), limits.tolist(), best.tolist(), expected.tolist(), by_option.tolist(), strict=True
         )
     ]
-
-
-def _finite_or_none(value: float) -> float | None:
-    """JSON has no infinity: an option that lends nothing has no profit."""
-    return value if math.isfinite(value) else None
 
 
 class ReasonFamily(BaseModel):

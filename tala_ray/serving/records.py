@@ -7,10 +7,10 @@ module is still being imported: names defined after the class would be missing i
 from __future__ import annotations
 
 import hashlib
-import json
 from datetime import datetime
 from typing import Any
 
+import orjson
 import pyarrow as pa
 from fastapi import Response
 from pydantic import BaseModel
@@ -48,10 +48,11 @@ def decision_response(request_id: str, decision: dict, credit: dict, uplift: dic
 
 
 def batch_response(batch_id: str, decisions: list[dict[str, Any]], replayed: bool) -> Response:
-    """The `BatchDecisionResponse` body as JSON bytes (the standard library's C encoder; every
-    number is finite by construction, a NaN would be a bug and is refused)."""
+    """The `BatchDecisionResponse` body as JSON bytes, written by orjson (the standard library's
+    encoder took ~3 us a decision). Every number is finite by construction; orjson would write a
+    non-finite one as null."""
     body = {"batch_id": batch_id, "decisions": decisions, "replayed": replayed}
-    return Response(json.dumps(body, allow_nan=False, separators=(",", ":")).encode(), media_type="application/json")
+    return Response(orjson.dumps(body), media_type="application/json")
 
 
 def log_record(
