@@ -1,16 +1,19 @@
 """Windowed aggregates of raw events strictly before each application's time (vectorised, no row loops).
 
 Amounts are converted to USD with the applicant's country rate so that income and spending
-compare across countries. Every aggregate is a `np.bincount` over the application's row
-position, so a batch of any size costs a few passes over its events.
+compare across countries. Each event gets a kind code (its type; an app install also its category)
+and the aggregates are `np.bincount`s over (kind, application row position) groups, so a batch of any
+size costs a few passes over its events, however many features read them. A bincount adds each
+group's events in their input order, so a sum is the same as over that group's events alone.
 """
 
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 
-from tala_ray.features.columns import Columns, take
-from tala_ray.features.join import join_applications
+from tala_ray.features.columns import Columns
+from tala_ray.features.join import join_rows
 from tala_ray.features.timeutil import DAY_MS
 
 WINDOWS_DAYS = (7, 30, 90)
@@ -19,64 +22,92 @@ MONTH_DAYS = 30.4
 FLOW_SMOOTHING_USD = 20.0
 INSTALL_CATEGORIES = ("betting", "finance", "social", "productivity", "gaming")
 
+# Event kinds: the types aggregated by amount, installs by app category, other installs, other events.
+KINDS = ("mm_in", "mm_out", "airtime", "bill_pay", *(f"install_{c}" for c in INSTALL_CATEGORIES), "install", "other")
+_CODE = {kind: code for code, kind in enumerate(KINDS)}
+_TYPE_CODE = {"mm_in": _CODE["mm_in"], "mm_out": _CODE["mm_out"], "airtime": _CODE["airtime"],
+              "bill_pay": _CODE["bill_pay"], "app_install": _CODE["install"]}
+# Nested windows (days) for counts; every joined event lies within the last one.
+_COUNT_WINDOWS = (*WINDOWS_DAYS, LOOKBACK_DAYS)
 
-class _Window:
-    """The events of a batch joined to their application: row position, age in days, USD amount."""
 
-    def __init__(self, events: Columns, n: int) -> None:
-        self.n = n
-        self.pos = events["_pos"]
-        self.age_days = events["_age_ms"] / DAY_MS
-        self.kind = events["event_type"]
-        self.usd_known = ~np.isnan(events["_usd"])
-        self.usd = np.where(self.usd_known, events["_usd"], 0.0)  # a missing amount adds nothing
-        self.category = events["app_category"]
-        self._of_kind: dict[str, np.ndarray] = {}
-        self._within: dict[float, np.ndarray] = {}
+def _type_codes(types: np.ndarray) -> np.ndarray:
+    """Kind code of each event type (installs as `install`), with one hashing pass over the values."""
+    codes, uniques = pd.factorize(types)  # a missing type gets -1: the lookup's last entry, `other`
+    lookup = [_TYPE_CODE.get(value, _CODE["other"]) for value in uniques] + [_CODE["other"]]
+    return np.asarray(lookup, dtype=np.int64)[codes]
 
-    def of_kind(self, kind: str) -> np.ndarray:
-        """Mask of the events of one type (computed once per type)."""
-        if kind not in self._of_kind:
-            self._of_kind[kind] = self.kind == kind
-        return self._of_kind[kind]
 
-    def total(self, mask: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
-        """Per-application sum of `weights` (or count) over the masked events."""
-        w = None if weights is None else weights[mask]
-        return np.bincount(self.pos[mask], weights=w, minlength=self.n).astype(np.float64)
-
-    def latest_age(self, mask: np.ndarray) -> np.ndarray:
-        """Days since the most recent masked event (NaN when there is none)."""
-        out = np.full(self.n, np.inf)
-        np.minimum.at(out, self.pos[mask], self.age_days[mask])
-        return np.where(np.isinf(out), np.nan, out)
-
-    def within(self, days: float) -> np.ndarray:
-        """Mask of the events at most `days` before the application (computed once per window)."""
-        if days not in self._within:
-            self._within[days] = self.age_days <= days
-        return self._within[days]
-
-    def installs_of(self, categories: tuple[str, ...]) -> dict[str, np.ndarray]:
-        """Mask of the app installs of each category (categories compared on the installs only)."""
-        where = np.flatnonzero(self.of_kind("app_install"))
-        among = self.category[where]
-        masks = {}
-        for category in categories:
-            mask = np.zeros(len(self.pos), dtype=bool)
-            mask[where[among == category]] = True
-            masks[category] = mask
-        return masks
+def kind_codes(events: Columns) -> np.ndarray:
+    """Kind code of each raw event: app installs of a known category get that category's kind."""
+    codes = _type_codes(events["event_type"])
+    installs = np.flatnonzero(codes == _CODE["install"])
+    categories = events["app_category"][installs]
+    for category in INSTALL_CATEGORIES:
+        codes[installs[categories == category]] = _CODE[f"install_{category}"]
+    return codes
 
 
 def join_events(events: Columns, apps: Columns) -> Columns:
-    """Events joined to applications (`_pos`, `_app_ms`, `_fx`), kept only if strictly before and in the lookback."""
-    fields = ("applicant_id", "event_time", "event_type", "amount", "app_category")
-    joined = join_applications({name: events[name] for name in fields}, apps)
-    age_ms = joined["_app_ms"] - joined["event_time"]
-    keep = (age_ms > 0) & (age_ms <= LOOKBACK_DAYS * DAY_MS)
-    joined = take(joined, keep) | {"_age_ms": age_ms[keep]}
-    return joined | {"_usd": joined["amount"] / joined["_fx"]}
+    """Events joined to applications (`_pos`, `_app_ms`, `_fx`), kept only if strictly before and in the
+    lookback: the application's row position `pos`, the event's `age_ms`, `kind` code and `usd` amount."""
+    left, right = join_rows(events["applicant_id"], apps["applicant_id"])
+    age_ms = apps["_app_ms"][right] - events["event_time"][left]
+    keep = np.flatnonzero((age_ms > 0) & (age_ms <= LOOKBACK_DAYS * DAY_MS))
+    left, right = left[keep], right[keep]
+    return {
+        "pos": apps["_pos"][right],
+        "age_ms": age_ms[keep],
+        "kind": kind_codes(events)[left],
+        "usd": events["amount"][left] / apps["_fx"][right],
+    }
+
+
+class _Groups:
+    """The joined events of `n` applications grouped by (kind, application): counts, USD sums and latest
+    ages as (kind, application) arrays, so that one kind's values form one contiguous row."""
+
+    def __init__(self, events: Columns, n: int) -> None:
+        self.n = n
+        self.pos = events["pos"]
+        self.kind = events["kind"]
+        self.age_days = events["age_ms"] / DAY_MS
+        self.usd_known = ~np.isnan(events["usd"])
+        self.usd = np.where(self.usd_known, events["usd"], 0.0)  # a missing amount adds nothing
+        self.group = self.kind * n + self.pos
+        self._counts = self._window_counts()
+        self._sums: dict[tuple[float, bool], np.ndarray] = {}
+
+    def _window_counts(self) -> np.ndarray:
+        """Counts as a (kind, amount known, window of `_COUNT_WINDOWS`, application) array."""
+        window = np.searchsorted(np.asarray(_COUNT_WINDOWS, dtype=np.float64), self.age_days)  # first that holds it
+        cell = ((self.kind * 2 + self.usd_known) * len(_COUNT_WINDOWS) + window) * self.n + self.pos
+        counts = np.bincount(cell, minlength=len(KINDS) * 2 * len(_COUNT_WINDOWS) * self.n)
+        return counts.reshape(len(KINDS), 2, len(_COUNT_WINDOWS), self.n).cumsum(axis=2)
+
+    def count(self, kind: str, days: float, known_only: bool = False) -> np.ndarray:
+        """Events of the kind at most `days` old (only those with an amount if `known_only`)."""
+        unknown, known = self._counts[_CODE[kind], :, _COUNT_WINDOWS.index(days)]
+        return (known if known_only else unknown + known).astype(np.float64)
+
+    def count_all(self, days: float) -> np.ndarray:
+        """Events of any kind at most `days` old."""
+        return self._counts[:, :, _COUNT_WINDOWS.index(days)].sum(axis=(0, 1)).astype(np.float64)
+
+    def sums(self, kind: str, days: float, squared: bool = False) -> np.ndarray:
+        """Sum of the USD amounts (or their squares) of the kind's events at most `days` old."""
+        if (days, squared) not in self._sums:
+            usd = self.usd**2 if squared else self.usd
+            weights = np.where(self.age_days <= days, usd, 0.0)  # adding 0.0 leaves a sum unchanged
+            sums = np.bincount(self.group, weights=weights, minlength=len(KINDS) * self.n)
+            self._sums[days, squared] = sums.reshape(len(KINDS), self.n)
+        return self._sums[days, squared][_CODE[kind]]
+
+    def latest_ages(self) -> np.ndarray:
+        """Days since the most recent event of each (kind, application); inf when there is none."""
+        latest = np.full(len(KINDS) * self.n, np.inf)
+        np.minimum.at(latest, self.group, self.age_days)
+        return latest.reshape(len(KINDS), self.n)
 
 
 def _ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
@@ -84,73 +115,66 @@ def _ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
         return np.where(denominator > 0, numerator / np.where(denominator > 0, denominator, 1.0), np.nan)
 
 
-def _flow_features(w: _Window, kind: str, label: str) -> dict[str, np.ndarray]:
-    is_kind = w.of_kind(kind)
+def _days_since(latest: np.ndarray) -> np.ndarray:
+    return np.where(np.isinf(latest), np.nan, latest)
+
+
+def _flow_features(g: _Groups, latest: np.ndarray, kind: str, label: str) -> dict[str, np.ndarray]:
     out: dict[str, np.ndarray] = {}
     for days in WINDOWS_DAYS:
-        mask = is_kind & w.within(days)
-        out[f"{label}_sum_{days}d_usd"] = w.total(mask, w.usd)
-        out[f"{label}_count_{days}d"] = w.total(mask)
-    counted = is_kind & w.within(90) & w.usd_known
-    sums, squares, counts = w.total(counted, w.usd), w.total(counted, w.usd**2), w.total(counted)
+        out[f"{label}_sum_{days}d_usd"] = g.sums(kind, days)
+        out[f"{label}_count_{days}d"] = g.count(kind, days)
+    sums, squares, counts = g.sums(kind, 90), g.sums(kind, 90, squared=True), g.count(kind, 90, known_only=True)
     mean = _ratio(sums, counts)
     variance = np.maximum(_ratio(squares, counts) - mean**2, 0.0)
     out[f"{label}_mean_90d_usd"] = mean
     out[f"{label}_cv_90d"] = _ratio(np.sqrt(variance), mean)
-    out[f"days_since_last_{label}"] = w.latest_age(is_kind)
+    out[f"days_since_last_{label}"] = _days_since(latest[_CODE[kind]])
     return out
 
 
-def _largest_share(w: _Window, mask: np.ndarray, totals: np.ndarray) -> np.ndarray:
-    largest = np.zeros(w.n)
-    np.maximum.at(largest, w.pos[mask], w.usd[mask])
-    return _ratio(largest, totals)
-
-
-def _regularity_features(w: _Window) -> dict[str, np.ndarray]:
+def _regularity_features(g: _Groups) -> dict[str, np.ndarray]:
     """Pay-day regularity: salaried applicants get a near-constant inflow at the same point of each month."""
-    inflow = w.of_kind("mm_in") & w.usd_known
-    phase = 2 * np.pi * np.mod(w.age_days, MONTH_DAYS) / MONTH_DAYS
-    total = w.total(inflow, w.usd)
-    cos, sin = w.total(inflow, w.usd * np.cos(phase)), w.total(inflow, w.usd * np.sin(phase))
-    months = np.minimum((w.age_days // MONTH_DAYS).astype(np.int64), 2)
-    recent = inflow & w.within(3 * MONTH_DAYS)
-    by_month = np.bincount(
-        w.pos[recent] * 3 + months[recent], weights=w.usd[recent], minlength=w.n * 3
-    ).reshape(w.n, 3)
-    month_mean = by_month.mean(axis=1)
-    in_90 = w.total(inflow & w.within(90), w.usd)
+    inflow = np.flatnonzero((g.kind == _CODE["mm_in"]) & g.usd_known)
+    pos, age_days, usd = g.pos[inflow], g.age_days[inflow], g.usd[inflow]
+    phase = 2 * np.pi * np.mod(age_days, MONTH_DAYS) / MONTH_DAYS
+    cos = np.bincount(pos, weights=usd * np.cos(phase), minlength=g.n)
+    sin = np.bincount(pos, weights=usd * np.sin(phase), minlength=g.n)
+    months = np.minimum((age_days // MONTH_DAYS).astype(np.int64), 2)
+    recent = age_days <= 3 * MONTH_DAYS
+    by_month = np.bincount(pos[recent] * 3 + months[recent], weights=usd[recent], minlength=g.n * 3).reshape(g.n, 3)
+    in_90 = age_days <= 90
+    largest = np.zeros(g.n)
+    np.maximum.at(largest, pos[in_90], usd[in_90])
     return {
-        "inflow_payday_concentration": _ratio(np.hypot(cos, sin), total),
-        "inflow_monthly_cv": _ratio(by_month.std(axis=1), month_mean),
-        "inflow_largest_share_90d": _largest_share(w, inflow & w.within(90), in_90),
+        "inflow_payday_concentration": _ratio(np.hypot(cos, sin), g.sums("mm_in", LOOKBACK_DAYS)),
+        "inflow_monthly_cv": _ratio(by_month.std(axis=1), by_month.mean(axis=1)),
+        "inflow_largest_share_90d": _ratio(largest, g.sums("mm_in", 90)),
     }
 
 
-def _activity_features(w: _Window) -> dict[str, np.ndarray]:
+def _activity_features(g: _Groups, latest: np.ndarray) -> dict[str, np.ndarray]:
     out: dict[str, np.ndarray] = {}
     for days in (30, 90):
-        mask = w.of_kind("airtime") & w.within(days)
-        out[f"airtime_sum_{days}d_usd"] = w.total(mask, w.usd)
-    out["airtime_count_90d"] = w.total(w.of_kind("airtime") & w.within(90))
-    out["days_since_last_topup"] = w.latest_age(w.of_kind("airtime"))
+        out[f"airtime_sum_{days}d_usd"] = g.sums("airtime", days)
+    out["airtime_count_90d"] = g.count("airtime", 90)
+    out["days_since_last_topup"] = _days_since(latest[_CODE["airtime"]])
     for days in (30, 90, LOOKBACK_DAYS):
-        out[f"bill_count_{days}d"] = w.total(w.of_kind("bill_pay") & w.within(days))
-    out["bill_sum_90d_usd"] = w.total(w.of_kind("bill_pay") & w.within(90), w.usd)
-    installs = w.installs_of(INSTALL_CATEGORIES)
+        out[f"bill_count_{days}d"] = g.count("bill_pay", days)
+    out["bill_sum_90d_usd"] = g.sums("bill_pay", 90)
     for category in INSTALL_CATEGORIES:
-        out[f"{category}_installs"] = w.total(installs[category])
-    out["betting_installs_90d"] = w.total(installs["betting"] & w.within(90))
-    out["event_count_90d"] = w.total(w.within(90))
-    out["days_since_last_event"] = w.latest_age(np.ones(len(w.pos), dtype=bool))
+        out[f"{category}_installs"] = g.count(f"install_{category}", LOOKBACK_DAYS)
+    out["betting_installs_90d"] = g.count("install_betting", 90)
+    out["event_count_90d"] = g.count_all(90)
+    out["days_since_last_event"] = _days_since(latest.min(axis=0))
     return out
 
 
 def _longest_gap_days(events: Columns, n: int) -> np.ndarray:
     """Longest silence between consecutive events in the lookback (or since its first event)."""
     span = LOOKBACK_DAYS * DAY_MS + 1  # ages lie in (0, span): one int64 key sorts by position, then age
-    order = np.argsort(events["_pos"].astype(np.int64) * span + events["_age_ms"], kind="stable")
-    pos, age = events["_pos"][order], events["_age_ms"][order] / DAY_MS
+    order = np.argsort(events["pos"].astype(np.int64) * span + events["age_ms"], kind="stable")
+    pos, age = events["pos"][order], events["age_ms"][order] / DAY_MS
     gaps = np.diff(age, prepend=0.0)
     first = np.r_[True, pos[1:] != pos[:-1]] if len(pos) else np.zeros(0, dtype=bool)
     gaps[first] = age[first]  # gap between the application and the latest event
@@ -161,13 +185,14 @@ def _longest_gap_days(events: Columns, n: int) -> np.ndarray:
 
 def event_features(events: Columns, n: int) -> dict[str, np.ndarray]:
     """All event aggregates for `n` applications from the joined events of `join_events`."""
-    w = _Window(events, n)
-    out = {**_flow_features(w, "mm_in", "inflow"), **_flow_features(w, "mm_out", "outflow")}
+    g = _Groups(events, n)
+    latest = g.latest_ages()
+    out = {**_flow_features(g, latest, "mm_in", "inflow"), **_flow_features(g, latest, "mm_out", "outflow")}
     for days in (30, 90):
         inflow, outflow = out[f"inflow_sum_{days}d_usd"], out[f"outflow_sum_{days}d_usd"]
         out[f"spend_ratio_log_{days}d"] = np.log((outflow + FLOW_SMOOTHING_USD) / (inflow + FLOW_SMOOTHING_USD))
     out["net_flow_90d_usd"] = out["inflow_sum_90d_usd"] - out["outflow_sum_90d_usd"]
-    out.update(_regularity_features(w))
-    out.update(_activity_features(w))
+    out.update(_regularity_features(g))
+    out.update(_activity_features(g, latest))
     out["longest_gap_days"] = _longest_gap_days(events, n)
     return out

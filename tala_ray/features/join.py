@@ -9,14 +9,28 @@ from tala_ray.features.columns import Columns, take
 APPLICATION_COLUMNS = ("_pos", "_app_ms", "_fx")
 
 
-def join_applications(frame: Columns, apps: Columns) -> Columns:
-    """`frame` inner-joined to `apps` on `applicant_id`, adding `_pos`, `_app_ms` and `_fx`; the rows come
-    in `merge(how="inner")` order: `frame`'s order, each row's applications in their order."""
-    keys, app_keys = frame["applicant_id"], apps["applicant_id"]
+def _run_starts(keys: np.ndarray) -> np.ndarray:
+    """Positions where a run of equal consecutive keys begins."""
+    starts = np.flatnonzero(keys[1:] != keys[:-1]) + 1
+    return np.concatenate(([0], starts)) if len(keys) else starts
+
+
+def join_rows(keys: np.ndarray, app_keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Row pairs (row of `keys`, row of `app_keys`) of the inner join on the key, in `merge(how="inner")`
+    order: `keys`' order, each row's applications in their order. Each run of equal keys (rows grouped
+    by applicant) is looked up once."""
     order = np.argsort(app_keys, kind="stable")
     sorted_keys = app_keys[order]
-    low, high = np.searchsorted(sorted_keys, keys, "left"), np.searchsorted(sorted_keys, keys, "right")
-    counts = high - low
+    starts = _run_starts(keys)
+    run_keys, run_lengths = keys[starts], np.diff(starts, append=len(keys))
+    low = np.repeat(np.searchsorted(sorted_keys, run_keys, "left"), run_lengths)
+    counts = np.repeat(np.searchsorted(sorted_keys, run_keys, "right"), run_lengths) - low
     left = np.repeat(np.arange(len(keys)), counts)
-    right = order[np.repeat(low - (np.cumsum(counts) - counts), counts) + np.arange(int(counts.sum()))]
+    right = order[np.repeat(low - (np.cumsum(counts) - counts), counts) + np.arange(len(left))]
+    return left, right
+
+
+def join_applications(frame: Columns, apps: Columns) -> Columns:
+    """`frame` inner-joined to `apps` on `applicant_id` (in `join_rows` order), adding `_pos`, `_app_ms` and `_fx`."""
+    left, right = join_rows(frame["applicant_id"], apps["applicant_id"])
     return take(frame, left) | {name: apps[name][right] for name in APPLICATION_COLUMNS}
