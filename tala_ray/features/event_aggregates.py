@@ -80,10 +80,15 @@ class _Groups:
 
     def _window_counts(self) -> np.ndarray:
         """Counts as a (kind, amount known, window of `_COUNT_WINDOWS`, application) array."""
-        window = np.searchsorted(np.asarray(_COUNT_WINDOWS, dtype=np.float64), self.age_days)  # first that holds it
+        window = np.zeros(len(self.pos), dtype=np.int64)  # the first count window that holds the event
+        for days in _COUNT_WINDOWS[:-1]:
+            window += self.age_days > days
         cell = ((self.kind * 2 + self.usd_known) * len(_COUNT_WINDOWS) + window) * self.n + self.pos
         counts = np.bincount(cell, minlength=len(KINDS) * 2 * len(_COUNT_WINDOWS) * self.n)
-        return counts.reshape(len(KINDS), 2, len(_COUNT_WINDOWS), self.n).cumsum(axis=2)
+        counts = counts.reshape(len(KINDS), 2, len(_COUNT_WINDOWS), self.n)
+        for window in range(1, len(_COUNT_WINDOWS)):
+            counts[:, :, window] += counts[:, :, window - 1]  # nested windows: each holds the shorter ones
+        return counts
 
     def count(self, kind: str, days: float, known_only: bool = False) -> np.ndarray:
         """Events of the kind at most `days` old (only those with an amount if `known_only`)."""
@@ -172,12 +177,13 @@ def _activity_features(g: _Groups, latest: np.ndarray) -> dict[str, np.ndarray]:
 
 def _longest_gap_days(events: Columns, n: int) -> np.ndarray:
     """Longest silence between consecutive events in the lookback (or since its first event)."""
-    span = LOOKBACK_DAYS * DAY_MS + 1  # ages lie in (0, span): one int64 key sorts by position, then age
-    order = np.argsort(events["pos"].astype(np.int64) * span + events["age_ms"], kind="stable")
+    span = LOOKBACK_DAYS * DAY_MS + 1  # ages lie in (0, span): one int64 key sorts by position, then time
+    order = np.argsort((events["pos"] + 1) * span - events["age_ms"], kind="stable")  # events come in time order
     pos, age = events["pos"][order], events["age_ms"][order] / DAY_MS
-    gaps = np.diff(age, prepend=0.0)
-    first = np.r_[True, pos[1:] != pos[:-1]] if len(pos) else np.zeros(0, dtype=bool)
-    gaps[first] = age[first]  # gap between the application and the latest event
+    last = np.r_[pos[1:] != pos[:-1], True] if len(pos) else np.zeros(0, dtype=bool)
+    gaps = age.copy()
+    gaps[:-1] -= age[1:]  # to the next, more recent event
+    gaps[last] = age[last]  # from an application's latest event to the application
     out = np.zeros(n)
     np.maximum.at(out, pos, gaps)
     return np.where(np.bincount(pos, minlength=n) > 0, out, np.nan)
