@@ -107,7 +107,7 @@ def feature_set_version() -> str:
 
 
 def _prepare_applications(applications: Columns, applicants: Columns) -> Columns:
-    """Each application with its applicant's fields, its row position, time and exchange rate."""
+    """Each application with its applicant's fields, its time and exchange rate."""
     ids = applicants["applicant_id"]
     order = np.argsort(ids, kind="stable")
     sorted_ids = ids[order]
@@ -121,14 +121,14 @@ def _prepare_applications(applications: Columns, applicants: Columns) -> Columns
     fx = np.full(len(wanted), np.nan)
     for code, rate in FX_PER_USD.items():
         fx[applicant["country"] == code] = rate
-    return applications | applicant | {"_pos": np.arange(len(wanted)), "_app_ms": applications["application_time"], "_fx": fx}
+    return applications | applicant | {"_app_ms": applications["application_time"], "_fx": fx}
 
 
 def feature_columns(applications: Columns, applicants: Columns, events: Columns, loans: Columns) -> Columns:
     """The feature computation on numpy columns (see `columns.RAW_COLUMNS` for the inputs):
     `application_id` plus every feature of `FEATURES`, in that order, one value per application."""
     apps = _prepare_applications(applications, applicants)
-    n = len(apps["_pos"])
+    n = len(apps["_app_ms"])
     values = event_aggregates.event_features(event_aggregates.join_events(events, apps), n)
     values.update(loan_history.loan_features(loan_history.join_loans(loans, apps), n))
     loan_usd = apps["amount"] / apps["_fx"]

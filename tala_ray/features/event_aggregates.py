@@ -49,15 +49,16 @@ def kind_codes(events: Columns) -> np.ndarray:
 
 
 def join_events(events: Columns, apps: Columns) -> Columns:
-    """Events joined to applications (`_pos`, `_app_ms`, `_fx`), kept only if strictly before and in the
-    lookback: the application's row position `pos`, the event's `age_ms`, `kind` code and `usd` amount."""
+    """Events joined to applications (`_app_ms`, `_fx`), kept only if strictly before and in the lookback:
+    the application's row position `pos`, the event's `age_ms`, `kind` code and `usd` amount."""
     left, right = join_rows(events["applicant_id"], apps["applicant_id"])
     age_ms = apps["_app_ms"][right] - events["event_time"][left]
-    keep = np.flatnonzero((age_ms > 0) & (age_ms <= LOOKBACK_DAYS * DAY_MS))
-    left, right = left[keep], right[keep]
+    keep = (age_ms > 0) & (age_ms <= LOOKBACK_DAYS * DAY_MS)
+    if not keep.all():
+        left, right, age_ms = left[keep], right[keep], age_ms[keep]
     return {
-        "pos": apps["_pos"][right],
-        "age_ms": age_ms[keep],
+        "pos": right,
+        "age_ms": age_ms,
         "kind": kind_codes(events)[left],
         "usd": events["amount"][left] / apps["_fx"][right],
     }
@@ -116,8 +117,8 @@ class _Groups:
 
 
 def _ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(denominator > 0, numerator / np.where(denominator > 0, denominator, 1.0), np.nan)
+    """numerator / denominator where the denominator is positive, else NaN."""
+    return np.divide(numerator, denominator, out=np.full(len(numerator), np.nan), where=denominator > 0)
 
 
 def _days_since(latest: np.ndarray) -> np.ndarray:
@@ -142,10 +143,11 @@ def _regularity_features(g: _Groups) -> dict[str, np.ndarray]:
     """Pay-day regularity: salaried applicants get a near-constant inflow at the same point of each month."""
     inflow = np.flatnonzero((g.kind == _CODE["mm_in"]) & g.usd_known)
     pos, age_days, usd = g.pos[inflow], g.age_days[inflow], g.usd[inflow]
-    phase = 2 * np.pi * np.mod(age_days, MONTH_DAYS) / MONTH_DAYS
+    months, day_of_month = np.divmod(age_days, MONTH_DAYS)
+    phase = 2 * np.pi * day_of_month / MONTH_DAYS
     cos = np.bincount(pos, weights=usd * np.cos(phase), minlength=g.n)
     sin = np.bincount(pos, weights=usd * np.sin(phase), minlength=g.n)
-    months = np.minimum((age_days // MONTH_DAYS).astype(np.int64), 2)
+    months = np.minimum(months.astype(np.int64), 2)
     recent = age_days <= 3 * MONTH_DAYS
     by_month = np.bincount(pos[recent] * 3 + months[recent], weights=usd[recent], minlength=g.n * 3).reshape(g.n, 3)
     in_90 = age_days <= 90

@@ -6,7 +6,7 @@ import numpy as np
 
 from tala_ray.features.columns import Columns, take
 
-APPLICATION_COLUMNS = ("_pos", "_app_ms", "_fx")
+APPLICATION_COLUMNS = ("_app_ms", "_fx")
 
 
 def _run_starts(keys: np.ndarray) -> np.ndarray:
@@ -22,15 +22,19 @@ def join_rows(keys: np.ndarray, app_keys: np.ndarray) -> tuple[np.ndarray, np.nd
     order = np.argsort(app_keys, kind="stable")
     sorted_keys = app_keys[order]
     starts = _run_starts(keys)
-    run_keys, run_lengths = keys[starts], np.diff(starts, append=len(keys))
+    run_keys, run_lengths = keys[starts], np.diff(np.concatenate((starts, [len(keys)])))
     low = np.repeat(np.searchsorted(sorted_keys, run_keys, "left"), run_lengths)
     counts = np.repeat(np.searchsorted(sorted_keys, run_keys, "right"), run_lengths) - low
+    if counts.max(initial=0) <= 1:  # no row joins more than one application
+        left = np.flatnonzero(counts)
+        return left, order[low[left]]
     left = np.repeat(np.arange(len(keys)), counts)
     right = order[np.repeat(low - (np.cumsum(counts) - counts), counts) + np.arange(len(left))]
     return left, right
 
 
 def join_applications(frame: Columns, apps: Columns) -> Columns:
-    """`frame` inner-joined to `apps` on `applicant_id` (in `join_rows` order), adding `_pos`, `_app_ms` and `_fx`."""
+    """`frame` inner-joined to `apps` on `applicant_id` (in `join_rows` order), adding the application's row
+    position `_pos`, its time `_app_ms` and exchange rate `_fx`."""
     left, right = join_rows(frame["applicant_id"], apps["applicant_id"])
-    return take(frame, left) | {name: apps[name][right] for name in APPLICATION_COLUMNS}
+    return take(frame, left) | {"_pos": right} | {name: apps[name][right] for name in APPLICATION_COLUMNS}
