@@ -196,6 +196,9 @@ class PredictionLogWriter:
                 log.exception("prediction log %s: flush failed; rows kept for the next attempt", self.uri)
 
     def _write(self, table: pa.Table) -> None:
+        """One Parquet file; dictionary-encoded string columns only (the feature numbers rarely
+        repeat, and trying a dictionary for each of them was a third of the write's CPU)."""
+        options = {"use_dictionary": [field.name for field in table.schema if pa.types.is_string(field.type)]}
         flushed_at = datetime.now(UTC)
         self._sequence += 1
         directory = join_path(self._root, f"date={flushed_at:%Y-%m-%d}")
@@ -203,10 +206,10 @@ class PredictionLogWriter:
         final_path = join_path(directory, name)
         self._fs.create_dir(directory, recursive=True)
         if not self._local:
-            pq.write_table(table, final_path, filesystem=self._fs)
+            pq.write_table(table, final_path, filesystem=self._fs, **options)
             return
         temporary_path = join_path(directory, f".{name}.tmp")
-        pq.write_table(table, temporary_path, filesystem=self._fs)
+        pq.write_table(table, temporary_path, filesystem=self._fs, **options)
         self._fs.move(temporary_path, final_path)
 
 
