@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from tala_ray.features.columns import Columns
-from tala_ray.features.join import join_rows
+from tala_ray.features.join import join_rows, run_starts
 from tala_ray.features.timeutil import DAY_MS
 
 WINDOWS_DAYS = (7, 30, 90)
@@ -72,7 +72,8 @@ class _Groups:
         self.n = n
         self.pos = events["pos"]
         self.kind = events["kind"]
-        self.age_days = events["age_ms"] / DAY_MS
+        self.age_ms = events["age_ms"]
+        self.age_days = self.age_ms / DAY_MS
         self.usd_known = ~np.isnan(events["usd"])
         self.usd = np.where(self.usd_known, events["usd"], 0.0)  # a missing amount adds nothing
         self.group = self.kind * n + self.pos
@@ -177,18 +178,21 @@ def _activity_features(g: _Groups, latest: np.ndarray) -> dict[str, np.ndarray]:
     return out
 
 
-def _longest_gap_days(events: Columns, n: int) -> np.ndarray:
+def _longest_gap_days(g: _Groups) -> np.ndarray:
     """Longest silence between consecutive events in the lookback (or since its first event)."""
     span = LOOKBACK_DAYS * DAY_MS + 1  # ages lie in (0, span): one int64 key sorts by position, then time
-    order = np.argsort((events["pos"] + 1) * span - events["age_ms"], kind="stable")  # events come in time order
-    pos, age = events["pos"][order], events["age_ms"][order] / DAY_MS
-    last = np.r_[pos[1:] != pos[:-1], True] if len(pos) else np.zeros(0, dtype=bool)
+    key = (g.pos + 1) * span - g.age_ms
+    in_order = bool((key[1:] >= key[:-1]).all())  # events usually come grouped and in time order
+    order = slice(None) if in_order else np.argsort(key, kind="stable")
+    pos, age = g.pos[order], g.age_days[order]
+    starts = run_starts(pos)
+    latest = starts - 1  # each application's latest event comes just before the next one's first (-1: the last)
     gaps = age.copy()
     gaps[:-1] -= age[1:]  # to the next, more recent event
-    gaps[last] = age[last]  # from an application's latest event to the application
-    out = np.zeros(n)
-    np.maximum.at(out, pos, gaps)
-    return np.where(np.bincount(pos, minlength=n) > 0, out, np.nan)
+    gaps[latest] = age[latest]  # from an application's latest event to the application
+    out = np.full(g.n, np.nan)
+    out[pos[starts]] = np.maximum.reduceat(gaps, starts)
+    return out
 
 
 def event_features(events: Columns, n: int) -> dict[str, np.ndarray]:
@@ -202,5 +206,5 @@ def event_features(events: Columns, n: int) -> dict[str, np.ndarray]:
     out["net_flow_90d_usd"] = out["inflow_sum_90d_usd"] - out["outflow_sum_90d_usd"]
     out.update(_regularity_features(g))
     out.update(_activity_features(g, latest))
-    out["longest_gap_days"] = _longest_gap_days(events, n)
+    out["longest_gap_days"] = _longest_gap_days(g)
     return out

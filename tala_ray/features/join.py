@@ -9,7 +9,7 @@ from tala_ray.features.columns import Columns, take
 APPLICATION_COLUMNS = ("_app_ms", "_fx")
 
 
-def _run_starts(keys: np.ndarray) -> np.ndarray:
+def run_starts(keys: np.ndarray) -> np.ndarray:
     """Positions where a run of equal consecutive keys begins."""
     starts = np.flatnonzero(keys[1:] != keys[:-1]) + 1
     return np.concatenate(([0], starts)) if len(keys) else starts
@@ -21,7 +21,7 @@ def join_rows(keys: np.ndarray, app_keys: np.ndarray) -> tuple[np.ndarray, np.nd
     by applicant) is looked up once."""
     order = np.argsort(app_keys, kind="stable")
     sorted_keys = app_keys[order]
-    starts = _run_starts(keys)
+    starts = run_starts(keys)
     run_keys, run_lengths = keys[starts], np.diff(np.concatenate((starts, [len(keys)])))
     low = np.repeat(np.searchsorted(sorted_keys, run_keys, "left"), run_lengths)
     counts = np.repeat(np.searchsorted(sorted_keys, run_keys, "right"), run_lengths) - low
