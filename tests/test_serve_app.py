@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import math
 import socket
@@ -224,6 +225,7 @@ def test_in_process_baseline_decides_like_the_served_graph(service, registry, bo
 
     policy = service.raw["applications"][0]["args"]["policy"]
     client = TestClient(create_app(registry=registry.uri, credit_model=CREDIT_MODEL, policy=policy))
+    assert gc.get_freeze_count() > 0, "the loaded models are kept out of the collector's full passes"
     local = client.post("/v1/decisions/batch", json={"applications": bodies}).json()["decisions"]
     served = service.decide_batch(bodies).json()["decisions"]
     for field in ("decision", "limit", "intervention", "default_probability", "uplift"):
