@@ -88,8 +88,8 @@ class _Groups:
         cell = ((self.kind * 2 + self.usd_known) * len(_COUNT_WINDOWS) + window) * self.n + self.pos
         counts = np.bincount(cell, minlength=len(KINDS) * 2 * len(_COUNT_WINDOWS) * self.n)
         counts = counts.reshape(len(KINDS), 2, len(_COUNT_WINDOWS), self.n)
-        for window in range(1, len(_COUNT_WINDOWS)):
-            counts[:, :, window] += counts[:, :, window - 1]  # nested windows: each holds the shorter ones
+        for longer in range(1, len(_COUNT_WINDOWS)):
+            counts[:, :, longer] += counts[:, :, longer - 1]  # nested windows: each holds the shorter ones
         return counts
 
     def count(self, kind: str, days: float, known_only: bool = False) -> np.ndarray:
@@ -146,6 +146,7 @@ def _regularity_features(g: _Groups) -> dict[str, np.ndarray]:
     pos, age_days, usd = g.pos[inflow], g.age_days[inflow], g.usd[inflow]
     months, day_of_month = np.divmod(age_days, MONTH_DAYS)
     phase = 2 * np.pi * day_of_month / MONTH_DAYS
+    total = np.bincount(pos, weights=usd, minlength=g.n)
     cos = np.bincount(pos, weights=usd * np.cos(phase), minlength=g.n)
     sin = np.bincount(pos, weights=usd * np.sin(phase), minlength=g.n)
     months = np.minimum(months.astype(np.int64), 2)
@@ -155,7 +156,7 @@ def _regularity_features(g: _Groups) -> dict[str, np.ndarray]:
     largest = np.zeros(g.n)
     np.maximum.at(largest, pos[in_90], usd[in_90])
     return {
-        "inflow_payday_concentration": _ratio(np.hypot(cos, sin), g.sums("mm_in", LOOKBACK_DAYS)),
+        "inflow_payday_concentration": _ratio(np.hypot(cos, sin), total),
         "inflow_monthly_cv": _ratio(by_month.std(axis=1), by_month.mean(axis=1)),
         "inflow_largest_share_90d": _ratio(largest, g.sums("mm_in", 90)),
     }
