@@ -23,11 +23,11 @@ def join_rows(keys: np.ndarray, app_keys: np.ndarray) -> tuple[np.ndarray, np.nd
     sorted_keys = app_keys[order]
     starts = run_starts(keys)
     run_keys, run_lengths = keys[starts], np.diff(np.concatenate((starts, [len(keys)])))
-    low = np.repeat(np.searchsorted(sorted_keys, run_keys, "left"), run_lengths)
-    counts = np.repeat(np.searchsorted(sorted_keys, run_keys, "right"), run_lengths) - low
-    if counts.max(initial=0) <= 1:  # no row joins more than one application
-        left = np.flatnonzero(counts)
-        return left, order[low[left]]
+    low, high = np.searchsorted(sorted_keys, run_keys, "left"), np.searchsorted(sorted_keys, run_keys, "right")
+    if (high - low).max(initial=0) <= 1:  # no row joins more than one application
+        matched = high > low
+        return np.flatnonzero(np.repeat(matched, run_lengths)), np.repeat(order[low[matched]], run_lengths[matched])
+    low, counts = np.repeat(low, run_lengths), np.repeat(high - low, run_lengths)
     left = np.repeat(np.arange(len(keys)), counts)
     right = order[np.repeat(low - (np.cumsum(counts) - counts), counts) + np.arange(len(left))]
     return left, right
