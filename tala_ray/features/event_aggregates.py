@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from tala_ray.features.columns import Columns
+from tala_ray.features.columns import Columns, take
 from tala_ray.features.join import join_rows, run_starts
 from tala_ray.features.timeutil import DAY_MS
 
@@ -53,15 +53,14 @@ def join_events(events: Columns, apps: Columns) -> Columns:
     the application's row position `pos`, the event's `age_ms`, `kind` code and `usd` amount."""
     left, right = join_rows(events["applicant_id"], apps["applicant_id"])
     age_ms = apps["_app_ms"][right] - events["event_time"][left]
-    keep = (age_ms > 0) & (age_ms <= LOOKBACK_DAYS * DAY_MS)
-    if not keep.all():
-        left, right, age_ms = left[keep], right[keep], age_ms[keep]
-    return {
+    joined = {
         "pos": right,
         "age_ms": age_ms,
         "kind": kind_codes(events)[left],
         "usd": events["amount"][left] / apps["_fx"][right],
     }
+    keep = (age_ms > 0) & (age_ms <= LOOKBACK_DAYS * DAY_MS)
+    return joined if keep.all() else take(joined, keep)
 
 
 class _Groups:

@@ -15,10 +15,11 @@ def run_starts(keys: np.ndarray) -> np.ndarray:
     return np.concatenate(([0], starts)) if len(keys) else starts
 
 
-def join_rows(keys: np.ndarray, app_keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def join_rows(keys: np.ndarray, app_keys: np.ndarray) -> tuple[np.ndarray | slice, np.ndarray]:
     """Row pairs (row of `keys`, row of `app_keys`) of the inner join on the key, in `merge(how="inner")`
-    order: `keys`' order, each row's applications in their order. Each run of equal keys (rows grouped
-    by applicant) is looked up once."""
+    order: `keys`' order, each row's applications in their order. The rows of `keys` are `slice(None)`
+    when each joins exactly one application (indexing then gives views, no copies). Each run of equal
+    keys (rows grouped by applicant) is looked up once."""
     order = np.argsort(app_keys, kind="stable")
     sorted_keys = app_keys[order]
     starts = run_starts(keys)
@@ -26,7 +27,8 @@ def join_rows(keys: np.ndarray, app_keys: np.ndarray) -> tuple[np.ndarray, np.nd
     low, high = np.searchsorted(sorted_keys, run_keys, "left"), np.searchsorted(sorted_keys, run_keys, "right")
     if (high - low).max(initial=0) <= 1:  # no row joins more than one application
         matched = high > low
-        return np.flatnonzero(np.repeat(matched, run_lengths)), np.repeat(order[low[matched]], run_lengths[matched])
+        left = slice(None) if matched.all() else np.flatnonzero(np.repeat(matched, run_lengths))
+        return left, np.repeat(order[low[matched]], run_lengths[matched])
     low, counts = np.repeat(low, run_lengths), np.repeat(high - low, run_lengths)
     left = np.repeat(np.arange(len(keys)), counts)
     right = order[np.repeat(low - (np.cumsum(counts) - counts), counts) + np.arange(len(left))]
