@@ -157,6 +157,20 @@ def test_the_point_in_time_check_would_catch_a_leak(world):
     assert not changed["inflow_sum_7d_usd"].equals(features_of(shifted)["inflow_sum_7d_usd"])
 
 
+def test_an_applicant_s_several_applications_get_the_features_each_gets_alone(world):
+    """Applications sharing an applicant (each event joins several) give exactly what each batch gives alone."""
+    first = world["applications"].head(40)
+    earlier = first.assign(application_id=first["application_id"] + 10**9, application_time=first["application_time"] - 45 * DAY)
+    together = features_of({**world, "applications": pd.concat([first, earlier], ignore_index=True)})
+    alone = pd.concat([features_of({**world, "applications": apps}) for apps in (first, earlier)], ignore_index=True)
+    pd.testing.assert_frame_equal(together, alone, check_exact=True)
+
+
+def test_the_order_of_event_and_loan_rows_changes_nothing_but_rounding(world):
+    shuffled = {**world, **{name: world[name].sample(frac=1, random_state=2) for name in ("events", "loans")}}
+    pd.testing.assert_frame_equal(features_of(shuffled), features_of(world), check_exact=False, rtol=1e-9, atol=1e-9)
+
+
 def test_an_application_without_its_applicant_or_duplicate_applicants_are_refused(world):
     orphan = world["applications"].head(3).assign(applicant_id=-1)
     with pytest.raises(ValueError, match="applications: an applicant_id has no row in applicants"):
