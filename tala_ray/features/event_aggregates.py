@@ -103,9 +103,9 @@ class _Groups:
     def sums(self, kind: str, days: float, squared: bool = False) -> np.ndarray:
         """Sum of the USD amounts (or their squares) of the kind's events at most `days` old."""
         if (days, squared) not in self._sums:
-            usd = self.usd**2 if squared else self.usd
-            weights = np.where(self.age_days <= days, usd, 0.0)  # adding 0.0 leaves a sum unchanged
-            sums = np.bincount(self.group, weights=weights, minlength=len(KINDS) * self.n)
+            inside = self.age_days <= days
+            usd = self.usd[inside]
+            sums = np.bincount(self.group[inside], weights=usd**2 if squared else usd, minlength=len(KINDS) * self.n)
             self._sums[days, squared] = sums.reshape(len(KINDS), self.n)
         return self._sums[days, squared][_CODE[kind]]
 
