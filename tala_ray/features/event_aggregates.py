@@ -27,24 +27,23 @@ KINDS = ("mm_in", "mm_out", "airtime", "bill_pay", *(f"install_{c}" for c in INS
 _CODE = {kind: code for code, kind in enumerate(KINDS)}
 _TYPE_CODE = {"mm_in": _CODE["mm_in"], "mm_out": _CODE["mm_out"], "airtime": _CODE["airtime"],
               "bill_pay": _CODE["bill_pay"], "app_install": _CODE["install"]}
+_CATEGORY_CODE = {category: _CODE[f"install_{category}"] for category in INSTALL_CATEGORIES}
 # Nested windows (days) for counts; every joined event lies within the last one.
 _COUNT_WINDOWS = (*WINDOWS_DAYS, LOOKBACK_DAYS)
 
 
-def _type_codes(types: np.ndarray) -> np.ndarray:
-    """Kind code of each event type (installs as `install`), with one hashing pass over the values."""
-    codes, uniques = pd.factorize(types)  # a missing type gets -1: the lookup's last entry, `other`
-    lookup = [_TYPE_CODE.get(value, _CODE["other"]) for value in uniques] + [_CODE["other"]]
+def _codes(values: np.ndarray, code_of: dict[str, int], default: int) -> np.ndarray:
+    """Code of each value (`default` when it has none or is missing), with one hashing pass over the values."""
+    codes, uniques = pd.factorize(values)  # a missing value gets -1: the lookup's last entry
+    lookup = [code_of.get(value, default) for value in uniques] + [default]
     return np.asarray(lookup, dtype=np.int64)[codes]
 
 
 def kind_codes(events: Columns) -> np.ndarray:
     """Kind code of each raw event: app installs of a known category get that category's kind."""
-    codes = _type_codes(events["event_type"])
+    codes = _codes(events["event_type"], _TYPE_CODE, _CODE["other"])
     installs = np.flatnonzero(codes == _CODE["install"])
-    categories = events["app_category"][installs]
-    for category in INSTALL_CATEGORIES:
-        codes[installs[categories == category]] = _CODE[f"install_{category}"]
+    codes[installs] = _codes(events["app_category"][installs], _CATEGORY_CODE, _CODE["install"])
     return codes
 
 
