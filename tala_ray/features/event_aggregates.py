@@ -39,7 +39,7 @@ def _codes(values: np.ndarray, code_of: dict[str, int], default: int) -> np.ndar
     return np.asarray(lookup, dtype=np.int64)[codes]
 
 
-def kind_codes(events: Columns) -> np.ndarray:
+def _kind_codes(events: Columns) -> np.ndarray:
     """Kind code of each raw event: app installs of a known category get that category's kind."""
     codes = _codes(events["event_type"], _TYPE_CODE, _CODE["other"])
     installs = np.flatnonzero(codes == _CODE["install"])
@@ -55,7 +55,7 @@ def join_events(events: Columns, apps: Columns) -> Columns:
     joined = {
         "pos": right,
         "age_ms": age_ms,
-        "kind": kind_codes(events)[left],
+        "kind": _kind_codes(events)[left],
         "usd": events["amount"][left] / apps["_fx"][right],
     }
     keep = (age_ms > 0) & (age_ms <= LOOKBACK_DAYS * DAY_MS)
@@ -121,6 +121,7 @@ def _ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
 
 
 def _days_since(latest: np.ndarray) -> np.ndarray:
+    """Latest ages with NaN where there was no event."""
     return np.where(np.isinf(latest), np.nan, latest)
 
 
