@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from pyarrow import fs as pafs
 
@@ -71,24 +72,24 @@ def _table(chunks: list[_Chunk], column_types: Mapping[str, pa.DataType]) -> pa.
 
 def _feature_struct(chunks: list[_Chunk]) -> pa.StructArray:
     """One struct per row with every feature any chunk has (null where its chunk lacks it); rows
-    of chunks without features are null."""
+    of chunks without features are null. Each feature is converted once for all chunks."""
     names = list(dict.fromkeys(name for chunk in chunks if chunk.features is not None for name in chunk.features))
-    children = [pa.array(_feature_values(chunks, name), from_pandas=True) for name in names]
-    without = np.concatenate([np.full(len(chunk.rows), chunk.features is None) for chunk in chunks])
+    children = [_feature_array(np.concatenate([_chunk_values(chunk, name) for chunk in chunks])) for name in names]
+    without = np.repeat([chunk.features is None for chunk in chunks], [len(chunk.rows) for chunk in chunks])
     return pa.StructArray.from_arrays(children, names=names, mask=pa.array(without) if without.any() else None)
 
 
-def _feature_values(chunks: list[_Chunk], name: str) -> np.ndarray:
-    """One feature's values over all chunks; non-finite numbers become NaN (stored as null)."""
-    parts = []
-    for chunk in chunks:
-        values = None if chunk.features is None else chunk.features.get(name)
-        if values is None:
-            values = np.full(len(chunk.rows), None, dtype=object)
-        elif values.dtype.kind == "f":
-            values = np.where(np.isfinite(values), values, np.nan)
-        parts.append(values)
-    return np.concatenate(parts)
+def _chunk_values(chunk: _Chunk, name: str) -> np.ndarray:
+    values = None if chunk.features is None else chunk.features.get(name)
+    return np.full(len(chunk.rows), None, dtype=object) if values is None else values
+
+
+def _feature_array(values: np.ndarray) -> pa.Array:
+    """One feature's values; missing and non-finite numbers become nulls."""
+    array = pa.array(values, from_pandas=True)
+    if pa.types.is_floating(array.type):
+        array = pc.if_else(pc.is_finite(array), array, pa.scalar(None, array.type))
+    return array
 
 
 class PredictionLogWriter:
