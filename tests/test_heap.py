@@ -1,10 +1,10 @@
-"""The serving heap freeze: startup objects leave the collector's view, later garbage is still collected."""
+"""The serving heap: startup objects frozen, young collections rarer, later garbage still collected."""
 
 from __future__ import annotations
 
 import gc
 
-from tala_ray.serving.heap import freeze_startup_objects
+from tala_ray.serving.heap import YOUNG_COLLECTION_THRESHOLD, prepare_heap_for_serving
 
 
 class Node:
@@ -13,10 +13,12 @@ class Node:
 
 
 def test_startup_objects_are_frozen_and_new_cycles_still_collected() -> None:
+    threshold = gc.get_threshold()
     startup = [Node() for _ in range(1_000)]
     try:
-        freeze_startup_objects()
+        prepare_heap_for_serving()
         assert gc.get_freeze_count() >= len(startup)
+        assert gc.get_threshold() == (YOUNG_COLLECTION_THRESHOLD, *threshold[1:])
         frozen_before = gc.get_freeze_count()
         first, second = Node(), Node()
         first.partner, second.partner = second, first  # a cycle made after the freeze
@@ -25,3 +27,4 @@ def test_startup_objects_are_frozen_and_new_cycles_still_collected() -> None:
         assert gc.get_freeze_count() == frozen_before
     finally:
         gc.unfreeze()
+        gc.set_threshold(*threshold)

@@ -17,7 +17,7 @@ from tala_ray.features.columns import row_count
 from tala_ray.policy import PolicyParams
 from tala_ray.serving import graph
 from tala_ray.serving.graph import Columns, RawTables
-from tala_ray.serving.heap import freeze_startup_objects
+from tala_ray.serving.heap import prepare_heap_for_serving
 from tala_ray.serving.metrics import serving_metrics
 from tala_ray.serving.model_slot import ModelConfig, ModelSlot
 
@@ -57,7 +57,7 @@ class CreditModel:
 
     def reconfigure(self, user_config: dict[str, Any]) -> None:
         self._slot.apply(ModelConfig.model_validate(user_config))
-        freeze_startup_objects()
+        prepare_heap_for_serving()
 
     def score(self, features: Columns) -> list[dict[str, Any]]:
         """Default probability, model version and role for each row."""
@@ -84,7 +84,7 @@ class UpliftModel:
 
     def reconfigure(self, user_config: dict[str, Any]) -> None:
         self._slot.apply(ModelConfig.model_validate(user_config))
-        freeze_startup_objects()
+        prepare_heap_for_serving()
 
     def effect(self, features: Columns) -> list[dict[str, Any]]:
         """The intervention's uplift and model version for each row."""

@@ -1,19 +1,27 @@
-"""Keeping the garbage collector off a serving process's long-lived startup objects."""
+"""Tuning the garbage collector for a serving process (called once its models are loaded)."""
 
 from __future__ import annotations
 
 import gc
 
+YOUNG_COLLECTION_THRESHOLD = 50_000
+"""Net new container objects between young collections (CPython's default: 700)."""
 
-def freeze_startup_objects() -> None:
-    """Collect once, then move every object alive now (imported modules, loaded models, caches)
-    into the collector's permanent generation.
 
-    Serving makes many short-lived dicts and lists a request; each time that triggers a full
-    collection, CPython walks the whole heap, and a replica's heap (Ray, pandas, LightGBM, EconML
-    and the models) is large. A batch of 1,000 decisions spent ~15 us a decision on that. Frozen
-    objects are still freed when their last reference goes; only reference cycles among them
-    would stay.
+def prepare_heap_for_serving() -> None:
+    """Collect once, freeze what is alive, and collect the young generation less often.
+
+    - Freeze: every object alive now (imported modules, loaded models, caches) moves into the
+      collector's permanent generation, so a full collection no longer walks a replica's large
+      startup heap (Ray, pandas, LightGBM, EconML, the models). A batch of 1,000 decisions spent
+      ~15 us a decision on those walks. Frozen objects are still freed when their last reference
+      goes; only reference cycles among them would stay.
+    - Threshold: a batch holds ~10 container objects a decision alive until it answers; at
+      CPython's default every 700 new objects start a young collection that walks them all
+      again (~5 us a decision). Almost all of them are freed by reference counting; the larger
+      threshold only lets cyclic garbage wait longer.
     """
     gc.collect()
     gc.freeze()
+    _, middle, old = gc.get_threshold()
+    gc.set_threshold(YOUNG_COLLECTION_THRESHOLD, middle, old)

@@ -27,7 +27,7 @@ from tala_ray.serving.args import RoutingConfig
 from tala_ray.serving.auth import load_api_keys
 from tala_ray.serving.batch_body import OPENAPI_REQUEST_BODY, document_batch_body, read_batch_body
 from tala_ray.serving.guard import RequestGuard
-from tala_ray.serving.heap import freeze_startup_objects
+from tala_ray.serving.heap import prepare_heap_for_serving
 from tala_ray.serving.idempotency import IdempotencyConflict, SharedIdempotency
 from tala_ray.serving.local_graph import LocalGraphConfig, local_steps
 from tala_ray.serving.metrics import serving_metrics
@@ -117,7 +117,7 @@ class DecisionIngress:
         self._random = random.Random()
         self._background: set[asyncio.Task[None]] = set()
         self._metrics = serving_metrics()
-        freeze_startup_objects()
+        prepare_heap_for_serving()
 
     def reconfigure(self, user_config: dict[str, Any]) -> None:
         """Bad routing fails the first start; later it is refused and the old routing kept.

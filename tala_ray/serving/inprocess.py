@@ -26,7 +26,7 @@ from tala_ray.features.online import request_columns
 from tala_ray.policy import PolicyParams
 from tala_ray.serving import graph
 from tala_ray.serving.batch_body import OPENAPI_REQUEST_BODY, document_batch_body, read_batch_body
-from tala_ray.serving.heap import freeze_startup_objects
+from tala_ray.serving.heap import prepare_heap_for_serving
 from tala_ray.serving.records import batch_response, decision_response
 from tala_ray.serving.schemas import (
     BatchDecisionResponse,
@@ -97,7 +97,7 @@ def create_app(**overrides: object) -> FastAPI:
     """The app factory (`uvicorn --factory tala_ray.serving.inprocess:create_app`)."""
     settings = InProcessSettings.from_env(**overrides)
     decision_graph = DecisionGraph(settings)
-    freeze_startup_objects()
+    prepare_heap_for_serving()
     app = FastAPI(title="tala-ray decision service (in-process baseline)", version="1")
 
     @app.get("/healthz", response_model=HealthResponse)
