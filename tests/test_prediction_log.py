@@ -84,8 +84,8 @@ def test_pinned_column_types_are_the_same_in_every_file(tmp_path: Path) -> None:
 
 def test_feature_columns_become_each_rows_features_struct(tmp_path: Path) -> None:
     """Numpy feature columns (as serving hands them over) are logged as one struct per row with
-    their types, missing and non-finite numbers as null; a chunk without some feature (or
-    without features) has nulls there."""
+    their types, a missing number (NaN) as null; a chunk without some feature (or without
+    features) has nulls there."""
     root = tmp_path / "log"
     writer = PredictionLogWriter(str(root), flush_interval_s=3600)
     writer.append([record("a")], features={"x": np.array([1.5]), "os": np.array(["ios"], dtype=object)})
@@ -95,7 +95,7 @@ def test_feature_columns_become_each_rows_features_struct(tmp_path: Path) -> Non
     )
     writer.append([record("d")])
     writer.append([record("e")], features={"y": np.array([7])})
-    with pytest.raises(ValueError, match="one value per record"):
+    with pytest.raises(ValueError, match="one value per row"):
         writer.append([record("f")], features={"x": np.array([1.0, 2.0])})
     with pytest.raises(ValueError, match="features: pass feature values"):
         writer.append([record("g", features={"x": 1.0})])
@@ -104,10 +104,29 @@ def test_feature_columns_become_each_rows_features_struct(tmp_path: Path) -> Non
     logged = read_prediction_log(str(root)).set_index("request_id")["features"]
     assert logged["a"] == {"x": 1.5, "os": "ios", "y": None}
     assert logged["b"] == {"x": None, "os": "android", "y": None}
-    assert logged["c"] == {"x": None, "os": None, "y": None}
+    assert logged["c"] == {"x": np.inf, "os": None, "y": None}
     assert logged["d"] is None
     assert logged["e"] == {"x": None, "os": None, "y": 7}
     assert sorted(logged.index) == ["a", "b", "c", "d", "e"]
+
+
+def test_columns_are_appended_like_rows(tmp_path: Path) -> None:
+    """`append_columns` (serving's way) writes what `append` writes for the same rows; a column
+    one append lacks is null there, and sizes are checked."""
+    root = tmp_path / "log"
+    writer = PredictionLogWriter(str(root), flush_interval_s=3600)
+    writer.append_columns({"request_id": ["a", "b"], "latency_ms": [1.0, 2.0]}, 2, features={"x": np.array([1.0, 2.0])})
+    writer.append([{"request_id": "c", "decision": "decline"}, {"request_id": "d"}])
+    with pytest.raises(ValueError, match="columns: every column needs one value per row"):
+        writer.append_columns({"request_id": ["e"], "latency_ms": [1.0, 2.0]}, 1)
+    with pytest.raises(ValueError, match="features: pass feature values"):
+        writer.append_columns({"features": [{}]}, 1)
+    writer.close()
+    rows = read_prediction_log(str(root)).set_index("request_id")
+    assert rows.loc["b", "latency_ms"] == 2.0 and rows.loc["b", "features"] == {"x": 2.0}
+    assert rows.loc["c", "decision"] == "decline" and pd.isna(rows.loc["a", "decision"])
+    assert rows.loc["d", "features"] is None and np.isnan(rows.loc["d", "latency_ms"])
+    assert sorted(rows.index) == ["a", "b", "c", "d"]
 
 
 def test_feature_numbers_are_logged_exactly(tmp_path: Path) -> None:

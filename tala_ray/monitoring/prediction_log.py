@@ -2,9 +2,10 @@
 
 Columns keep their types: numbers stay numbers, and nested values (lists, dicts) become Parquet
 lists, maps or structs (`column_types` pins the type of a column whose values alone would not,
-e.g. a list that is often empty). A caller can hand each batch's feature values over as numpy
-columns (`append(rows, features=...)`): they become the `features` struct column at flush time,
-one conversion for the whole buffer, missing and non-finite numbers as nulls.
+e.g. a list that is often empty). Rows are appended as dicts (`append`) or, cheaper for a
+batch, as columns (`append_columns`). A caller hands each batch's feature values over as numpy
+columns (`features=`): they become the `features` struct column at flush time, one conversion
+for the whole buffer, a missing number (NaN) as null.
 
 Layout under the log root: ``date=YYYY-MM-DD/part-<UTC time>-<writer id>-<sequence>.parquet``.
 File names sort by flush time, so the newest rows are read first. Each flush writes one file,
@@ -26,7 +27,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from pyarrow import fs as pafs
 
@@ -45,51 +45,48 @@ class PredictionLogClosed(RuntimeError):
 
 @dataclass(frozen=True)
 class _Chunk:
-    """Rows of one `append`, when they were appended, and their feature columns (if given)."""
+    """The columns of one append (each a list with one value a row), when it was appended, and
+    its feature columns (if given)."""
 
-    rows: list[dict[str, Any]]
+    columns: Mapping[str, list[Any]]
+    size: int
     appended_at: datetime
     features: Mapping[str, np.ndarray] | None
 
 
 def _table(chunks: list[_Chunk], column_types: Mapping[str, pa.DataType]) -> pa.Table:
-    """The chunks' rows as one table, built column by column (a column missing from a row is null,
-    a missing time is its append time); the chunks' feature columns become the `features` struct."""
-    names = list(dict.fromkeys(name for chunk in chunks for row in chunk.rows[:1] for name in row))
-    columns: dict[str, pa.Array] = {}
-    for name in names:
-        if name == TIME_COLUMN:
-            values = [row.get(name, chunk.appended_at) for chunk in chunks for row in chunk.rows]
-        else:
-            values = [row.get(name) for chunk in chunks for row in chunk.rows]
-        columns[name] = pa.array(values, type=column_types.get(name))
+    """The chunks as one table (a column a chunk lacks is null there, a missing time is the
+    chunk's append time); the chunks' feature columns become the `features` struct."""
+    names = list(dict.fromkeys(name for chunk in chunks for name in chunk.columns))
+    columns = {name: pa.array(_column_values(chunks, name), type=column_types.get(name)) for name in names}
     if TIME_COLUMN not in columns:
-        columns[TIME_COLUMN] = pa.array([chunk.appended_at for chunk in chunks for _ in chunk.rows])
+        columns[TIME_COLUMN] = pa.array(_column_values(chunks, TIME_COLUMN))
     if any(chunk.features is not None for chunk in chunks):
         columns[FEATURES_COLUMN] = _feature_struct(chunks)
     return pa.table(columns)
 
 
+def _column_values(chunks: list[_Chunk], name: str) -> list[Any]:
+    values: list[Any] = []
+    for chunk in chunks:
+        default = chunk.appended_at if name == TIME_COLUMN else None
+        values.extend(chunk.columns.get(name) or [default] * chunk.size)
+    return values
+
+
 def _feature_struct(chunks: list[_Chunk]) -> pa.StructArray:
     """One struct per row with every feature any chunk has (null where its chunk lacks it); rows
-    of chunks without features are null. Each feature is converted once for all chunks."""
+    of chunks without features are null. Each feature is converted once for all chunks: numbers
+    keep their type, NaN (a missing value) becomes null."""
     names = list(dict.fromkeys(name for chunk in chunks if chunk.features is not None for name in chunk.features))
-    children = [_feature_array(np.concatenate([_chunk_values(chunk, name) for chunk in chunks])) for name in names]
-    without = np.repeat([chunk.features is None for chunk in chunks], [len(chunk.rows) for chunk in chunks])
+    children = [pa.array(np.concatenate([_chunk_values(chunk, name) for chunk in chunks]), from_pandas=True) for name in names]
+    without = np.repeat([chunk.features is None for chunk in chunks], [chunk.size for chunk in chunks])
     return pa.StructArray.from_arrays(children, names=names, mask=pa.array(without) if without.any() else None)
 
 
 def _chunk_values(chunk: _Chunk, name: str) -> np.ndarray:
     values = None if chunk.features is None else chunk.features.get(name)
-    return np.full(len(chunk.rows), None, dtype=object) if values is None else values
-
-
-def _feature_array(values: np.ndarray) -> pa.Array:
-    """One feature's values; missing and non-finite numbers become nulls."""
-    array = pa.array(values, from_pandas=True)
-    if pa.types.is_floating(array.type):
-        array = pc.if_else(pc.is_finite(array), array, pa.scalar(None, array.type))
-    return array
+    return np.full(chunk.size, None, dtype=object) if values is None else values
 
 
 class PredictionLogWriter:
@@ -131,21 +128,30 @@ class PredictionLogWriter:
         atexit.register(self.close)
 
     def append(self, records: list[dict[str, Any]], features: Mapping[str, np.ndarray] | None = None) -> None:
-        """Buffer rows (dicts of column -> value); a full buffer wakes the flusher thread.
+        """Buffer rows (dicts of column -> value); see `append_columns`."""
+        names = dict.fromkeys(name for record in records for name in record)
+        self.append_columns({name: [record.get(name) for record in records] for name in names}, len(records), features)
 
-        `features`: numpy columns with one row per record, logged as each row's `features` struct
-        (the one way to log features: a row may not carry its own `features` value).
+    def append_columns(
+        self, columns: Mapping[str, list[Any]], size: int, features: Mapping[str, np.ndarray] | None = None
+    ) -> None:
+        """Buffer `size` rows given as columns (lists of `size` values); a full buffer wakes the flusher thread.
+
+        `features`: numpy columns with one value a row, logged as each row's `features` struct
+        (the one way to log features: there is no `features` column among `columns`).
         """
-        if features is not None and any(len(values) != len(records) for values in features.values()):
-            raise ValueError(f"features: every column needs one value per record ({len(records)})")
-        if any(FEATURES_COLUMN in record for record in records):
-            raise ValueError(f"{FEATURES_COLUMN}: pass feature values as `features` columns, not in the rows")
-        chunk = _Chunk(records, datetime.now(UTC), features or None)
+        if any(len(values) != size for values in columns.values()):
+            raise ValueError(f"columns: every column needs one value per row ({size})")
+        if features is not None and any(len(values) != size for values in features.values()):
+            raise ValueError(f"features: every column needs one value per row ({size})")
+        if FEATURES_COLUMN in columns:
+            raise ValueError(f"{FEATURES_COLUMN}: pass feature values as `features` columns, not as a logged column")
+        chunk = _Chunk(columns, size, datetime.now(UTC), features or None)
         with self._buffer_lock:
             if self._closed:
                 raise PredictionLogClosed(f"prediction log {self.uri} is closed")
             self._buffer.append(chunk)
-            self._buffered_rows += len(chunk.rows)
+            self._buffered_rows += size
             full = self._buffered_rows >= self._max_buffer_rows
         if full:
             self._wake.set()

@@ -31,7 +31,7 @@ from tala_ray.serving.heap import prepare_heap_for_serving
 from tala_ray.serving.idempotency import IdempotencyConflict, SharedIdempotency
 from tala_ray.serving.local_graph import LocalGraphConfig, local_steps
 from tala_ray.serving.metrics import serving_metrics
-from tala_ray.serving.records import LOG_COLUMN_TYPES, batch_response, decision_response, fingerprint, log_record
+from tala_ray.serving.records import LOG_COLUMN_TYPES, batch_response, decision_response, fingerprint, log_columns
 from tala_ray.serving.schemas import (
     BatchDecisionResponse,
     DecisionRequest,
@@ -240,14 +240,8 @@ class DecisionIngress:
             ids = [f"{batch_id}:{i}" for i in range(count)]
             keys, latencies = idempotency_keys * count, [(finished - started[0]) * 1000] * count
         responses = [decision_response(*parts) for parts in zip(ids, decisions, credit, uplift, strict=True)]
-        logged_at = datetime.now(UTC)
-        self._log.append(
-            [
-                log_record(r, d, "decision", key, latency_ms, logged_at)
-                for r, d, key, latency_ms in zip(responses, decisions, keys, latencies, strict=True)
-            ],
-            features=features,
-        )
+        columns = log_columns(responses, decisions, "decision", keys, latencies, datetime.now(UTC))
+        self._log.append_columns(columns, count, features=features)
         outcomes = Counter((r["decision"], r["model_versions"]["credit_role"]) for r in responses)
         for (outcome, role), n in outcomes.items():
             self._metrics.decisions.inc(n, tags={"outcome": outcome, "credit_role": role})
@@ -296,11 +290,9 @@ class DecisionIngress:
             return
         latency_ms = (time.perf_counter() - started) * 1000
         shadows = [decision_response(*parts) for parts in zip(ids, decisions, credit, uplift, strict=True)]
-        logged_at = datetime.now(UTC)
-        self._log.append(
-            [log_record(r, d, "shadow", None, latency_ms, logged_at) for r, d in zip(shadows, decisions, strict=True)],
-            features=features,
-        )
+        count = len(shadows)
+        columns = log_columns(shadows, decisions, "shadow", [None] * count, [latency_ms] * count, datetime.now(UTC))
+        self._log.append_columns(columns, count, features=features)
 
     def _spawn(self, coroutine: Any) -> None:
         task = asyncio.get_running_loop().create_task(coroutine)

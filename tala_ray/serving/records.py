@@ -21,7 +21,7 @@ LOG_COLUMN_TYPES = {
     "expected_profit_by_option": pa.map_(pa.string(), pa.float64()),
     "reason_codes": pa.list_(pa.string()),
 }
-"""The prediction-log types of `log_record`'s columns that their values alone may not fix
+"""The prediction-log types of `log_columns`' columns that their values alone may not fix
 (every key missing, every list empty): the same schema in every file."""
 
 
@@ -55,32 +55,37 @@ def batch_response(batch_id: str, decisions: list[dict[str, Any]], replayed: boo
     return Response(orjson.dumps(body), media_type="application/json")
 
 
-def log_record(
-    response: dict[str, Any],
-    decision: dict,
+def log_columns(
+    responses: list[dict[str, Any]],
+    decisions: list[dict[str, Any]],
     role: str,
-    idempotency_key: str | None,
-    latency_ms: float,
+    idempotency_keys: list[str | None],
+    latencies_ms: list[float],
     logged_at: datetime,
-) -> dict[str, Any]:
-    """One prediction-log row: ids, time, outputs, model versions, latency (the writer adds the
-    features, given to it as numpy columns)."""
-    versions = response["model_versions"]
+) -> dict[str, list[Any]]:
+    """The prediction-log columns of decided requests (one value a response): ids, time, outputs,
+    model versions, latency (the writer adds the features, given to it as numpy columns)."""
+    size = len(responses)
+    versions = [response["model_versions"] for response in responses]
+
+    def field(name: str) -> list[Any]:
+        return [response[name] for response in responses]
+
     return {
-        "request_id": response["request_id"],
-        "logged_at": logged_at,
-        "role": role,
-        "idempotency_key": idempotency_key,
-        "decision": response["decision"],
-        "limit": response["limit"],
-        "intervention": response["intervention"],
-        "default_probability": response["default_probability"],
-        "uplift": response["uplift"],
-        "expected_profit": response["expected_profit"],
-        "expected_profit_by_option": decision["expected_profit_by_option"],
-        "reason_codes": [r["code"] for r in response["reason_codes"]],
-        "credit_model_version": versions["credit"],
-        "credit_role": versions["credit_role"],
-        "uplift_model_version": versions["uplift"],
-        "latency_ms": latency_ms,
+        "request_id": field("request_id"),
+        "logged_at": [logged_at] * size,
+        "role": [role] * size,
+        "idempotency_key": idempotency_keys,
+        "decision": field("decision"),
+        "limit": field("limit"),
+        "intervention": field("intervention"),
+        "default_probability": field("default_probability"),
+        "uplift": field("uplift"),
+        "expected_profit": field("expected_profit"),
+        "expected_profit_by_option": [decision["expected_profit_by_option"] for decision in decisions],
+        "reason_codes": [[reason["code"] for reason in response["reason_codes"]] for response in responses],
+        "credit_model_version": [v["credit"] for v in versions],
+        "credit_role": [v["credit_role"] for v in versions],
+        "uplift_model_version": [v["uplift"] for v in versions],
+        "latency_ms": latencies_ms,
     }
