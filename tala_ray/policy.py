@@ -223,7 +223,12 @@ def reason_codes_batch(
 def reason_code_dicts_batch(
     contributions: np.ndarray, features: Sequence[str], descriptions: Mapping[str, str], limit: int = MAX_REASON_CODES
 ) -> list[list[dict[str, Any]]]:
-    """`reason_codes_batch` as plain dicts (`ReasonCode`'s fields): what a response carries."""
+    """`reason_codes_batch` as plain dicts (`ReasonCode`'s fields): what a response carries.
+
+    The sorting is done by numpy for all rows at once: reasons by total (a stable sort over the
+    codes, so ties go to the lower code), each reason's features by contribution (a stable sort
+    over their names, so ties go by name).
+    """
     values = np.where(np.isfinite(contributions), contributions, 0.0)
     families = sorted({reason_family(feature, descriptions) for feature in features})
     index = {family: k for k, family in enumerate(families)}
@@ -233,13 +238,23 @@ def reason_code_dicts_batch(
         k = index[reason_family(feature, descriptions)]
         members[k].append(column)
         totals[:, k] += values[:, column]  # feature order, as a running sum: the same floats as one at a time
+    member_names, ranked_members, positive_counts = [], [], []
+    for columns in members:
+        by_name = sorted(columns, key=lambda column: features[column])
+        member_values = values[:, by_name]
+        member_names.append([features[column] for column in by_name])
+        ranked_members.append(np.argsort(-member_values, axis=1, kind="stable").tolist())
+        positive_counts.append((member_values > 0.0).sum(axis=1).tolist())
+    strongest = np.argsort(-totals, axis=1, kind="stable")[:, : min(limit, MAX_REASON_CODES)]
+    strongest_totals = np.take_along_axis(totals, strongest, axis=1)
     out = []
-    for row_values, row_totals in zip(values.tolist(), totals.tolist(), strict=True):  # Python floats: fast to compare
-        raising = sorted((k for k in range(len(families)) if row_totals[k] > 0.0), key=lambda k: (-row_totals[k], families[k][0]))
+    for row, (ks, row_totals) in enumerate(zip(strongest.tolist(), strongest_totals.tolist(), strict=True)):
         codes = []
-        for k in raising[: min(limit, MAX_REASON_CODES)]:
-            positive = sorted(((row_values[c], features[c]) for c in members[k] if row_values[c] > 0.0), key=lambda m: (-m[0], m[1]))
+        for k, total in zip(ks, row_totals, strict=True):
+            if not total > 0.0:  # the rest are no larger: only reasons that raised the risk
+                break
             code, text = families[k]
-            codes.append({"code": code, "text": text, "features": [f for _, f in positive], "contribution": row_totals[k]})
+            ranked = ranked_members[k][row][: positive_counts[k][row]]
+            codes.append({"code": code, "text": text, "features": [member_names[k][j] for j in ranked], "contribution": total})
         out.append(codes)
     return out
