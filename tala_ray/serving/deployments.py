@@ -64,10 +64,12 @@ class CreditModel:
         predictor, role = self._slot.predictor, self._slot.config.role
         return _measured(f"credit_{role}", lambda: graph.credit_scores(predictor, role, features))
 
-    def explain(self, features: Columns) -> list[dict[str, float]]:
+    def explain(self, features: Columns) -> graph.Contributions:
         """Per-feature contributions to each row's risk score (asked for declines only)."""
         predictor = self._slot.predictor
-        return _measured(f"explain_{self._slot.config.role}", lambda: graph.credit_contributions(predictor, features))
+        return _measured(
+            f"explain_{self._slot.config.role}", lambda: graph.credit_contributions(predictor, features), lambda c: len(c.values)
+        )
 
     def info(self) -> dict[str, Any]:
         return self._slot.info() | {"replica": _replica_id()}
@@ -117,7 +119,7 @@ class DecisionPolicy:
         (see `graph.policy_decisions`)."""
         return graph.policy_decisions(self._params, items)
 
-    def reasons(self, contributions: list[dict[str, float]]) -> list[list[dict[str, Any]]]:
+    def reasons(self, contributions: graph.Contributions) -> list[list[dict[str, Any]]]:
         """Reason codes of declined applications from their credit contributions."""
         return graph.decline_reasons(self._params, self._descriptions, contributions)
 

@@ -8,10 +8,10 @@ the GBM) costs more than scoring it.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from tala_ray.features.columns import Columns, row_count
 from tala_ray.policy import PolicyParams, decision_dicts, reason_code_dicts_batch
@@ -39,14 +39,38 @@ def credit_scores(predictor: Any, role: str, columns: Columns) -> list[dict[str,
     return [{"default_probability": float(p), "version": version, "role": role} for p in probabilities]
 
 
-def credit_contributions(predictor: Any, columns: Columns) -> list[dict[str, float]]:
-    """Per-feature contributions to each row's risk score (the input of reason codes)."""
-    return _contribution_dicts(predictor.contributions(columns))
+@dataclass(frozen=True)
+class Contributions:
+    """Per-feature contributions to the risk score of some rows (the input of reason codes)."""
+
+    features: list[str]
+    values: np.ndarray  # rows x features
 
 
-def _contribution_dicts(contributions: pd.DataFrame) -> list[dict[str, float]]:
-    names = [str(name) for name in contributions.columns]
-    return [dict(zip(names, values, strict=True)) for values in contributions.to_numpy(dtype=np.float64).tolist()]
+def credit_contributions(predictor: Any, columns: Columns) -> Contributions:
+    """Per-feature contributions to each row's risk score."""
+    frame = predictor.contributions(columns)
+    return Contributions([str(name) for name in frame.columns], frame.to_numpy(dtype=np.float64))
+
+
+def merge_rows(parts: list[tuple[list[int], list[Any]]], size: int) -> list[Any]:
+    """Per-row results of groups of rows (positions, results) back in row order."""
+    out: list[Any] = [None] * size
+    for positions, results in parts:
+        for position, result in zip(positions, results, strict=True):
+            out[position] = result
+    return out
+
+
+def merge_contributions(parts: list[tuple[list[int], Contributions]], size: int) -> Contributions:
+    """Contributions of groups of rows (explained by different credit models) back in row order;
+    a feature one model does not use contributes nothing to its rows."""
+    features = list(dict.fromkeys(feature for _, part in parts for feature in part.features))
+    column = {feature: i for i, feature in enumerate(features)}
+    values = np.zeros((size, len(features)))
+    for positions, part in parts:
+        values[np.ix_(positions, [column[feature] for feature in part.features])] = part.values
+    return Contributions(features, values)
 
 
 def uplift_effects(predictor: Any, columns: Columns) -> list[dict[str, Any]]:
@@ -81,14 +105,10 @@ def declined(decisions: list[dict[str, Any]]) -> list[int]:
 
 
 def decline_reasons(
-    params: PolicyParams, descriptions: dict[str, str], contributions: list[dict[str, float]]
+    params: PolicyParams, descriptions: dict[str, str], contributions: Contributions
 ) -> list[list[dict[str, Any]]]:
     """Reason codes (as dicts) of each declined application, from its credit contributions."""
-    if not contributions:
-        return []
-    names = list(contributions[0])
-    matrix = np.array([[row[name] for name in names] for row in contributions], dtype=np.float64)
-    return reason_code_dicts_batch(matrix, names, descriptions, params.max_reason_codes)
+    return reason_code_dicts_batch(contributions.values, contributions.features, descriptions, params.max_reason_codes)
 
 
 def feature_descriptions() -> dict[str, str]:

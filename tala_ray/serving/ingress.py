@@ -230,7 +230,9 @@ class DecisionIngress:
         terms = graph.application_terms(tables)
         count = row_count(features)
         roles = [self._choose_role() for _ in range(count)]
-        credit, uplift = await asyncio.gather(self._by_role("score", features, roles), self._uplift.effect.remote(features))
+        credit, uplift = await asyncio.gather(
+            self._by_role("score", features, roles, graph.merge_rows), self._uplift.effect.remote(features)
+        )
         decisions = await self._policy_with_reasons(features, roles, graph.policy_items(*terms, credit, uplift))
         finished = time.perf_counter()
         if batch_id is None:
@@ -256,14 +258,17 @@ class DecisionIngress:
         decisions = await self._policy.decide.remote(items)
         positions = graph.declined(decisions)
         if positions:
-            contributions = await self._by_role("explain", take(features, positions), [roles[i] for i in positions])
+            contributions = await self._by_role(
+                "explain", take(features, positions), [roles[i] for i in positions], graph.merge_contributions
+            )
             reasons = await self._policy.reasons.remote(contributions)
             for position, codes in zip(positions, reasons, strict=True):
                 decisions[position]["reason_codes"] = codes
         return decisions
 
-    async def _by_role(self, method: str, features: graph.Columns, roles: list[str]) -> list[Any]:
-        """`score` or `explain` of each row by the credit model its role names (one call per model)."""
+    async def _by_role(self, method: str, features: graph.Columns, roles: list[str], merge: Callable[..., Any]) -> Any:
+        """`score` or `explain` of each row by the credit model its role names (one call per model;
+        `merge` puts the groups' results back in row order when there is more than one)."""
         groups = {role: [i for i, r in enumerate(roles) if r == role] for role in set(roles)}
 
         def call(role: str, positions: list[int]) -> Any:
@@ -271,18 +276,16 @@ class DecisionIngress:
             return getattr(self._credit[role], method).remote(subset)
 
         results = await asyncio.gather(*(call(role, positions) for role, positions in groups.items()))
-        out: list[Any] = [None] * len(roles)
-        for positions, group_results in zip(groups.values(), results, strict=True):
-            for position, result in zip(positions, group_results, strict=True):
-                out[position] = result
-        return out
+        if len(results) == 1:
+            return results[0]
+        return merge(list(zip(groups.values(), results, strict=True)), len(roles))
 
     async def _shadow(self, features: graph.Columns, terms: Any, uplift: list[Any], ids: list[str]) -> None:
         """The challenger scores the same applications; its decisions are logged, never returned."""
         started = time.perf_counter()
         try:
             roles = ["challenger"] * len(ids)
-            credit = await self._by_role("score", features, roles)
+            credit = await self._by_role("score", features, roles, graph.merge_rows)
             decisions = await self._policy_with_reasons(features, roles, graph.policy_items(*terms, credit, uplift))
         except Exception:
             self._metrics.errors.inc(tags={"stage": "shadow", "kind": "internal"})
