@@ -225,28 +225,27 @@ def reason_code_dicts_batch(
 ) -> list[list[dict[str, Any]]]:
     """`reason_codes_batch` as plain dicts (`ReasonCode`'s fields): what a response carries.
 
-    The sorting is done by numpy for all rows at once: reasons by total (a stable sort over the
-    codes, so ties go to the lower code), each reason's features by contribution (a stable sort
-    over their names, so ties go by name).
+    The sorting is done by numpy for all rows and reasons at once: reasons by total (a stable sort
+    over the codes, so ties go to the lower code); the columns grouped by reason and ordered by
+    name, then each reason's features by contribution (a stable sort, so ties go by name).
     """
     values = np.where(np.isfinite(contributions), contributions, 0.0)
     families = sorted({reason_family(feature, descriptions) for feature in features})
     index = {family: k for k, family in enumerate(families)}
-    members: list[list[int]] = [[] for _ in families]
+    family_of = [index[reason_family(feature, descriptions)] for feature in features]
     totals = np.zeros((values.shape[0], len(families)))
-    for column, feature in enumerate(features):
-        k = index[reason_family(feature, descriptions)]
-        members[k].append(column)
+    for column, k in enumerate(family_of):
         totals[:, k] += values[:, column]  # feature order, as a running sum: the same floats as one at a time
-    member_names, ranked_members, positive_counts = [], [], []
-    for columns in members:
-        by_name = sorted(columns, key=lambda column: features[column])
-        member_values = values[:, by_name]
-        member_names.append([features[column] for column in by_name])
-        ranked_members.append(np.argsort(-member_values, axis=1, kind="stable").tolist())
-        positive_counts.append((member_values > 0.0).sum(axis=1).tolist())
+    grouped = sorted(range(len(features)), key=lambda column: (family_of[column], features[column]))
+    grouped_names = [features[column] for column in grouped]
+    grouped_values = values[:, grouped]
+    grouped_family = np.broadcast_to(np.array([family_of[column] for column in grouped]), grouped_values.shape)
+    starts = np.searchsorted(grouped_family[0], np.arange(len(families))) if len(grouped) else np.zeros(0, dtype=np.int64)
+    ranked = np.lexsort((-grouped_values, grouped_family), axis=-1).tolist()  # by reason, then largest first
+    positive = np.add.reduceat(grouped_values > 0.0, starts, axis=1).tolist() if len(grouped) else []
     strongest = np.argsort(-totals, axis=1, kind="stable")[:, : min(limit, MAX_REASON_CODES)]
     strongest_totals = np.take_along_axis(totals, strongest, axis=1)
+    first = starts.tolist()
     out = []
     for row, (ks, row_totals) in enumerate(zip(strongest.tolist(), strongest_totals.tolist(), strict=True)):
         codes = []
@@ -254,7 +253,7 @@ def reason_code_dicts_batch(
             if not total > 0.0:  # the rest are no larger: only reasons that raised the risk
                 break
             code, text = families[k]
-            ranked = ranked_members[k][row][: positive_counts[k][row]]
-            codes.append({"code": code, "text": text, "features": [member_names[k][j] for j in ranked], "contribution": total})
+            members = ranked[row][first[k] : first[k] + positive[row][k]]
+            codes.append({"code": code, "text": text, "features": [grouped_names[j] for j in members], "contribution": total})
         out.append(codes)
     return out
