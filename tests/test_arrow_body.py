@@ -9,6 +9,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, Callable
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pytest
 from pydantic import ValidationError
@@ -78,6 +79,9 @@ def assert_same_tables(got: dict[str, dict[str, np.ndarray]], expected: dict[str
         assert list(got[table]) == list(columns), table
         for name, want in columns.items():
             have = got[table][name]
+            if isinstance(have, pd.Categorical):  # the events' strings: the same values, as codes
+                assert table == "events" and want.dtype == object, (table, name)
+                have = np.array([None if pd.isna(value) else value for value in have], dtype=object)
             assert have.dtype == want.dtype and have.shape == want.shape, (table, name, have.dtype, want.dtype)
             if want.dtype == object:
                 assert have.tolist() == want.tolist(), (table, name)
@@ -100,7 +104,7 @@ def test_decoded_tables_equal_the_json_path(payloads):
     got = decode_batch(body, LIMIT)
     assert_same_tables(got, json_columns(payloads))
     assert len(got["events"]["event_time"]) > 1_000 and np.isnan(got["events"]["amount"]).any()
-    assert None in got["events"]["app_category"].tolist() and None in got["applicants"]["device_os"].tolist()
+    assert got["events"]["app_category"].isna().any() and None in got["applicants"]["device_os"].tolist()
 
 
 def test_features_are_identical_to_the_json_path(payloads):

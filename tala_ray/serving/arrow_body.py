@@ -3,7 +3,9 @@
 One row per application in `REQUEST_SCHEMA`: the applicant's and the application's fields flat at
 top level, `events` and `loans` as `list<struct>` columns (the JSON request, columnar).
 `decode_batch` turns a body into exactly the raw tables `online.request_columns` builds from the
-same applications sent as JSON, after the same checks as the pydantic models of `online.py`;
+same applications sent as JSON (but the events' strings come as pandas Categoricals of the body's
+dictionary, which the feature code reads as codes without a Python string per event), after the
+same checks as the pydantic models of `online.py`;
 `encode_payloads` builds a body from JSON request dicts (for clients, the benchmark and the tests).
 
 Accepted variants (liberal where the meaning is unambiguous, strict otherwise):
@@ -37,6 +39,7 @@ from datetime import datetime, timezone
 from typing import Any, Literal, get_args
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import TypeAdapter, ValidationError
@@ -380,8 +383,11 @@ def _times(rule: _Rule, array: pa.Array, level: _Level, problems: _Problems) -> 
     return (raw * 1000 if per_second == 1 else raw // (per_second // 1000)), valid
 
 
-def _strings(rule: _Rule, array: pa.Array, level: _Level, problems: _Problems) -> tuple[np.ndarray, np.ndarray]:
-    """Object array (None for null) through a dictionary: one Python string per distinct value."""
+def _strings(
+    rule: _Rule, array: pa.Array, level: _Level, problems: _Problems
+) -> tuple[np.ndarray | pd.Categorical, np.ndarray]:
+    """Through a dictionary: an object array (None for null) for top-level fields (they become
+    feature values), a Categorical for list items (events: many rows, few distinct values)."""
     encoded = array if pa.types.is_dictionary(array.type) else pc.dictionary_encode(array)
     words = encoded.dictionary.to_pylist()
     codes = encoded.indices.cast(pa.int64()).fill_null(len(words)).to_numpy()
@@ -389,7 +395,18 @@ def _strings(rule: _Rule, array: pa.Array, level: _Level, problems: _Problems) -
     if rule.choices:
         allowed = np.array([word is None or word in rule.choices for word in words] + [True])
         problems.add(level, rule.name, ~allowed[codes], f"must be one of {', '.join(rule.choices)}")
-    return np.array([*words, None], dtype=object)[codes], valid
+    if level.name is None:
+        return np.array([*words, None], dtype=object)[codes], valid
+    return _categorical(words, codes), valid
+
+
+def _categorical(words: list[str | None], codes: np.ndarray) -> pd.Categorical:
+    """Positions in `words` (`len(words)` and None words: null) as a Categorical; a dictionary may
+    repeat a word or hold a null, a Categorical's categories may not."""
+    categories = list(dict.fromkeys(word for word in words if word is not None))
+    position = {word: i for i, word in enumerate(categories)}
+    remap = np.array([-1 if word is None else position[word] for word in words] + [-1], dtype=np.int64)
+    return pd.Categorical.from_codes(remap[codes], categories=categories)
 
 
 def _numbers(rule: _Rule, array: pa.Array, level: _Level, problems: _Problems) -> tuple[np.ndarray, np.ndarray]:
@@ -459,7 +476,8 @@ def _decode_list(column: pa.Array | None, n: int, name: str, top: _Level, proble
 
 def decode_batch(body: bytes, max_applications: int) -> dict[str, Columns]:
     """An Arrow IPC stream body as the raw tables `online.request_columns` returns for the same
-    applications (same keys, dtypes and values). Raises `ArrowBodyError` on any problem."""
+    applications (same keys, dtypes and values; the events' strings as Categoricals of the same
+    values). Raises `ArrowBodyError` on any problem."""
     table = _read_table(body, max_applications)
     _check_schema(table.schema)
     n = table.num_rows
