@@ -15,6 +15,8 @@ Accepted variants (liberal where the meaning is unambiguous, strict otherwise):
   must lie in the years 1 to 9999 (what a JSON datetime can hold). Strings, dates and plain
   integers are refused.
 - strings: `string`, `large_string`, `string_view`, or a dictionary of one of them (any index type).
+  `encode_payloads` writes the events' strings as dictionaries (`REQUEST_SCHEMA`): a smaller body,
+  and the server reads the codes as they are instead of hashing every string.
 - floats (`device_price_usd`, `amount`): any float or integer type.
 - integers (`device_age_months`, `term_days`, `days_late`): any integer type, or a float type
   holding whole numbers (what pandas makes of an integer column with nulls).
@@ -108,12 +110,16 @@ _ARROW_TYPES: dict[Kind, pa.DataType] = {
 }
 
 
-def _schema_field(rule: _Rule) -> pa.Field:
-    return pa.field(rule.name, _ARROW_TYPES[rule.kind], nullable=not rule.required)
+_ITEM_STRING = pa.dictionary(pa.int32(), pa.string())  # list items repeat a few strings many times
+
+
+def _schema_field(rule: _Rule, item: bool = False) -> pa.Field:
+    data_type = _ITEM_STRING if item and rule.kind == "str" else _ARROW_TYPES[rule.kind]
+    return pa.field(rule.name, data_type, nullable=not rule.required)
 
 
 def _list_type(rules: tuple[_Rule, ...]) -> pa.DataType:
-    return pa.list_(pa.field("item", pa.struct([_schema_field(rule) for rule in rules]), nullable=False))
+    return pa.list_(pa.field("item", pa.struct([_schema_field(rule, item=True) for rule in rules]), nullable=False))
 
 
 REQUEST_SCHEMA: pa.Schema = pa.schema(
@@ -164,14 +170,15 @@ def _encode_times(values: list[Any]) -> pa.Array:
     return pc.floor_temporal(micros, unit="millisecond").cast(_ARROW_TYPES["time"])
 
 
-def _encode_values(rule: _Rule, values: list[Any], path: str) -> pa.Array:
+def _encode_values(rule: _Rule, values: list[Any], path: str, item: bool = False) -> pa.Array:
     """One field's values (JSON-like; None for missing) as an Arrow array of its schema type."""
+    data_type = _schema_field(rule, item).type
     try:
         if rule.kind == "time":
             return _encode_times(values)
-        return pa.array(values, type=_ARROW_TYPES[rule.kind])
+        return pa.array(values, type=data_type)
     except (ValidationError, pa.ArrowException, TypeError, ValueError) as error:
-        raise ValueError(f"payload field {path}: cannot encode as {_ARROW_TYPES[rule.kind]}: {error}") from error
+        raise ValueError(f"payload field {path}: cannot encode as {data_type}: {error}") from error
 
 
 def _check_keys(records: Iterable[dict[str, Any]], allowed: Iterable[str], path: str) -> None:
@@ -187,7 +194,9 @@ def _encode_list(payloads: list[dict[str, Any]], name: str, rules: tuple[_Rule, 
     lists = [payload.get(name) or [] for payload in payloads]
     items = [item for records in lists for item in records]
     _check_keys(items, (rule.name for rule in rules), name)
-    children = [_encode_values(rule, [item.get(rule.name) for item in items], f"{name}.{rule.name}") for rule in rules]
+    children = [
+        _encode_values(rule, [item.get(rule.name) for item in items], f"{name}.{rule.name}", item=True) for rule in rules
+    ]
     structs = pa.StructArray.from_arrays(children, fields=list(_list_type(rules).value_type))
     offsets = np.concatenate([[0], np.cumsum([len(records) for records in lists])]).astype(np.int32)
     return pa.ListArray.from_arrays(pa.array(offsets), structs, type=_list_type(rules))
