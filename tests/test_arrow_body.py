@@ -193,6 +193,19 @@ def test_liberal_variants_decode_to_the_same_tables(payloads):
     assert_same_tables(decode_batch(table_bytes(pa.Table.from_batches(batches)), LIMIT), json_columns(sample))
 
 
+def test_event_strings_may_come_plain_or_as_dictionaries(payloads):
+    """`encode_payloads` writes the events' strings as dictionaries; a client's plain strings
+    decode to the same tables."""
+    table = payload_table(payloads)
+    item = table.schema.field("events").type.value_type
+    assert pa.types.is_dictionary(item.field("event_type").type)
+    plain_item = pa.struct([pa.field(f.name, pa.string() if pa.types.is_dictionary(f.type) else f.type, f.nullable) for f in item])
+    plain = with_column(table, "events", table["events"].cast(pa.list_(pa.field("item", plain_item, nullable=False))))
+    assert plain.schema.field("events").type.value_type.field("event_type").type == pa.string()
+    assert_same_tables(decode_batch(table_bytes(plain), LIMIT), json_columns(payloads))
+    assert_same_tables(decode_batch(table_bytes(table), LIMIT), json_columns(payloads))
+
+
 def test_optional_columns_and_struct_fields_may_be_left_out():
     sample = [hand_payload(), hand_payload()]
     for payload in sample:
