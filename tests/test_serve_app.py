@@ -282,6 +282,10 @@ def test_an_arrow_batch_is_decided_exactly_like_the_same_json_batch(service, bod
     content = spec["paths"]["/v1/decisions/batch"]["post"]["requestBody"]["content"]
     assert set(content) == {"application/json", ARROW_STREAM_MEDIA_TYPE}
     assert "applications" in spec["components"]["schemas"]["BatchDecisionRequest"]["properties"]
+    single = spec["paths"]["/v1/decisions"]["post"]["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+    assert "events" in spec["components"]["schemas"][single.rsplit("/", 1)[-1]]["properties"]
+    text = service.client.post("/v1/decisions", content=b"amount=5", headers={"Content-Type": "text/plain"})
+    assert text.status_code == 415 and "Content-Type" in text.text
 
 
 def test_the_fused_graph_decides_exactly_like_the_composed_one(service, bodies):

@@ -25,7 +25,13 @@ from tala_ray.features.online import request_columns
 from tala_ray.serving import graph
 from tala_ray.serving.args import RoutingConfig
 from tala_ray.serving.auth import load_api_keys
-from tala_ray.serving.batch_body import OPENAPI_REQUEST_BODY, document_batch_body, read_batch_body
+from tala_ray.serving.batch_body import (
+    OPENAPI_DECISION_BODY,
+    OPENAPI_REQUEST_BODY,
+    document_batch_body,
+    read_batch_body,
+    read_decision_body,
+)
 from tala_ray.serving.guard import RequestGuard
 from tala_ray.serving.heap import prepare_heap_for_serving
 from tala_ray.serving.idempotency import IdempotencyConflict, SharedIdempotency
@@ -166,10 +172,12 @@ class DecisionIngress:
             replica=serve.get_replica_context().replica_id.unique_id,
         )
 
-    @app.post("/v1/decisions", response_model=DecisionResponse)
-    async def decision(self, body: DecisionRequest, idempotency_key: IdempotencyKey = None) -> dict[str, Any]:
-        """Decide one application (together with the replica's other pending ones: `batching`)."""
+    @app.post("/v1/decisions", response_model=DecisionResponse, openapi_extra=OPENAPI_DECISION_BODY)
+    async def decision(self, request: Request, idempotency_key: IdempotencyKey = None) -> dict[str, Any]:
+        """Decide one application, a JSON `DecisionRequest` (together with the replica's other
+        pending ones: `batching`)."""
         started = time.perf_counter()
+        body = read_decision_body(await request.body(), request.headers.get("content-type"))
         compute = lambda: self._decide_pending(PendingDecision(body, idempotency_key, started))  # noqa: E731
         response, replayed = await self._once("decision", idempotency_key, lambda: fingerprint(body), compute)
         self._metrics.decision_latency_ms.observe((time.perf_counter() - started) * 1000, {"endpoint": "decision"})

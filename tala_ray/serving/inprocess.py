@@ -25,12 +25,17 @@ from tala_ray.features.columns import take
 from tala_ray.features.online import request_columns
 from tala_ray.policy import PolicyParams
 from tala_ray.serving import graph
-from tala_ray.serving.batch_body import OPENAPI_REQUEST_BODY, document_batch_body, read_batch_body
+from tala_ray.serving.batch_body import (
+    OPENAPI_DECISION_BODY,
+    OPENAPI_REQUEST_BODY,
+    document_batch_body,
+    read_batch_body,
+    read_decision_body,
+)
 from tala_ray.serving.heap import prepare_heap_for_serving
 from tala_ray.serving.records import batch_response, decision_response
 from tala_ray.serving.schemas import (
     BatchDecisionResponse,
-    DecisionRequest,
     DecisionResponse,
     HealthResponse,
 )
@@ -104,8 +109,9 @@ def create_app(**overrides: object) -> FastAPI:
     async def healthz() -> HealthResponse:
         return HealthResponse(status="ok")
 
-    @app.post("/v1/decisions", response_model=DecisionResponse)
-    async def decision(body: DecisionRequest) -> dict[str, Any]:
+    @app.post("/v1/decisions", response_model=DecisionResponse, openapi_extra=OPENAPI_DECISION_BODY)
+    async def decision(request: Request) -> dict[str, Any]:
+        body = read_decision_body(await request.body(), request.headers.get("content-type"))
         return decision_graph.decide(request_columns([body]), batch_id=None)[0]
 
     @app.post("/v1/decisions/batch", response_model=BatchDecisionResponse, openapi_extra=OPENAPI_REQUEST_BODY)
