@@ -219,7 +219,7 @@ class DecisionIngress:
             return "challenger"
         return "champion"
 
-    @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.0)
+    @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.005)  # `reconfigure` sets the configured values
     async def _decide_pending(self, pending: list[PendingDecision]) -> list[dict[str, Any]]:
         """Concurrent single decisions of this replica in one pass of the graph (one call per step)."""
         tables = request_columns([p.body for p in pending])
