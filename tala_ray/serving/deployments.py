@@ -24,7 +24,7 @@ from tala_ray.serving.model_slot import ModelConfig, ModelSlot
 log = logging.getLogger("ray.serve")
 
 
-def _measured(stage: str, compute: Callable[[], list[Any] | Columns], rows: Callable[[Any], int] = len) -> Any:
+def _measured(stage: str, compute: Callable[[], Any], rows: Callable[[Any], int] = len) -> Any:
     """`compute()`, with its rows and milliseconds recorded under `stage` (`tala_batch_size`, `tala_model_latency_ms`)."""
     started = time.perf_counter()
     result = compute()
@@ -67,9 +67,7 @@ class CreditModel:
     def explain(self, features: Columns) -> graph.Contributions:
         """Per-feature contributions to each row's risk score (asked for declines only)."""
         predictor = self._slot.predictor
-        return _measured(
-            f"explain_{self._slot.config.role}", lambda: graph.credit_contributions(predictor, features), lambda c: len(c.values)
-        )
+        return _measured(f"explain_{self._slot.config.role}", lambda: graph.credit_contributions(predictor, features))
 
     def info(self) -> dict[str, Any]:
         return self._slot.info() | {"replica": _replica_id()}

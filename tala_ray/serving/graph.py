@@ -46,6 +46,9 @@ class Contributions:
     features: list[str]
     values: np.ndarray  # rows x features
 
+    def __len__(self) -> int:
+        return len(self.values)
+
 
 def credit_contributions(predictor: Any, columns: Columns) -> Contributions:
     """Per-feature contributions to each row's risk score."""

@@ -23,7 +23,7 @@ from tala_ray.errors import UserError
 from tala_ray.features.columns import row_count, take
 from tala_ray.features.online import request_columns
 from tala_ray.serving import graph
-from tala_ray.serving.args import RoutingConfig
+from tala_ray.serving.args import BatchingConfig, RoutingConfig
 from tala_ray.serving.auth import load_api_keys
 from tala_ray.serving.batch_body import (
     OPENAPI_DECISION_BODY,
@@ -219,7 +219,7 @@ class DecisionIngress:
             return "challenger"
         return "champion"
 
-    @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.005)  # `reconfigure` sets the configured values
+    @serve.batch(**BatchingConfig().model_dump())  # the defaults; `reconfigure` sets the configured values
     async def _decide_pending(self, pending: list[PendingDecision]) -> list[dict[str, Any]]:
         """Concurrent single decisions of this replica in one pass of the graph (one call per step)."""
         tables = request_columns([p.body for p in pending])
