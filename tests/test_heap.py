@@ -19,12 +19,13 @@ def test_startup_objects_are_frozen_and_new_cycles_still_collected() -> None:
         prepare_heap_for_serving()
         assert gc.get_freeze_count() >= len(startup)
         assert gc.get_threshold() == (YOUNG_COLLECTION_THRESHOLD, *threshold[1:])
-        frozen_before = gc.get_freeze_count()
         first, second = Node(), Node()
         first.partner, second.partner = second, first  # a cycle made after the freeze
         del first, second
         assert gc.collect() >= 2, "garbage made after the freeze is collected"
-        assert gc.get_freeze_count() == frozen_before
+        # a collection leaves the startup objects frozen (the count may fall: other threads can
+        # free frozen objects by reference counting)
+        assert gc.get_freeze_count() >= len(startup)
     finally:
         gc.unfreeze()
         gc.set_threshold(*threshold)
