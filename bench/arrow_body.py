@@ -17,7 +17,7 @@ from collections.abc import Callable
 
 from tala_ray.data.world import simulate_chunk
 from tala_ray.features.online import request_columns
-from tala_ray.features.replay import request_payload
+from tala_ray.traffic.replay import request_payload
 from tala_ray.serving.arrow_body import decode_batch, encode_payloads
 from tala_ray.serving.schemas import BatchDecisionRequest
 

@@ -33,7 +33,7 @@ import pandas as pd
 def load_predictors(registry_uri: str, names: list[str] | None) -> dict[str, Any]:
     """name -> loaded predictor (credit or uplift, by the manifest's kind)."""
     from tala_ray.models.uplift import load_uplift_predictor
-    from tala_ray.registry import Registry, load_credit_predictor
+    from tala_ray.core.registry import Registry, load_credit_predictor
 
     registry = Registry(registry_uri)
     predictors = {}

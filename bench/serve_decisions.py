@@ -84,7 +84,7 @@ def batch_level(hey: str, target: Target, body: Path, content_type: str, headers
 
 def write_bodies(registry: str, world: str, batch_size: int, scratch: Path) -> dict[str, Path]:
     """Single and batch bodies (JSON and Arrow) of real applications of the world."""
-    from tala_ray.features.replay import read_world_tables, sample_payloads
+    from tala_ray.traffic.replay import read_world_tables, sample_payloads
     from tala_ray.serving.arrow_body import encode_payloads
 
     payloads = sample_payloads(read_world_tables(world), batch_size, seed=0)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from ray import tune
 
-from tala_ray.ray_runtime import ensure_ray
+from tala_ray.core.ray_runtime import ensure_ray
 from tala_ray.tuning.runner import run_experiment
 from tala_ray.tuning.spec import load_experiment_spec, with_data_overrides
 

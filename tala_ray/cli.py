@@ -15,7 +15,7 @@ from tala_ray.commands import log as log_command
 from tala_ray.commands import models as models_command
 from tala_ray.commands import serve as serve_command
 from tala_ray.commands import tune as tune_command
-from tala_ray.errors import UserError
+from tala_ray.core.errors import UserError
 
 app = typer.Typer(
     help="tala-ray: Ray-distributed credit and uplift experimentation and serving.",

@@ -15,10 +15,10 @@ import pytest
 from pydantic import ValidationError
 
 from tala_ray.data.world import simulate_chunk
-from tala_ray.errors import UserError
+from tala_ray.core.errors import UserError
 from tala_ray.features.definitions import feature_columns
 from tala_ray.features.online import MAX_EVENTS, MAX_LOANS, ApplicationRequest, request_columns
-from tala_ray.features.replay import request_payload
+from tala_ray.traffic.replay import request_payload
 from tala_ray.serving.arrow_body import (
     MAX_DETAILS,
     REQUEST_SCHEMA,

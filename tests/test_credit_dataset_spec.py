@@ -8,9 +8,9 @@ import pandas as pd
 import pytest
 import yaml
 
-from tala_ray.errors import UserError
+from tala_ray.core.errors import UserError
 from tala_ray.models.training_data import load_training_frame, split_frame
-from tala_ray.registry import load_credit_predictor
+from tala_ray.core.registry import load_credit_predictor
 from tala_ray.tuning.runner import run_experiment
 from tala_ray.tuning.spec import ExperimentSpec
 

@@ -13,7 +13,7 @@ import yaml
 
 from tala_ray.data.dataset_spec import load_dataset, load_dataset_spec
 from tala_ray.data.profile import format_profile, profile_dataset
-from tala_ray.errors import UserError
+from tala_ray.core.errors import UserError
 
 CSV = """id,region,income,score,status,reminder
 1,north,1200,0.5,good,1

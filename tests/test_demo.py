@@ -7,7 +7,7 @@ import socket
 
 import pytest
 
-from tala_ray.demo import DemoOptions, render_report, run_demo
+from tala_ray.jobs.demo import DemoOptions, render_report, run_demo
 
 
 def _free_port() -> int:

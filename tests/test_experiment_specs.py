@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tala_ray.errors import UserError
+from tala_ray.core.errors import UserError
 from tala_ray.tuning.space import to_tune_space
 from tala_ray.tuning.spec import ExperimentSpec, load_experiment_spec
 

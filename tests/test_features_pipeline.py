@@ -20,7 +20,7 @@ from tala_ray.data.validation import SchemaMismatchError
 from tala_ray.features.build import build_feature_table, check_inputs
 from tala_ray.features.definitions import FEATURES, compute_features, feature_set_version
 from tala_ray.features.online import ApplicationRequest, features_from_requests
-from tala_ray.features.replay import request_payload
+from tala_ray.traffic.replay import request_payload
 from tala_ray.features.table import KEY_COLUMNS, read_feature_manifest, read_feature_table, read_quarantine
 
 pytestmark = pytest.mark.ray

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tala_ray.policy import PolicyParams
+from tala_ray.policy.decision import PolicyParams
 from tala_ray.serving.graph import Contributions, decline_reasons, merge_contributions, merge_rows
 
 

@@ -23,7 +23,7 @@ import psutil
 import pytest
 import yaml
 
-from tala_ray.registry import Registry, load_credit_predictor
+from tala_ray.core.registry import Registry, load_credit_predictor
 
 REPO = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
@@ -198,7 +198,7 @@ def ingress_replicas(token: str | None, address: str) -> int:
 
 
 def test_serve_deploy_on_the_head_answers_with_the_tuned_models(ray_head, researcher_job, tmp_path):
-    from tala_ray.features.replay import read_world_tables, request_payload
+    from tala_ray.traffic.replay import read_world_tables, request_payload
 
     assert researcher_job["status"] == "SUCCEEDED", researcher_job["logs"][-3000:]
     address, token, temp_dir = ray_head

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from tala_ray.data.schema import INTERVENTION
-from tala_ray.policy import (
+from tala_ray.policy.decision import (
     LimitRung,
     PolicyParams,
     decide,
@@ -147,7 +147,7 @@ def test_unknown_features_get_their_own_stable_code():
 
 def test_reason_codes_of_a_batch_equal_each_row_explained_alone():
     """The vectorised family sums keep rows apart and skip non-finite contributions as the single-row call does."""
-    from tala_ray.policy import reason_codes_batch
+    from tala_ray.policy.decision import reason_codes_batch
 
     features = ["bill_count_30d", "bill_sum_90d_usd", "betting_installs", "tenure_days", "mystery_signal", "country"]
     rng = np.random.default_rng(7)
@@ -188,7 +188,7 @@ def test_vectorised_reason_codes_follow_the_rules_with_ties():
     """Ties between reasons go to the lower code, ties between features to the name; non-finite
     contributions count as zero."""
     from tala_ray.features.definitions import FEATURE_NAMES
-    from tala_ray.policy import reason_code_dicts_batch
+    from tala_ray.policy.decision import reason_code_dicts_batch
 
     features = [*FEATURE_NAMES, "mystery_a", "mystery_b"]
     descriptions = {"mystery_a": "A new signal"}

@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tala_ray.policy import PolicyParams
-from tala_ray.policy_evaluation import compare_strategies, true_profit
+from tala_ray.policy.decision import PolicyParams
+from tala_ray.evaluation.policy_value import compare_strategies, true_profit
 
 PARAMS = PolicyParams()
 

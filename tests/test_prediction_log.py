@@ -14,7 +14,7 @@ import pytest
 from typer.testing import CliRunner
 
 from tala_ray.cli import app
-from tala_ray.errors import UserError
+from tala_ray.core.errors import UserError
 from tala_ray.monitoring.prediction_log import PredictionLogClosed, PredictionLogWriter, read_prediction_log
 from tala_ray.serving.records import LOG_COLUMN_TYPES
 

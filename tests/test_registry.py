@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tala_ray.errors import UserError
+from tala_ray.core.errors import UserError
 from tala_ray.models.credit import ESTIMATORS
-from tala_ray.registry import (
+from tala_ray.core.registry import (
     ArtifactIntegrityError,
     ArtifactMetadata,
     FeatureSetMismatchError,

@@ -20,11 +20,11 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tala_ray.errors import UserError
-from tala_ray.features.replay import read_world_tables, request_payload
+from tala_ray.core.errors import UserError
+from tala_ray.traffic.replay import read_world_tables, request_payload
 from tala_ray.models.credit import LogisticCreditModel
-from tala_ray.policy import PolicyParams, decide, reason_codes
-from tala_ray.registry import ArtifactMetadata, Registry, load_credit_predictor
+from tala_ray.policy.decision import PolicyParams, decide, reason_codes
+from tala_ray.core.registry import ArtifactMetadata, Registry, load_credit_predictor
 from tala_ray.serving.schemas import BatchDecisionResponse
 
 pytestmark = pytest.mark.ray

@@ -6,9 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tala_ray.errors import UserError
+from tala_ray.core.errors import UserError
 from tala_ray.models.credit import LogisticCreditModel
-from tala_ray.registry import ArtifactMetadata, Registry, load_credit_predictor
+from tala_ray.core.registry import ArtifactMetadata, Registry, load_credit_predictor
 from tala_ray.serving.model_slot import ModelConfig, ModelSlot
 
 FSV = "fs-test-1"

@@ -10,7 +10,7 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from tala_ray.errors import UserError
+from tala_ray.core.errors import UserError
 from tala_ray.serving.args import AppArgs
 from tala_ray.serving.auth import is_authorised, load_api_keys
 from tala_ray.serving.idempotency import (

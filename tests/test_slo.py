@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tala_ray.errors import UserError
+from tala_ray.core.errors import UserError
 from tala_ray.monitoring.slo import MeasuredFigures, all_passed, check_slo, load_slo
 
 SLO_FILE = Path(__file__).resolve().parents[1] / "slo.yaml"
@@ -67,7 +67,7 @@ def test_paced_load_sends_at_the_rate_and_times_from_the_schedule():
     import time
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-    from tala_ray.loadgen import paced
+    from tala_ray.traffic.loadgen import paced
 
     class Slow(BaseHTTPRequestHandler):
         def do_POST(self) -> None:  # noqa: N802 - the standard library's name

@@ -16,7 +16,7 @@ from ray import tune
 from test_credit_models import toy_credit_frame
 
 from tala_ray.models.training_data import TrainingFrame
-from tala_ray.registry import Registry, load_credit_predictor
+from tala_ray.core.registry import Registry, load_credit_predictor
 from tala_ray.tuning.families import CreditFamilyBuilder
 from tala_ray.tuning.runner import ExperimentInterrupted, run_experiment
 from tala_ray.tuning.spec import ExperimentSpec
@@ -136,7 +136,7 @@ def test_interrupted_experiment_resumes_without_redoing_finished_trials(ray_clus
 
 
 def test_a_second_run_needs_resume_or_overwrite(ray_cluster, tmp_path):
-    from tala_ray.errors import UserError
+    from tala_ray.core.errors import UserError
 
     spec = make_spec("logistic", {"C": 1.0}, trials=1)
     run_experiment(spec, str(tmp_path / "reg"), str(tmp_path / "runs"), frame=toy_frame())

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from test_registry import register_model
 
-from tala_ray.registry import Registry
+from tala_ray.core.registry import Registry
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from tala_ray.data.world import simulate_chunk
-from tala_ray.errors import UserError
+from tala_ray.core.errors import UserError
 from tala_ray.models import uplift_metrics as um
 from tala_ray.models.uplift import UPLIFT_ESTIMATORS, estimator_from_files, load_uplift_predictor
 
@@ -49,7 +49,7 @@ def test_every_family_fits_and_ranks_better_than_chance(experiment, family):
 
 
 def test_files_round_trip_and_tampered_files_are_refused(experiment, tmp_path):
-    from tala_ray.registry import ArtifactIntegrityError, ArtifactMetadata, Registry
+    from tala_ray.core.registry import ArtifactIntegrityError, ArtifactMetadata, Registry
 
     X, y, t = experiment["X"], experiment["y"], experiment["t"]
     estimator = UPLIFT_ESTIMATORS["x_learner"](**FAST, seed=0).fit(y, t, X=X)
@@ -73,7 +73,7 @@ def test_files_round_trip_and_tampered_files_are_refused(experiment, tmp_path):
 
 
 def test_a_credit_model_is_not_loaded_as_uplift(tmp_path):
-    from tala_ray.registry import ArtifactMetadata, Registry
+    from tala_ray.core.registry import ArtifactMetadata, Registry
 
     Registry(str(tmp_path)).register("pd", {"x.json": b"{}"}, ArtifactMetadata(kind="credit", family="logistic"))
     with pytest.raises(UserError, match="not an uplift model"):

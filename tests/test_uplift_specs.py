@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tala_ray.errors import UserError
+from tala_ray.core.errors import UserError
 from tala_ray.tuning.spec import load_experiment_spec
 from tala_ray.tuning.uplift_families import UPLIFT_KINDS, hyperparameter_names
 

@@ -45,7 +45,7 @@ def test_experiment_cohort_is_tuned_selected_and_registered(ray_cluster, small_w
     from tala_ray.features.definitions import feature_set_version
     from tala_ray.features.table import read_feature_table
     from tala_ray.models.uplift import load_uplift_predictor
-    from tala_ray.registry import Registry
+    from tala_ray.core.registry import Registry
     from tala_ray.tuning.runner import run_experiment
 
     model = {"kind": "x_learner", "cohort": "experiment",

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from tala_ray.config import get_settings
+from tala_ray.core.settings import get_settings
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -24,7 +24,7 @@ def generate(
 ) -> None:
     """Generate the synthetic lending world as Parquet tables plus a manifest."""
     from tala_ray.data.generate import WorldSpec, check_output, generate_world
-    from tala_ray.ray_runtime import ensure_ray
+    from tala_ray.core.ray_runtime import ensure_ray
 
     out = out or f"{get_settings().data_root}/world"
     spec = WorldSpec(applicants=applicants, seed=seed, chunk_size=chunk_size)

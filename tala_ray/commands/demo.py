@@ -27,7 +27,7 @@ def demo(
     ] = False,
 ) -> None:
     """Generate a world, build features, tune credit and uplift models, promote, serve, send traffic, report."""
-    from tala_ray.demo import DemoOptions, run_demo
+    from tala_ray.jobs.demo import DemoOptions, run_demo
 
     options = DemoOptions(
         workdir=workdir, applicants=applicants, credit_trials=credit_trials, uplift_trials=uplift_trials,

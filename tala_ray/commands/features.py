@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from tala_ray.config import get_settings
+from tala_ray.core.settings import get_settings
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -46,7 +46,7 @@ def build(
     world, out = world or f"{settings.data_root}/world", out or f"{settings.data_root}/features"
     check_inputs(world)  # fail on a bad input before starting Ray
     if engine is EngineChoice.ray:
-        from tala_ray.ray_runtime import ensure_ray
+        from tala_ray.core.ray_runtime import ensure_ray
 
         ensure_ray(address)
     manifest = build_feature_table(world, out, engine=engine.value, overwrite=overwrite, num_buckets=buckets)

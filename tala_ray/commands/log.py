@@ -26,7 +26,7 @@ SUMMARY_COLUMNS = [
 
 def default_log_uri() -> str:
     """Where the decision service writes by default: $TALA_DATA_ROOT/prediction_log."""
-    from tala_ray.config import get_settings
+    from tala_ray.core.settings import get_settings
 
     return f"{get_settings().data_root}/prediction_log"
 
@@ -41,7 +41,7 @@ def read(
     """Show the most recent logged decisions, newest first."""
     import pandas as pd
 
-    from tala_ray.errors import UserError
+    from tala_ray.core.errors import UserError
     from tala_ray.monitoring.prediction_log import read_prediction_log
 
     try:

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from tala_ray.config import get_settings
+from tala_ray.core.settings import get_settings
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -15,7 +15,7 @@ RegistryOption = Annotated[str | None, typer.Option("--registry", help="Registry
 
 
 def _registry(uri: str | None):  # noqa: ANN202 - the import stays inside (fast --help)
-    from tala_ray.registry import Registry
+    from tala_ray.core.registry import Registry
 
     return Registry(uri or get_settings().registry_uri)
 
@@ -42,7 +42,7 @@ def list_models(registry: RegistryOption = None) -> None:
 @app.command()
 def show(ref: Annotated[str, typer.Argument(help="NAME, NAME@VERSION or NAME@ALIAS.")], registry: RegistryOption = None) -> None:
     """The manifest of one version (latest by default): lineage, metrics, files and their sha256."""
-    from tala_ray.registry import parse_model_ref
+    from tala_ray.core.registry import parse_model_ref
 
     store = _registry(registry)
     name, version_ref = parse_model_ref(ref)
@@ -71,7 +71,7 @@ def compare(
     registry: RegistryOption = None,
 ) -> None:
     """Test metrics and lineage of two versions side by side."""
-    from tala_ray.registry import parse_model_ref
+    from tala_ray.core.registry import parse_model_ref
 
     store = _registry(registry)
     manifests = []

@@ -28,7 +28,7 @@ def serve(
     promotion swaps the new model in (with --address of a running cluster and --no-block it is
     `serve deploy` plus that pinning).
     """
-    from tala_ray.ray_runtime import ensure_ray
+    from tala_ray.core.ray_runtime import ensure_ray
     from tala_ray.serving.launch import deploy, load_serve_config, use_haproxy_environment
 
     overrides = {"registry_uri": registry_uri} if registry_uri else None

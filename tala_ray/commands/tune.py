@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from tala_ray.config import get_settings
+from tala_ray.core.settings import get_settings
 
 # A group with no subcommands, so that `tala-ray tune SPEC --options` reads like a single command.
 app = typer.Typer(context_settings={"allow_interspersed_args": True}, subcommand_metavar="")
@@ -24,8 +24,8 @@ def tune(
     world: Annotated[str | None, typer.Option(help="Override data.world (feature-table experiments).")] = None,
 ) -> None:
     """Tune, refit the best trial, test it once, write it and its report to the registry."""
-    from tala_ray.errors import UserError
-    from tala_ray.ray_runtime import ensure_ray
+    from tala_ray.core.errors import UserError
+    from tala_ray.core.ray_runtime import ensure_ray
     from tala_ray.tuning.runner import run_experiment
     from tala_ray.tuning.spec import load_experiment_spec, with_data_overrides
 

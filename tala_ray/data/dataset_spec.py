@@ -28,8 +28,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pyarrow import fs as pafs
 
-from tala_ray.errors import UserError
-from tala_ray.storage import is_uri, resolve_filesystem
+from tala_ray.core.errors import UserError
+from tala_ray.core.storage import is_uri, resolve_filesystem
 
 ColumnType = Literal["numeric", "categorical"]
 REASON = "reason"

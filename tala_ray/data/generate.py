@@ -20,8 +20,8 @@ from tqdm import tqdm
 
 from tala_ray.data import schema
 from tala_ray.data.world import simulate_chunk
-from tala_ray.errors import UserError
-from tala_ray.storage import join_path, read_model, resolve_filesystem, write_model
+from tala_ray.core.errors import UserError
+from tala_ray.core.storage import join_path, read_model, resolve_filesystem, write_model
 
 log = logging.getLogger(__name__)
 

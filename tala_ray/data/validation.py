@@ -15,7 +15,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from tala_ray.data import schema
-from tala_ray.errors import UserError
+from tala_ray.core.errors import UserError
 
 RAW_TABLES = ("applicants", "events", "loans", "applications")
 REASON = "reason"

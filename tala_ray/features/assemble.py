@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 from tala_ray.data import validation
 from tala_ray.features.definitions import compute_features
 from tala_ray.features.table import KEY_COLUMNS, QUARANTINE_DIR
-from tala_ray.storage import join_path, resolve_filesystem
+from tala_ray.core.storage import join_path, resolve_filesystem
 
 
 def validate_batch(out: str, table: str, batch: pa.Table) -> pa.Table:

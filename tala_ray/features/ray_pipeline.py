@@ -20,7 +20,7 @@ import pyarrow.compute as pc
 from tala_ray.data import schema, validation
 from tala_ray.features.assemble import feature_rows, validate_batch
 from tala_ray.features.table import PARTITION_COLUMN, TABLE_DIR
-from tala_ray.storage import join_path, resolve_filesystem
+from tala_ray.core.storage import join_path, resolve_filesystem
 
 SHUFFLE_STRATEGY = "sort_shuffle_pull_based"
 

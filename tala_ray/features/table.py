@@ -13,9 +13,9 @@ import pyarrow.dataset as pads
 from pyarrow import fs as pafs
 from pydantic import BaseModel, ConfigDict
 
-from tala_ray.errors import UserError
+from tala_ray.core.errors import UserError
 from tala_ray.features.definitions import FeatureDefinition
-from tala_ray.storage import join_path, read_model, resolve_filesystem, write_model
+from tala_ray.core.storage import join_path, read_model, resolve_filesystem, write_model
 
 MANIFEST = "manifest.json"
 TABLE_DIR = "table"

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict
 
-from tala_ray.errors import UserError
+from tala_ray.core.errors import UserError
 from tala_ray.features.columns import row_count
 
 MAX_LEVELS = 50  # more levels than this per categorical: the rarest ones are treated as unseen

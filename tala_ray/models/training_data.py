@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from tala_ray.errors import UserError
+from tala_ray.core.errors import UserError
 
 if TYPE_CHECKING:
     from tala_ray.tuning.spec import DataSource, SplitSpec
@@ -182,7 +182,7 @@ def true_default_probability(world: str, ids: np.ndarray, treatment: np.ndarray)
     """Evaluation only: each application's true PD under the treatment it actually got (truth table)."""
     import pyarrow.dataset as pads
 
-    from tala_ray.storage import join_path, resolve_filesystem
+    from tala_ray.core.storage import join_path, resolve_filesystem
 
     filesystem, root = resolve_filesystem(world)
     truth = (

@@ -28,7 +28,7 @@ from typing import Any, ClassVar
 import numpy as np
 import pandas as pd
 
-from tala_ray.errors import UserError
+from tala_ray.core.errors import UserError
 from tala_ray.models.preprocessing import FeatureBatch, Preprocessor, missing_columns
 
 HEADER_FILE = "uplift_model.json"
@@ -431,7 +431,7 @@ def load_uplift_predictor(
     registry_uri: str, name: str, ref: str = "champion", expected_feature_set_version: str | None = None
 ) -> UpliftPredictor:
     """Resolve `ref`, verify every model file's sha256, and only then unpickle the estimator."""
-    from tala_ray.registry import Registry, check_feature_set
+    from tala_ray.core.registry import Registry, check_feature_set
 
     registry = Registry(registry_uri)
     manifest = registry.manifest(name, registry.resolve(name, ref))

@@ -23,7 +23,7 @@ from tala_ray.models import uplift_metrics as um
 
 if TYPE_CHECKING:
     from tala_ray.models.training_data import Splits, TrainingFrame
-    from tala_ray.registry import ArtifactManifest
+    from tala_ray.core.registry import ArtifactManifest
     from tala_ray.tuning.runner import TrialCounts
     from tala_ray.tuning.spec import ExperimentSpec
     from tala_ray.tuning.uplift_families import EconomicsSpec, UpliftFamilyBuilder
@@ -44,8 +44,8 @@ def true_effects(world: str, ids: np.ndarray) -> np.ndarray:
     """Evaluation only: `true_uplift` (pd_control - pd_treated) of each application from the truth table."""
     import pyarrow.dataset as pads
 
-    from tala_ray.errors import UserError
-    from tala_ray.storage import join_path, resolve_filesystem
+    from tala_ray.core.errors import UserError
+    from tala_ray.core.storage import join_path, resolve_filesystem
 
     filesystem, root = resolve_filesystem(world)
     truth = (

@@ -30,8 +30,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from pyarrow import fs as pafs
 
-from tala_ray.errors import UserError
-from tala_ray.storage import join_path, resolve_filesystem
+from tala_ray.core.errors import UserError
+from tala_ray.core.storage import join_path, resolve_filesystem
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from tala_ray.errors import UserError
+from tala_ray.core.errors import UserError
 
 
 class LatencyObjective(BaseModel):

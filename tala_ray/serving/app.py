@@ -7,7 +7,7 @@ from typing import Any
 
 from ray.serve import Application
 
-from tala_ray.errors import UserError
+from tala_ray.core.errors import UserError
 from tala_ray.serving.args import AppArgs, ModelRef, RoutingConfig
 from tala_ray.serving.deployments import CreditModel, DecisionPolicy, FeatureTransform, UpliftModel
 from tala_ray.serving.idempotency import IdempotencyStore, LedgerConfig
@@ -25,7 +25,7 @@ def resolve_model(kind: str, ref: ModelRef, args: AppArgs, feature_set_version: 
     serving. Pinning the exact version makes every replica load the same artifact.
     """
     from tala_ray.models.uplift import load_uplift_predictor
-    from tala_ray.registry import load_credit_predictor
+    from tala_ray.core.registry import load_credit_predictor
 
     loader = load_credit_predictor if kind == "credit" else load_uplift_predictor
     try:
@@ -47,7 +47,7 @@ def model_user_config(kind: str, role: str, ref: ModelRef, args: AppArgs, featur
 
 
 def default_log_uri() -> str:
-    from tala_ray.config import get_settings
+    from tala_ray.core.settings import get_settings
 
     return f"{get_settings().data_root}/prediction_log"
 

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from tala_ray.policy import PolicyParams
+from tala_ray.policy.decision import PolicyParams
 
 
 class ModelRef(BaseModel):

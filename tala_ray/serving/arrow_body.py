@@ -46,7 +46,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import TypeAdapter, ValidationError
 
-from tala_ray.errors import UserError
+from tala_ray.core.errors import UserError
 from tala_ray.features.columns import RAW_COLUMNS, Columns
 from tala_ray.features.online import MAX_EVENTS, MAX_LOANS, AppCategory, Country, DeviceOs, EventType, Timestamp
 from tala_ray.features.timeutil import datetime_ms

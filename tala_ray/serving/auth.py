@@ -6,7 +6,7 @@ import hmac
 import os
 from pathlib import Path
 
-from tala_ray.errors import UserError
+from tala_ray.core.errors import UserError
 
 OPEN_PATHS = frozenset({"/healthz"})
 

@@ -14,7 +14,7 @@ from typing import Any
 from ray import serve
 
 from tala_ray.features.columns import row_count
-from tala_ray.policy import PolicyParams
+from tala_ray.policy.decision import PolicyParams
 from tala_ray.serving import graph
 from tala_ray.serving.graph import Columns, RawTables
 from tala_ray.serving.heap import prepare_heap_for_serving
@@ -51,7 +51,7 @@ class CreditModel:
     """Default probability and per-feature contributions (for reason codes) from a registry model."""
 
     def __init__(self) -> None:
-        from tala_ray.registry import load_credit_predictor
+        from tala_ray.core.registry import load_credit_predictor
 
         self._slot = ModelSlot("credit", load_credit_predictor)
 

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from tala_ray.features.columns import Columns
-from tala_ray.policy import PolicyParams, decision_dicts, reason_code_dicts_batch
+from tala_ray.policy.decision import PolicyParams, decision_dicts, reason_code_dicts_batch
 
 RawTables = dict[str, Columns]  # the raw tables of a batch, as `features.online.request_columns` gives them
 

@@ -19,7 +19,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict
 from ray import serve
 
-from tala_ray.errors import UserError
+from tala_ray.core.errors import UserError
 from tala_ray.features.columns import row_count, take
 from tala_ray.features.online import request_columns
 from tala_ray.serving import graph

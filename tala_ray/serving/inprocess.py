@@ -20,10 +20,10 @@ from typing import Any
 from fastapi import FastAPI, Request, Response
 from pydantic import BaseModel, ConfigDict
 
-from tala_ray.errors import UserError
+from tala_ray.core.errors import UserError
 from tala_ray.features.columns import take
 from tala_ray.features.online import request_columns
-from tala_ray.policy import PolicyParams
+from tala_ray.policy.decision import PolicyParams
 from tala_ray.serving import graph
 from tala_ray.serving.batch_body import (
     OPENAPI_DECISION_BODY,
@@ -74,7 +74,7 @@ class DecisionGraph:
     def __init__(self, settings: InProcessSettings) -> None:
         from tala_ray.features.definitions import feature_set_version
         from tala_ray.models.uplift import load_uplift_predictor
-        from tala_ray.registry import load_credit_predictor
+        from tala_ray.core.registry import load_credit_predictor
 
         fsv = feature_set_version()
         self.credit = load_credit_predictor(settings.registry, settings.credit_model, settings.credit_ref, fsv)

@@ -9,7 +9,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from tala_ray.errors import UserError
+from tala_ray.core.errors import UserError
 from tala_ray.serving.args import AppArgs, RoutingConfig
 
 BUILDER_IMPORT_PATH = "tala_ray.serving.app:build_app"
@@ -60,7 +60,7 @@ MODEL_ARGS = ("credit_model", "credit_challenger", "uplift_model")
 
 def live_config_models() -> dict[str, type]:
     """The deployments whose `user_config` a config file may set (changed in place, no restart)."""
-    from tala_ray.policy import PolicyParams
+    from tala_ray.policy.decision import PolicyParams
     from tala_ray.serving.idempotency import LedgerConfig
     from tala_ray.serving.model_slot import ModelConfig
 
@@ -100,7 +100,7 @@ def pin_model_versions(args: AppArgs) -> AppArgs:
     Serve rebuilds an application only when its `args` change, so deploying the same file after
     a promotion would change nothing; pinned versions make the promotion visible to Serve.
     """
-    from tala_ray.registry import Registry
+    from tala_ray.core.registry import Registry
 
     registry = Registry(args.registry_uri)
     pinned = {

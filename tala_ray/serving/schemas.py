@@ -7,7 +7,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from tala_ray.features.online import ApplicationRequest
-from tala_ray.policy import ReasonCode
+from tala_ray.policy.decision import ReasonCode
 
 DecisionRequest = ApplicationRequest
 

@@ -11,7 +11,7 @@ from sklearn.metrics import roc_auc_score
 
 from tala_ray.models.report import calibration_png, report_markdown, roc_png
 from tala_ray.models.training_data import Splits, TrainingFrame, combine, true_default_probability
-from tala_ray.registry import ArtifactManifest, ArtifactMetadata, Registry
+from tala_ray.core.registry import ArtifactManifest, ArtifactMetadata, Registry
 from tala_ray.tuning.families import FAMILY_BUILDERS, FamilyBuilder
 
 if TYPE_CHECKING:

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tala_ray.errors import UserError
+from tala_ray.core.errors import UserError
 from tala_ray.models.metrics import METRIC_NAMES
 from tala_ray.models.training_data import Splits, TrainingFrame, combine, load_training_frame, split_frame
 from tala_ray.tuning.families import FAMILY_BUILDERS, FamilyBuilder

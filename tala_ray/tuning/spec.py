@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from tala_ray.errors import UserError
+from tala_ray.core.errors import UserError
 from tala_ray.models.metrics import CREDIT_METRIC_NAMES, HIGHER_IS_BETTER, METRIC_NAMES
 from tala_ray.models.uplift_metrics import UPLIFT_METRIC_NAMES
 from tala_ray.tuning.families import ModelFamily

@@ -18,7 +18,7 @@ def read_world_tables(world: str) -> dict[str, pd.DataFrame]:
     """The raw tables of a world (not the truth) as pandas."""
     import pyarrow.dataset as pads
 
-    from tala_ray.storage import join_path, resolve_filesystem
+    from tala_ray.core.storage import join_path, resolve_filesystem
 
     filesystem, root = resolve_filesystem(world)
     return {

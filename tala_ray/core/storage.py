@@ -9,7 +9,7 @@ from typing import TypeVar
 from pyarrow import fs as pafs
 from pydantic import BaseModel
 
-from tala_ray.errors import UserError
+from tala_ray.core.errors import UserError
 
 Model = TypeVar("Model", bound=BaseModel)
 

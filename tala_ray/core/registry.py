@@ -25,8 +25,8 @@ import pandas as pd
 from pyarrow import fs as pafs
 from pydantic import BaseModel, ConfigDict, Field
 
-from tala_ray.errors import UserError
-from tala_ray.storage import join_path, resolve_filesystem
+from tala_ray.core.errors import UserError
+from tala_ray.core.storage import join_path, resolve_filesystem
 
 if TYPE_CHECKING:
     from tala_ray.models.preprocessing import FeatureBatch

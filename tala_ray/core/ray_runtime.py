@@ -7,7 +7,7 @@ import os
 
 import ray
 
-from tala_ray.config import get_settings
+from tala_ray.core.settings import get_settings
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel
 
-from tala_ray.policy import NO_INTERVENTION, PolicyParams, decide
+from tala_ray.policy.decision import NO_INTERVENTION, PolicyParams, decide
 
 
 class StrategyValue(BaseModel):

@@ -62,7 +62,7 @@ class Step:
 
 
 def _tune(spec_path: Path, features: Path, world: Path, trials: int, registry: Path, runs: Path) -> Any:
-    from tala_ray.registry import Registry
+    from tala_ray.core.registry import Registry
     from tala_ray.tuning.runner import run_experiment
     from tala_ray.tuning.spec import ExperimentSpec, load_experiment_spec, with_data_overrides
 
@@ -76,10 +76,10 @@ def _tune(spec_path: Path, features: Path, world: Path, trials: int, registry: P
 def _evaluate_on_holdout(options: DemoOptions, paths: dict[str, Path], policy: Any) -> dict[str, Any]:
     """Credit AUC against the best possible and the policy's profit against its rivals, on a fresh world."""
     from tala_ray.features.table import read_feature_table
-    from tala_ray.features.replay import read_world_tables
+    from tala_ray.traffic.replay import read_world_tables
     from tala_ray.models.uplift import load_uplift_predictor
-    from tala_ray.policy_evaluation import compare_strategies
-    from tala_ray.registry import load_credit_predictor
+    from tala_ray.evaluation.policy_value import compare_strategies
+    from tala_ray.core.registry import load_credit_predictor
 
     features = read_feature_table(str(paths["holdout_features"]))
     world = read_world_tables(str(paths["holdout_world"]))
@@ -124,8 +124,8 @@ def _serve(options: DemoOptions, paths: dict[str, Path]) -> tuple[str, dict[str,
 
 def _traffic(options: DemoOptions, url: str, headers: dict[str, str], world: Path) -> dict[str, Any]:
     """Single decisions, then the batch endpoint, with real HTTP from concurrent clients."""
-    from tala_ray.features.replay import read_world_tables, sample_payloads
-    from tala_ray.loadgen import closed_loop, paced
+    from tala_ray.traffic.replay import read_world_tables, sample_payloads
+    from tala_ray.traffic.loadgen import closed_loop, paced
     from tala_ray.monitoring.slo import load_slo
 
     payloads = sample_payloads(read_world_tables(str(world)), 300, seed=options.seed)
@@ -169,8 +169,8 @@ def run_demo(options: DemoOptions, echo: Callable[[str], None] = print) -> dict[
     """Run the whole system once; return (and write) the report."""
     from tala_ray.data.generate import WorldSpec, generate_world
     from tala_ray.features.build import build_feature_table
-    from tala_ray.policy import PolicyParams
-    from tala_ray.ray_runtime import ensure_ray
+    from tala_ray.policy.decision import PolicyParams
+    from tala_ray.core.ray_runtime import ensure_ray
     from tala_ray.serving.launch import load_serve_config, use_haproxy_environment
 
     workdir = options.workdir.resolve()
