@@ -17,9 +17,9 @@ from collections.abc import Callable
 
 from tala_ray.data.world import simulate_chunk
 from tala_ray.features.online import request_columns
-from tala_ray.traffic.replay import request_payload
 from tala_ray.serving.arrow_body import decode_batch, encode_payloads
 from tala_ray.serving.schemas import BatchDecisionRequest
+from tala_ray.traffic.replay import request_payload
 
 
 def make_payloads(n: int) -> list[dict]:
@@ -55,8 +55,10 @@ def main() -> None:
     json_s = best_cpu_seconds(json_path, args.repeats)
     arrow_s = best_cpu_seconds(lambda: decode_batch(arrow_body, n), args.repeats)
     encode_s = best_cpu_seconds(lambda: encode_payloads(payloads), max(1, args.repeats // 3))
-    print(f"{n} applications, {events / n:.0f} events each; body {len(json_body) / n / 1e3:.1f} kB/application as JSON, "
-          f"{len(arrow_body) / n / 1e3:.1f} kB as Arrow")
+    print(
+        f"{n} applications, {events / n:.0f} events each; body {len(json_body) / n / 1e3:.1f} kB/application as JSON, "
+        f"{len(arrow_body) / n / 1e3:.1f} kB as Arrow"
+    )
     print(f"JSON validation + request_columns: {json_s / n * 1e6:8.1f} us CPU per application")
     print(f"Arrow decode_batch:                {arrow_s / n * 1e6:8.1f} us CPU per application")
     print(f"ratio (JSON / Arrow):              {json_s / arrow_s:8.1f}x")

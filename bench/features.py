@@ -39,26 +39,64 @@ def run_one(engine: str, world: str, out: str, num_cpus: int) -> None:
         started = time.perf_counter()
         manifest = build_feature_table(world, out, engine=engine, overwrite=True)
         seconds = time.perf_counter() - started
-    print(MARKER + json.dumps({"seconds": seconds, "rows": manifest.rows_out, "events": manifest.rows_in["events"], "peak_gib": memory.peak_gib}))
+    print(
+        MARKER
+        + json.dumps(
+            {
+                "seconds": seconds,
+                "rows": manifest.rows_out,
+                "events": manifest.rows_in["events"],
+                "peak_gib": memory.peak_gib,
+            }
+        )
+    )
 
 
 def ensure_world(root: Path, size: int) -> Path:
     world = root / f"world-{size}"
     if not (world / "manifest.json").exists():
         shutil.rmtree(world, ignore_errors=True)
-        subprocess.run([sys.executable, "-m", "tala_ray.cli", "data", "generate", "--applicants", str(size), "--seed", "7",
-                        "--out", str(world)], check=True, capture_output=True)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "tala_ray.cli",
+                "data",
+                "generate",
+                "--applicants",
+                str(size),
+                "--seed",
+                "7",
+                "--out",
+                str(world),
+            ],
+            check=True,
+            capture_output=True,
+        )
     return world
 
 
 def measure(engine: str, world: Path, out: Path, num_cpus: int) -> dict:
     result = subprocess.run(
-        [sys.executable, __file__, "--one", engine, "--world", str(world), "--out", str(out), "--num-cpus", str(num_cpus)],
-        check=True, capture_output=True, text=True,
+        [
+            sys.executable,
+            __file__,
+            "--one",
+            engine,
+            "--world",
+            str(world),
+            "--out",
+            str(out),
+            "--num-cpus",
+            str(num_cpus),
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
     )
     shutil.rmtree(out, ignore_errors=True)
     line = next(line for line in result.stdout.splitlines() if line.startswith(MARKER))
-    return json.loads(line[len(MARKER):])
+    return json.loads(line[len(MARKER) :])
 
 
 def main() -> None:
@@ -75,10 +113,15 @@ def main() -> None:
         return
 
     root = Path(args.worlds)
-    print(f"{'applicants':>11} {'events':>11} {'engine':>6} {'seconds':>8} {'rows/s':>9} {'events/s':>10} {'peak GiB':>9} {'ray/local':>9}")
+    print(
+        f"{'applicants':>11} {'events':>11} {'engine':>6} {'seconds':>8} {'rows/s':>9} {'events/s':>10} {'peak GiB':>9} {'ray/local':>9}"
+    )
     for size in args.sizes:
         world = ensure_world(root, size)
-        figures = {engine: measure(engine, world, root / f"features-{size}-{engine}", args.num_cpus) for engine in ("ray", "local")}
+        figures = {
+            engine: measure(engine, world, root / f"features-{size}-{engine}", args.num_cpus)
+            for engine in ("ray", "local")
+        }
         ratio = figures["local"]["seconds"] / figures["ray"]["seconds"]
         for engine, f in figures.items():
             ratio_text = f"{ratio:.2f}" if engine == "ray" else ""

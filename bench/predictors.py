@@ -32,8 +32,8 @@ import pandas as pd
 
 def load_predictors(registry_uri: str, names: list[str] | None) -> dict[str, Any]:
     """name -> loaded predictor (credit or uplift, by the manifest's kind)."""
-    from tala_ray.models.uplift import load_uplift_predictor
     from tala_ray.core.registry import Registry, load_credit_predictor
+    from tala_ray.models.uplift import load_uplift_predictor
 
     registry = Registry(registry_uri)
     predictors = {}
@@ -89,8 +89,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--min-seconds", type=float, default=0.2)
     args = parser.parse_args(argv)
     if not Path(args.registry).exists() and "://" not in args.registry:
-        print(f"no registry at {args.registry}: run `tala-ray demo` (it leaves one in runs/demo/registry) "
-              "and pass --registry runs/demo/registry", file=sys.stderr)
+        print(
+            f"no registry at {args.registry}: run `tala-ray demo` (it leaves one in runs/demo/registry) "
+            "and pass --registry runs/demo/registry",
+            file=sys.stderr,
+        )
         return 2
     predictors = load_predictors(args.registry, args.models)
     features = payload_features(args.payloads)
@@ -102,7 +105,11 @@ def main(argv: list[str] | None = None) -> int:
         for method in methods(predictor):
             call = getattr(predictor, method)
             cells = [cpu_ms_per_call(lambda f=frames[n]: call(f), args.repeats, args.min_seconds) for n in args.sizes]
-            print(f"{name:<28}{family:<20}{method:<15}" + "".join(f"{best:>8.3f} /{median:>6.3f}" for best, median in cells), flush=True)
+            print(
+                f"{name:<28}{family:<20}{method:<15}"
+                + "".join(f"{best:>8.3f} /{median:>6.3f}" for best, median in cells),
+                flush=True,
+            )
     return 0
 
 

@@ -114,13 +114,25 @@ end
 """
 
 
-def run_wrk(wrk: str, url: str, body: str, headers: dict[str, str], concurrency: int, seconds: float) -> tuple[int, int, float, list[float]]:
+def run_wrk(
+    wrk: str, url: str, body: str, headers: dict[str, str], concurrency: int, seconds: float
+) -> tuple[int, int, float, list[float]]:
     """(requests, failed, seconds, [p50, p95, p99] ms) from one wrk run with one thread."""
     header_lines = "\n".join(f'wrk.headers["{k}"] = [==[{v}]==]' for k, v in headers.items())
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
         script.write(WRK_SCRIPT.format(body=body, headers=header_lines))
     try:
-        command = [wrk, "-t1", f"-c{concurrency}", f"-d{max(1, round(seconds))}s", "--timeout", "10s", "-s", script.name, url]
+        command = [
+            wrk,
+            "-t1",
+            f"-c{concurrency}",
+            f"-d{max(1, round(seconds))}s",
+            "--timeout",
+            "10s",
+            "-s",
+            script.name,
+            url,
+        ]
         output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
     finally:
         os.unlink(script.name)
@@ -131,7 +143,9 @@ def run_wrk(wrk: str, url: str, body: str, headers: dict[str, str], concurrency:
     return requests, failed, duration_us / 1e6, [p50 / 1000, p95 / 1000, p99 / 1000]
 
 
-def run_hey_paced(hey: str, url: str, body: str, headers: dict[str, str], rate: float, seconds: float, processes: int = 16) -> tuple[int, int, float, list[float]]:
+def run_hey_paced(
+    hey: str, url: str, body: str, headers: dict[str, str], rate: float, seconds: float, processes: int = 16
+) -> tuple[int, int, float, list[float]]:
     """Paced load: `processes` hey processes, one worker each at rate/processes per second, started
     1/rate apart so arrivals are spread evenly (one hey with many workers fires them in bursts).
     Percentiles are exact, over every request (hey's CSV output). A worker waits for its previous
@@ -139,12 +153,32 @@ def run_hey_paced(hey: str, url: str, body: str, headers: dict[str, str], rate: 
     with tempfile.TemporaryDirectory() as scratch:
         body_path = Path(scratch) / "body.json"
         body_path.write_text(body)
-        command = [hey, "-z", f"{max(1, round(seconds))}s", "-c", "1", "-q", f"{rate / processes:.4f}", "-m", "POST", "-T", "application/json", "-D", str(body_path), "-t", "10", "-o", "csv"]
+        command = [
+            hey,
+            "-z",
+            f"{max(1, round(seconds))}s",
+            "-c",
+            "1",
+            "-q",
+            f"{rate / processes:.4f}",
+            "-m",
+            "POST",
+            "-T",
+            "application/json",
+            "-D",
+            str(body_path),
+            "-t",
+            "10",
+            "-o",
+            "csv",
+        ]
         for name, value in headers.items():
             command += ["-H", f"{name}: {value}"]
         running = []
         for _ in range(processes):
-            running.append(subprocess.Popen([*command, url], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True))
+            running.append(
+                subprocess.Popen([*command, url], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+            )
             time.sleep(1.0 / rate)
         outputs = [process.communicate()[0] for process in running]
     requests, failed, percentiles = hey_csv_results(outputs)
@@ -165,12 +199,16 @@ def hey_csv_results(outputs: list[str]) -> tuple[int, int, list[float]]:
     return len(latencies), failed, percentiles
 
 
-async def _httpx_closed_loop(url: str, body: str, headers: dict[str, str], concurrency: int, seconds: float) -> tuple[int, int, float, list[float]]:
+async def _httpx_closed_loop(
+    url: str, body: str, headers: dict[str, str], concurrency: int, seconds: float
+) -> tuple[int, int, float, list[float]]:
     latencies: list[float] = []
     failed = 0
     deadline = time.perf_counter() + seconds
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(limits=limits, timeout=10, headers={"Content-Type": "application/json", **headers}) as client:
+    async with httpx.AsyncClient(
+        limits=limits, timeout=10, headers={"Content-Type": "application/json", **headers}
+    ) as client:
 
         async def worker() -> None:
             nonlocal failed
@@ -189,12 +227,16 @@ async def _httpx_closed_loop(url: str, body: str, headers: dict[str, str], concu
     return len(latencies), failed, elapsed, list(np.percentile(latencies or [0.0], [50, 95, 99]))
 
 
-async def _httpx_open_loop(url: str, body: str, headers: dict[str, str], rate: float, seconds: float) -> tuple[int, int, float, list[float]]:
+async def _httpx_open_loop(
+    url: str, body: str, headers: dict[str, str], rate: float, seconds: float
+) -> tuple[int, int, float, list[float]]:
     """Requests at a fixed arrival rate; latency counts from the scheduled send time."""
     latencies: list[float] = []
     failed = 0
     limits = httpx.Limits(max_connections=256, max_keepalive_connections=256)
-    async with httpx.AsyncClient(limits=limits, timeout=10, headers={"Content-Type": "application/json", **headers}) as client:
+    async with httpx.AsyncClient(
+        limits=limits, timeout=10, headers={"Content-Type": "application/json", **headers}
+    ) as client:
 
         async def one(scheduled: float) -> None:
             nonlocal failed
@@ -290,7 +332,20 @@ class Target:
 def uvicorn_target(factory: str, path: str, label: str = "uvicorn baseline") -> Iterator[Target]:
     """A plain uvicorn + FastAPI server in one process (access log off), from an app factory."""
     port = free_port()
-    command = [sys.executable, "-m", "uvicorn", "--factory", factory, "--host", "127.0.0.1", "--port", str(port), "--no-access-log", "--log-level", "warning"]
+    command = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "--factory",
+        factory,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--no-access-log",
+        "--log-level",
+        "warning",
+    ]
     process = subprocess.Popen(command, cwd=ROOT, env=os.environ | {"PYTHONPATH": str(ROOT)})
     try:
         wait_http(f"http://127.0.0.1:{port}/healthz", 60)
@@ -321,16 +376,44 @@ NOOP_VARIANTS = [
     ServeVariant("serve default proxy"),
     ServeVariant("serve proxy, access log off", {"BENCH_ACCESS_LOG": "0"}),
     ServeVariant("serve proxy, starlette __call__", {"BENCH_ACCESS_LOG": "0"}, style="starlette"),
-    ServeVariant("serve proxy, throughput-optimized", {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1", "RAY_SERVE_ENABLE_DIRECT_INGRESS": "0", "BENCH_ACCESS_LOG": "0"}),
+    ServeVariant(
+        "serve proxy, throughput-optimized",
+        {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1", "RAY_SERVE_ENABLE_DIRECT_INGRESS": "0", "BENCH_ACCESS_LOG": "0"},
+    ),
     ServeVariant("direct ingress (replica port)", {"RAY_SERVE_ENABLE_DIRECT_INGRESS": "1"}, replica_port=True),
-    ServeVariant("direct ingress, access log off", {"RAY_SERVE_ENABLE_DIRECT_INGRESS": "1", "BENCH_ACCESS_LOG": "0"}, replica_port=True),
-    ServeVariant("direct ingress, throughput-optimized", {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1", "BENCH_ACCESS_LOG": "0"}, replica_port=True),
+    ServeVariant(
+        "direct ingress, access log off",
+        {"RAY_SERVE_ENABLE_DIRECT_INGRESS": "1", "BENCH_ACCESS_LOG": "0"},
+        replica_port=True,
+    ),
+    ServeVariant(
+        "direct ingress, throughput-optimized",
+        {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1", "BENCH_ACCESS_LOG": "0"},
+        replica_port=True,
+    ),
     ServeVariant("haproxy + direct ingress", {"RAY_SERVE_ENABLE_HA_PROXY": "1", "BENCH_ACCESS_LOG": "0"}),
-    ServeVariant("haproxy, throughput-optimized", {"RAY_SERVE_ENABLE_HA_PROXY": "1", "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1", "BENCH_ACCESS_LOG": "0"}),
-    ServeVariant("haproxy, 2 replicas", {"RAY_SERVE_ENABLE_HA_PROXY": "1", "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1", "BENCH_ACCESS_LOG": "0"}, replicas="2"),
-    ServeVariant("haproxy, autoscaling 1-2", {"RAY_SERVE_ENABLE_HA_PROXY": "1", "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1", "BENCH_ACCESS_LOG": "0"}, replicas="auto"),
-    ServeVariant("haproxy, recommended (gRPC handles, log buffer, GC freeze), autoscaling 1-2", RECOMMENDED_ENV, replicas="auto"),
-    ServeVariant("haproxy, max_ongoing 8", {"RAY_SERVE_ENABLE_HA_PROXY": "1", "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1", "BENCH_ACCESS_LOG": "0"}, max_ongoing_requests=8),
+    ServeVariant(
+        "haproxy, throughput-optimized",
+        {"RAY_SERVE_ENABLE_HA_PROXY": "1", "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1", "BENCH_ACCESS_LOG": "0"},
+    ),
+    ServeVariant(
+        "haproxy, 2 replicas",
+        {"RAY_SERVE_ENABLE_HA_PROXY": "1", "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1", "BENCH_ACCESS_LOG": "0"},
+        replicas="2",
+    ),
+    ServeVariant(
+        "haproxy, autoscaling 1-2",
+        {"RAY_SERVE_ENABLE_HA_PROXY": "1", "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1", "BENCH_ACCESS_LOG": "0"},
+        replicas="auto",
+    ),
+    ServeVariant(
+        "haproxy, recommended (gRPC handles, log buffer, GC freeze), autoscaling 1-2", RECOMMENDED_ENV, replicas="auto"
+    ),
+    ServeVariant(
+        "haproxy, max_ongoing 8",
+        {"RAY_SERVE_ENABLE_HA_PROXY": "1", "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1", "BENCH_ACCESS_LOG": "0"},
+        max_ongoing_requests=8,
+    ),
 ]
 
 
@@ -352,19 +435,23 @@ def serve_noop_target(variant: ServeVariant) -> Iterator[Target]:
     """A local Ray cluster in a child process serving the no-op app with the variant's knobs."""
     port = free_port()
     low = 32000 + (port % 200) * 100  # a private direct-ingress port range per run
-    env = os.environ | variant.env | {
-        "PYTHONPATH": str(ROOT),
-        "RAY_SERVE_DIRECT_INGRESS_MIN_HTTP_PORT": str(low),
-        "RAY_SERVE_DIRECT_INGRESS_MAX_HTTP_PORT": str(low + 50),
-        "RAY_SERVE_DIRECT_INGRESS_MIN_GRPC_PORT": str(low + 50),
-        "RAY_SERVE_DIRECT_INGRESS_MAX_GRPC_PORT": str(low + 100),
-        "RAY_SERVE_HAPROXY_CONFIG_FILE_LOC": f"/tmp/haproxy-bench-{port}/haproxy.cfg",
-        "RAY_SERVE_HAPROXY_SOCKET_PATH": f"/tmp/haproxy-bench-{port}/admin.sock",
-        "RAY_SERVE_HAPROXY_SERVER_STATE_BASE": f"/tmp/haproxy-bench-{port}",
-        "RAY_SERVE_HAPROXY_SERVER_STATE_FILE": f"/tmp/haproxy-bench-{port}/server-state",
-        "RAY_SERVE_HAPROXY_METRICS_PORT": str(free_port()),
-        "RAY_SERVE_HAPROXY_STATS_PORT": str(free_port()),
-    }
+    env = (
+        os.environ
+        | variant.env
+        | {
+            "PYTHONPATH": str(ROOT),
+            "RAY_SERVE_DIRECT_INGRESS_MIN_HTTP_PORT": str(low),
+            "RAY_SERVE_DIRECT_INGRESS_MAX_HTTP_PORT": str(low + 50),
+            "RAY_SERVE_DIRECT_INGRESS_MIN_GRPC_PORT": str(low + 50),
+            "RAY_SERVE_DIRECT_INGRESS_MAX_GRPC_PORT": str(low + 100),
+            "RAY_SERVE_HAPROXY_CONFIG_FILE_LOC": f"/tmp/haproxy-bench-{port}/haproxy.cfg",
+            "RAY_SERVE_HAPROXY_SOCKET_PATH": f"/tmp/haproxy-bench-{port}/admin.sock",
+            "RAY_SERVE_HAPROXY_SERVER_STATE_BASE": f"/tmp/haproxy-bench-{port}",
+            "RAY_SERVE_HAPROXY_SERVER_STATE_FILE": f"/tmp/haproxy-bench-{port}/server-state",
+            "RAY_SERVE_HAPROXY_METRICS_PORT": str(free_port()),
+            "RAY_SERVE_HAPROXY_STATS_PORT": str(free_port()),
+        }
+    )
     command = [
         sys.executable, str(ROOT / "bench" / "serve_noop.py"), "--port", str(port), "--style", variant.style,
         "--replicas", variant.replicas, "--max-ongoing-requests", str(variant.max_ongoing_requests),
@@ -406,21 +493,42 @@ class Driver:
         before = cpu_by_group(target.root_pid) if target.root_pid else {}
         generator_before = children_cpu_s()
         if self.wrk:
-            requests, failed, elapsed, pct = run_wrk(self.wrk, target.url, body, self.headers, concurrency, self.seconds)
+            requests, failed, elapsed, pct = run_wrk(
+                self.wrk, target.url, body, self.headers, concurrency, self.seconds
+            )
         else:
-            requests, failed, elapsed, pct = asyncio.run(_httpx_closed_loop(target.url, body, self.headers, concurrency, self.seconds))
+            requests, failed, elapsed, pct = asyncio.run(
+                _httpx_closed_loop(target.url, body, self.headers, concurrency, self.seconds)
+            )
         generator_ms = (children_cpu_s() - generator_before) * 1000
         after = cpu_by_group(target.root_pid) if target.root_pid else {}
         cpu = cpu_delta_ms(before, after)
         per_request = {group: ms / max(requests, 1) for group, ms in sorted(cpu.items())}
-        busy = sum(1 for pid, (group, sec) in after.items() if group == "replica" and sec - before.get(pid, (group, 0.0))[1] > 0.05)
-        return LoadResult(target.label, concurrency, requests, failed, elapsed, *pct, items_per_request, per_request, generator_ms / max(requests, 1), busy)
+        busy = sum(
+            1
+            for pid, (group, sec) in after.items()
+            if group == "replica" and sec - before.get(pid, (group, 0.0))[1] > 0.05
+        )
+        return LoadResult(
+            target.label,
+            concurrency,
+            requests,
+            failed,
+            elapsed,
+            *pct,
+            items_per_request,
+            per_request,
+            generator_ms / max(requests, 1),
+            busy,
+        )
 
     def open_loop(self, target: Target, body: str, rate: float) -> LoadResult:
         if self.hey:
             requests, failed, elapsed, pct = run_hey_paced(self.hey, target.url, body, self.headers, rate, self.seconds)
         else:
-            requests, failed, elapsed, pct = asyncio.run(_httpx_open_loop(target.url, body, self.headers, rate, self.seconds))
+            requests, failed, elapsed, pct = asyncio.run(
+                _httpx_open_loop(target.url, body, self.headers, rate, self.seconds)
+            )
         return LoadResult(f"{target.label} @ {rate:.0f}/s paced", 0, requests, failed, elapsed, *pct)
 
 
@@ -439,7 +547,9 @@ def print_results(results: list[LoadResult], baseline: dict[int, LoadResult]) ->
         )
 
 
-def measure_target(driver: Driver, target: Target, body: str, levels: list[int], slo_fraction: float) -> tuple[list[LoadResult], LoadResult]:
+def measure_target(
+    driver: Driver, target: Target, body: str, levels: list[int], slo_fraction: float
+) -> tuple[list[LoadResult], LoadResult]:
     """Closed-loop levels, then open loop at `slo_fraction` of the best throughput seen."""
     driver.closed_loop(target, body, max(levels))  # warm-up, discarded
     results = [driver.closed_loop(target, body, c) for c in levels]
@@ -447,7 +557,13 @@ def measure_target(driver: Driver, target: Target, body: str, levels: list[int],
     return results, driver.open_loop(target, body, max(1.0, saturation * slo_fraction))
 
 
-def report_slo(slo_path: Path, single: list[LoadResult], half_load: LoadResult, baseline: dict[int, LoadResult], batch: list[LoadResult] | None = None) -> bool:
+def report_slo(
+    slo_path: Path,
+    single: list[LoadResult],
+    half_load: LoadResult,
+    baseline: dict[int, LoadResult],
+    batch: list[LoadResult] | None = None,
+) -> bool:
     slo = load_slo(slo_path)
     best = max(single, key=lambda r: r.rps)
     base = baseline.get(best.concurrency)
@@ -505,8 +621,14 @@ def summarize_profile(path: Path, top: int) -> list[str]:
         self_samples[frames[-1]] += count
         for frame in set(frames):
             inclusive[frame] += count
-    lines = [f"  self   {share:5.1%}  {frame}" for frame, share in sorted(((f, n / total) for f, n in self_samples.items()), key=lambda x: -x[1])[:top]]
-    lines += [f"  incl   {share:5.1%}  {frame}" for frame, share in sorted(((f, n / total) for f, n in inclusive.items()), key=lambda x: -x[1])[:top]]
+    lines = [
+        f"  self   {share:5.1%}  {frame}"
+        for frame, share in sorted(((f, n / total) for f, n in self_samples.items()), key=lambda x: -x[1])[:top]
+    ]
+    lines += [
+        f"  incl   {share:5.1%}  {frame}"
+        for frame, share in sorted(((f, n / total) for f, n in inclusive.items()), key=lambda x: -x[1])[:top]
+    ]
     return lines
 
 
@@ -520,8 +642,24 @@ def command_profile(args: argparse.Namespace, driver: Driver) -> None:
         for group in ("proxy", "replica"):
             for pid in _pids_in_group(target.root_pid, group):
                 out = Path(scratch) / f"{group}-{pid}.txt"
-                command = [spy, "record", "--nonblocking", "--format", "raw", "--rate", "200", "-d", str(max(1, round(driver.seconds))), "-p", str(pid), "-o", str(out)]
-                spies.append((group, out, subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)))
+                command = [
+                    spy,
+                    "record",
+                    "--nonblocking",
+                    "--format",
+                    "raw",
+                    "--rate",
+                    "200",
+                    "-d",
+                    str(max(1, round(driver.seconds))),
+                    "-p",
+                    str(pid),
+                    "-o",
+                    str(out),
+                ]
+                spies.append(
+                    (group, out, subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+                )
         result = driver.closed_loop(target, NOOP_BODY, args.profile_concurrency)
         for _, _, process in spies:
             process.wait(60)
@@ -548,7 +686,9 @@ def command_endpoint(args: argparse.Namespace, driver: Driver) -> None:
     batch: list[LoadResult] = []
     if args.batch_url:
         batch_target = Target(f"{args.label} batch x{args.batch_size}", args.batch_url, args.server_pid)
-        batch = [driver.closed_loop(batch_target, Path(args.batch_body).read_text(), c, args.batch_size) for c in levels]
+        batch = [
+            driver.closed_loop(batch_target, Path(args.batch_body).read_text(), c, args.batch_size) for c in levels
+        ]
     print_results([*results, half, *batch], baseline)
     passed = report_slo(args.slo, results, half, baseline, batch)
     sys.exit(0 if passed or not args.fail_on_slo else 1)
@@ -559,7 +699,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--concurrency", default="1,16,64", help="closed-loop client counts, comma-separated")
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per load level")
     parser.add_argument("--slo", type=Path, default=ROOT / "slo.yaml")
-    parser.add_argument("--install-tools", action="store_true", help="apt-get install wrk and hey when missing (root only)")
+    parser.add_argument(
+        "--install-tools", action="store_true", help="apt-get install wrk and hey when missing (root only)"
+    )
     parser.add_argument("--httpx", action="store_true", help="use the asyncio httpx client even when wrk is there")
     parser.add_argument("--header", action="append", default=[], help="'Name: value', repeatable (e.g. the API key)")
     sub = parser.add_subparsers(dest="mode", required=True)
@@ -589,7 +731,9 @@ def main() -> None:
     hey = None if args.httpx else ensure_tool("hey", args.install_tools)
     headers = dict(h.split(":", 1) for h in args.header)
     driver = Driver(wrk, hey, args.duration, {k.strip(): v.strip() for k, v in headers.items()})
-    print(f"load generators: {wrk or 'httpx (asyncio)'}, paced: {hey or 'httpx (asyncio)'}; {args.duration:g} s per level; cores: {os.cpu_count()}; load average {os.getloadavg()[0]:.1f}")
+    print(
+        f"load generators: {wrk or 'httpx (asyncio)'}, paced: {hey or 'httpx (asyncio)'}; {args.duration:g} s per level; cores: {os.cpu_count()}; load average {os.getloadavg()[0]:.1f}"
+    )
     if args.mode == "noop":
         command_noop(args, driver)
     elif args.mode == "profile":

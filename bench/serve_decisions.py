@@ -59,9 +59,27 @@ CONFIG = ROOT / "serve_configs" / "credit_decision.yaml"
 ARROW = "application/vnd.apache.arrow.stream"
 
 
-def run_hey_closed(hey: str, url: str, body: Path, content_type: str, headers: dict[str, str], concurrency: int, seconds: float) -> tuple[int, int, float, list[float]]:
+def run_hey_closed(
+    hey: str, url: str, body: Path, content_type: str, headers: dict[str, str], concurrency: int, seconds: float
+) -> tuple[int, int, float, list[float]]:
     """Closed-loop load with hey and a body file (binary bodies such as Arrow streams)."""
-    command = [hey, "-z", f"{max(1, round(seconds))}s", "-c", str(concurrency), "-m", "POST", "-T", content_type, "-D", str(body), "-t", "60", "-o", "csv"]
+    command = [
+        hey,
+        "-z",
+        f"{max(1, round(seconds))}s",
+        "-c",
+        str(concurrency),
+        "-m",
+        "POST",
+        "-T",
+        content_type,
+        "-D",
+        str(body),
+        "-t",
+        "60",
+        "-o",
+        "csv",
+    ]
     for name, value in headers.items():
         command += ["-H", f"{name}: {value}"]
     started = time.perf_counter()
@@ -70,7 +88,16 @@ def run_hey_closed(hey: str, url: str, body: Path, content_type: str, headers: d
     return requests, failed, time.perf_counter() - started, percentiles
 
 
-def batch_level(hey: str, target: Target, body: Path, content_type: str, headers: dict[str, str], concurrency: int, seconds: float, size: int) -> LoadResult:
+def batch_level(
+    hey: str,
+    target: Target,
+    body: Path,
+    content_type: str,
+    headers: dict[str, str],
+    concurrency: int,
+    seconds: float,
+    size: int,
+) -> LoadResult:
     """One closed-loop level of batch requests, with CPU by process group."""
     before = cpu_by_group(target.root_pid) if target.root_pid else {}
     generator_before = children_cpu_s()
@@ -79,17 +106,23 @@ def batch_level(hey: str, target: Target, body: Path, content_type: str, headers
     cpu = cpu_delta_ms(before, cpu_by_group(target.root_pid) if target.root_pid else {})
     per_request = {group: ms / max(requests, 1) for group, ms in sorted(cpu.items())}
     label = f"{target.label} batch x{size} {'arrow' if content_type == ARROW else 'json'}"
-    return LoadResult(label, concurrency, requests, failed, elapsed, *pct, size, per_request, generator_ms / max(requests, 1))
+    return LoadResult(
+        label, concurrency, requests, failed, elapsed, *pct, size, per_request, generator_ms / max(requests, 1)
+    )
 
 
 def write_bodies(registry: str, world: str, batch_size: int, scratch: Path) -> dict[str, Path]:
     """Single and batch bodies (JSON and Arrow) of real applications of the world."""
-    from tala_ray.traffic.replay import read_world_tables, sample_payloads
     from tala_ray.serving.arrow_body import encode_payloads
+    from tala_ray.traffic.replay import read_world_tables, sample_payloads
 
     payloads = sample_payloads(read_world_tables(world), batch_size, seed=0)
     payloads = (payloads * (batch_size // len(payloads) + 1))[:batch_size]
-    paths = {"single": scratch / "single.json", "batch_json": scratch / "batch.json", "batch_arrow": scratch / "batch.arrow"}
+    paths = {
+        "single": scratch / "single.json",
+        "batch_json": scratch / "batch.json",
+        "batch_arrow": scratch / "batch.arrow",
+    }
     paths["single"].write_text(json.dumps(payloads[0]))
     paths["batch_json"].write_text(json.dumps({"applications": payloads}))
     paths["batch_arrow"].write_bytes(encode_payloads(payloads))
@@ -116,7 +149,9 @@ def serve_config(scratch: Path, registry: str, port: int, batch_size: int) -> tu
 def serve_target(config: Path, port: int, ingress: str, api_key: str) -> Iterator[Target]:
     """`tala-ray serve` on its own local Ray cluster (a child process tree: CPU is accounted to it)."""
     env = os.environ | {"TALA_API_KEY": api_key}
-    command = [str(Path(sys.executable).parent / "tala-ray"), "serve", str(config)] + (["--haproxy"] if ingress == "haproxy" else [])
+    command = [str(Path(sys.executable).parent / "tala-ray"), "serve", str(config)] + (
+        ["--haproxy"] if ingress == "haproxy" else []
+    )
     log = open(config.parent / f"serve-{ingress}.log", "w")  # noqa: SIM115 - closed below
     process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
@@ -131,7 +166,16 @@ def serve_target(config: Path, port: int, ingress: str, api_key: str) -> Iterato
         log.close()
 
 
-def measure(driver: Driver, hey: str, target: Target, bodies: dict[str, Path], levels: list[int], fraction: float, batch_size: int, batch_levels: list[int]) -> tuple[list[LoadResult], LoadResult, list[LoadResult]]:
+def measure(
+    driver: Driver,
+    hey: str,
+    target: Target,
+    bodies: dict[str, Path],
+    levels: list[int],
+    fraction: float,
+    batch_size: int,
+    batch_levels: list[int],
+) -> tuple[list[LoadResult], LoadResult, list[LoadResult]]:
     single, half = measure_target(driver, target, bodies["single"].read_text(), levels, fraction)
     batch_target = Target(target.label, target.url + "/batch", target.root_pid)
     batch = [
@@ -146,7 +190,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--registry", required=True, help="registry with credit_pd and uplift champions")
     parser.add_argument("--world", required=True, help="a generated world: the request bodies are its applications")
-    parser.add_argument("--ingress", default="proxy,haproxy", help="Serve ingress variants: proxy, haproxy (comma-separated)")
+    parser.add_argument(
+        "--ingress", default="proxy,haproxy", help="Serve ingress variants: proxy, haproxy (comma-separated)"
+    )
     parser.add_argument("--concurrency", default="1,4,16", help="closed-loop client counts for single decisions")
     parser.add_argument("--batch-concurrency", default="2,4", help="closed-loop client counts for the batch endpoint")
     parser.add_argument("--batch-size", type=int, default=1000)
@@ -156,12 +202,16 @@ def main() -> None:
     args = parser.parse_args()
     wrk, hey = ensure_tool("wrk", False), ensure_tool("hey", False)
     if hey is None:
-        sys.exit("error: this benchmark needs `hey` (Debian package `hey`) for binary bodies; `bench/serve.py --install-tools` installs it")
+        sys.exit(
+            "error: this benchmark needs `hey` (Debian package `hey`) for binary bodies; `bench/serve.py --install-tools` installs it"
+        )
     levels = [int(c) for c in args.concurrency.split(",")]
     batch_levels = [int(c) for c in args.batch_concurrency.split(",")]
     fraction = load_slo(args.slo).latency.at_load_fraction
     api_key = secrets.token_urlsafe(24)
-    print(f"load generators: {wrk or 'httpx'}, {hey}; {args.duration:g} s per level; cores {os.cpu_count()}; load average {os.getloadavg()[0]:.1f}")
+    print(
+        f"load generators: {wrk or 'httpx'}, {hey}; {args.duration:g} s per level; cores {os.cpu_count()}; load average {os.getloadavg()[0]:.1f}"
+    )
     with tempfile.TemporaryDirectory(prefix="bench-decisions-") as scratch_dir:
         scratch = Path(scratch_dir)
         bodies = write_bodies(args.registry, args.world, args.batch_size, scratch)
@@ -171,15 +221,21 @@ def main() -> None:
         if not args.skip_baseline:
             os.environ |= {"TALA_INPROCESS_REGISTRY": args.registry, "TALA_INPROCESS_POLICY": json.dumps(policy)}
             driver = Driver(wrk, hey, args.duration, {})
-            with uvicorn_target("tala_ray.serving.inprocess:create_app", "/v1/decisions", "in-process baseline (uvicorn)") as target:
-                single, half, batch = measure(driver, hey, target, bodies, levels, fraction, args.batch_size, batch_levels)
+            with uvicorn_target(
+                "tala_ray.serving.inprocess:create_app", "/v1/decisions", "in-process baseline (uvicorn)"
+            ) as target:
+                single, half, batch = measure(
+                    driver, hey, target, bodies, levels, fraction, args.batch_size, batch_levels
+                )
             baseline = {r.concurrency: r for r in single}
             print_results([*single, half, *batch], baseline)
         driver = Driver(wrk, hey, args.duration, {"Authorization": f"Bearer {api_key}"})
         for ingress in args.ingress.split(","):
             print()
             with serve_target(config, port, ingress, api_key) as target:
-                single, half, batch = measure(driver, hey, target, bodies, levels, fraction, args.batch_size, batch_levels)
+                single, half, batch = measure(
+                    driver, hey, target, bodies, levels, fraction, args.batch_size, batch_levels
+                )
             print_results([*single, half, *batch], baseline)
             report_slo(args.slo, single, half, baseline, [b for b in batch if "arrow" in b.target])
 

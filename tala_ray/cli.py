@@ -25,12 +25,16 @@ app = typer.Typer(
     rich_markup_mode=None,
 )
 app.add_typer(data.app, name="data", help="Generate the synthetic lending world; profile a dataset spec.")
-app.add_typer(features_command.app, name="features", help="List feature definitions; build a feature table with Ray Data.")
+app.add_typer(
+    features_command.app, name="features", help="List feature definitions; build a feature table with Ray Data."
+)
 app.add_typer(serve_command.app, name="serve", help="Run the decision service from a Serve config file.")
 app.add_typer(tune_command.app, name="tune", help="Run an experiment spec on Ray Tune and register the winner.")
 app.add_typer(models_command.app, name="models", help="List, show, promote and compare registered models.")
 app.add_typer(log_command.app, name="log", help="Read the prediction log of the decision service.")
-app.add_typer(demo_command.app, name="demo", help="The main job end to end: world, features, tuning, serving, traffic, report.")
+app.add_typer(
+    demo_command.app, name="demo", help="The main job end to end: world, features, tuning, serving, traffic, report."
+)
 
 
 def format_validation_error(error: ValidationError) -> str:

@@ -41,6 +41,8 @@ def world_50k(tmp_path_factory) -> tuple[str, str]:
         ("data", "generate", "--applicants", "50000", "--seed", "7", "--out", world),
         ("features", "build", "--world", world, "--out", features),
     ):
-        result = subprocess.run([sys.executable, "-m", "tala_ray.cli", *args], capture_output=True, text=True, timeout=1800)
+        result = subprocess.run(
+            [sys.executable, "-m", "tala_ray.cli", *args], capture_output=True, text=True, timeout=1800
+        )
         assert result.returncode == 0, result.stderr[-3000:]
     return world, features

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import copy
 import math
-from datetime import datetime, timedelta, timezone
-from typing import Any, Callable
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -14,11 +15,10 @@ import pyarrow as pa
 import pytest
 from pydantic import ValidationError
 
-from tala_ray.data.world import simulate_chunk
 from tala_ray.core.errors import UserError
+from tala_ray.data.world import simulate_chunk
 from tala_ray.features.definitions import feature_columns
 from tala_ray.features.online import MAX_EVENTS, MAX_LOANS, ApplicationRequest, request_columns
-from tala_ray.traffic.replay import request_payload
 from tala_ray.serving.arrow_body import (
     MAX_DETAILS,
     REQUEST_SCHEMA,
@@ -29,6 +29,7 @@ from tala_ray.serving.arrow_body import (
     payload_table,
     table_bytes,
 )
+from tala_ray.traffic.replay import request_payload
 
 LIMIT = 1_000
 
@@ -56,13 +57,22 @@ def hand_payload(events: int = 3, loans: int = 2) -> dict:
         },
         "application": {"amount": 2600.0, "term_days": 30, "application_time": "2025-06-01T12:00:00+00:00"},
         "events": [
-            {"event_time": f"2025-05-{1 + i % 28:02d}T10:00:00+00:00", "event_type": "mm_in", "amount": 100.0 + i,
-             "app_category": None}
+            {
+                "event_time": f"2025-05-{1 + i % 28:02d}T10:00:00+00:00",
+                "event_type": "mm_in",
+                "amount": 100.0 + i,
+                "app_category": None,
+            }
             for i in range(events)
         ],
         "loans": [
-            {"disbursed_time": "2025-03-01T00:00:00+00:00", "due_time": "2025-03-31T00:00:00+00:00", "amount": 500.0,
-             "repaid": True, "days_late": i}
+            {
+                "disbursed_time": "2025-03-01T00:00:00+00:00",
+                "due_time": "2025-03-31T00:00:00+00:00",
+                "amount": 500.0,
+                "repaid": True,
+                "days_late": i,
+            }
             for i in range(loans)
         ],
     }
@@ -120,12 +130,12 @@ def test_encoded_body_has_the_request_schema(payloads):
     assert reader.schema.equals(REQUEST_SCHEMA) and reader.read_all().num_rows == 3
 
 
-EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def epoch_us(value: datetime) -> int:
     """Epoch microseconds of a datetime (naive = UTC)."""
-    aware = value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+    aware = value if value.tzinfo else value.replace(tzinfo=UTC)
     return (aware - EPOCH) // timedelta(microseconds=1)
 
 
@@ -199,7 +209,9 @@ def test_event_strings_may_come_plain_or_as_dictionaries(payloads):
     table = payload_table(payloads)
     item = table.schema.field("events").type.value_type
     assert pa.types.is_dictionary(item.field("event_type").type)
-    plain_item = pa.struct([pa.field(f.name, pa.string() if pa.types.is_dictionary(f.type) else f.type, f.nullable) for f in item])
+    plain_item = pa.struct(
+        [pa.field(f.name, pa.string() if pa.types.is_dictionary(f.type) else f.type, f.nullable) for f in item]
+    )
     plain = with_column(table, "events", table["events"].cast(pa.list_(pa.field("item", plain_item, nullable=False))))
     assert plain.schema.field("events").type.value_type.field("event_type").type == pa.string()
     assert_same_tables(decode_batch(table_bytes(plain), LIMIT), json_columns(payloads))
@@ -243,11 +255,19 @@ RULES = [
     (("application", "term_days"), None, ["term_days"], "must not be null"),
     (("application", "application_time"), None, ["application_time"], "must not be null"),
     (("events", 2, "amount"), -5.0, ["events", 2, "amount"], "must be >= 0"),
-    (("events", 2, "event_type"), "gift", ["events", 2, "event_type"],
-     "must be one of mm_in, mm_out, airtime, bill_pay, app_install"),
+    (
+        ("events", 2, "event_type"),
+        "gift",
+        ["events", 2, "event_type"],
+        "must be one of mm_in, mm_out, airtime, bill_pay, app_install",
+    ),
     (("events", 1, "event_type"), None, ["events", 1, "event_type"], "must not be null"),
-    (("events", 0, "app_category"), "music", ["events", 0, "app_category"],
-     "must be one of finance, betting, social, productivity, gaming"),
+    (
+        ("events", 0, "app_category"),
+        "music",
+        ["events", 0, "app_category"],
+        "must be one of finance, betting, social, productivity, gaming",
+    ),
     (("events", 2, "event_time"), None, ["events", 2, "event_time"], "must not be null"),
     (("loans", 1, "amount"), -1.0, ["loans", 1, "amount"], "must be >= 0"),
     (("loans", 1, "amount"), None, ["loans", 1, "amount"], "must not be null"),
@@ -364,7 +384,12 @@ def test_unknown_columns_and_struct_fields_are_refused():
 @pytest.mark.parametrize(
     ("name", "array", "loc", "expected"),
     [
-        ("amount", pa.array(["2600"]), ["body", "amount"], "expected float64 (or another float or integer type), got string"),
+        (
+            "amount",
+            pa.array(["2600"]),
+            ["body", "amount"],
+            "expected float64 (or another float or integer type), got string",
+        ),
         ("signup_time", pa.array(["2025-01-10T08:00:00Z"]), ["body", "signup_time"], "expected timestamp"),
         ("term_days", pa.array([True]), ["body", "term_days"], "expected integer"),
         ("events", pa.array([{"event_time": 1}]), ["body", "events"], "expected list<struct>"),

@@ -15,7 +15,18 @@ from ray.autoscaler._private.util import prepare_config, validate_config
 
 ROOT = Path(__file__).resolve().parents[1]
 CLUSTER_FILE = ROOT / "cluster.yaml"
-PRIVATE_PORTS = {22: False, 6379: True, 8000: True, 8076: True, 8265: True, 10001: True, 30000: True, 8080: True, 8404: True, 9101: True}
+PRIVATE_PORTS = {
+    22: False,
+    6379: True,
+    8000: True,
+    8076: True,
+    8265: True,
+    10001: True,
+    30000: True,
+    8080: True,
+    8404: True,
+    9101: True,
+}
 
 
 @pytest.fixture(scope="module")

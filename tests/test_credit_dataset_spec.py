@@ -9,8 +9,8 @@ import pytest
 import yaml
 
 from tala_ray.core.errors import UserError
-from tala_ray.models.training_data import load_training_frame, split_frame
 from tala_ray.core.registry import load_credit_predictor
+from tala_ray.models.training_data import load_training_frame, split_frame
 from tala_ray.tuning.runner import run_experiment
 from tala_ray.tuning.spec import ExperimentSpec
 
@@ -62,8 +62,10 @@ def experiment(dataset_yaml: str, split_kind: str = "random_stratified") -> Expe
 def test_experiment_on_an_unplanned_csv(ray_cluster, tmp_path):
     dataset_yaml = write_odd_csv(tmp_path)
     outcome = run_experiment(experiment(dataset_yaml), str(tmp_path / "reg"), str(tmp_path / "runs"))
-    print(f"\nodd CSV via dataset spec: test AUC {outcome.test_metrics['auc']:.4f}, "
-          f"logistic baseline {outcome.report['baseline_logistic_auc']:.4f}")
+    print(
+        f"\nodd CSV via dataset spec: test AUC {outcome.test_metrics['auc']:.4f}, "
+        f"logistic baseline {outcome.report['baseline_logistic_auc']:.4f}"
+    )
     assert outcome.test_metrics["auc"] > 0.75
     assert "best_possible_auc" not in outcome.report  # no truth table for outside data
     assert 0 < outcome.report["quarantined_rows"] < 100  # rows without an outcome, counted
@@ -71,8 +73,12 @@ def test_experiment_on_an_unplanned_csv(ray_cluster, tmp_path):
     predictor = load_credit_predictor(str(tmp_path / "reg"), "odd_csv_gbm")
     assert set(predictor.feature_names) == {"Months In Arrears", "monthly salary (KES)", "Region", "noise"}
     batch = pd.DataFrame(
-        {"Region": ["east-west", "north", None], "noise": [0.0] * 3, "Months In Arrears": [3.0, 0.0, np.nan],
-         "monthly salary (KES)": [200.0, 2000.0, np.nan]}
+        {
+            "Region": ["east-west", "north", None],
+            "noise": [0.0] * 3,
+            "Months In Arrears": [3.0, 0.0, np.nan],
+            "monthly salary (KES)": [200.0, 2000.0, np.nan],
+        }
     )
     p_default = predictor.predict_proba(batch)
     assert p_default[0] > p_default[1] and np.isfinite(p_default).all()

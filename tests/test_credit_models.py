@@ -178,7 +178,9 @@ def test_predictions_and_contributions_equal_the_plain_computation(fitted_models
         np.testing.assert_array_equal(probabilities, expected_p)
     for frame_out in (contributions, predictor.contributions(frame), model.contributions(frame)):
         pd.testing.assert_frame_equal(frame_out, expected_c, check_exact=True)
-    np.testing.assert_array_equal(model.preprocessor_.transform_dense(frame), reference_dense(model.preprocessor_, frame))
+    np.testing.assert_array_equal(
+        model.preprocessor_.transform_dense(frame), reference_dense(model.preprocessor_, frame)
+    )
     pd.testing.assert_frame_equal(
         model.preprocessor_.transform_coded(frame), reference_coded(model.preprocessor_, frame), check_exact=True
     )
@@ -204,7 +206,12 @@ def test_group_sums_add_exactly_as_pandas_does():
         values[rng.random((n, k)) < 0.1] = np.nan
         values[rng.random((n, k)) < 0.05] = 0.0
         names = tuple(f"g{x}" for x in range(g))
-        expected = pd.DataFrame(values).T.groupby(list(sources), sort=False).sum().T.reindex(columns=list(names), fill_value=0.0)
+        expected = (
+            pd.DataFrame(values)
+            .T.groupby(list(sources), sort=False)
+            .sum()
+            .T.reindex(columns=list(names), fill_value=0.0)
+        )
         plan = _group_sum_plan(names, sources)
         assert list(plan.names) == list(names)
         np.testing.assert_array_equal(plan(values), expected.to_numpy())

@@ -17,8 +17,6 @@ EXPERIMENTS = Path(__file__).parent.parent / "experiments"
 pytestmark = [pytest.mark.slow, pytest.mark.ray]
 
 
-
-
 def test_tuned_gbm_is_near_the_best_possible_auc_and_beats_the_baseline(ray_cluster, world_50k, tmp_path):
     world, features = world_50k
     outcomes = {}

@@ -11,9 +11,9 @@ import pandas as pd
 import pytest
 import yaml
 
+from tala_ray.core.errors import UserError
 from tala_ray.data.dataset_spec import load_dataset, load_dataset_spec
 from tala_ray.data.profile import format_profile, profile_dataset
-from tala_ray.core.errors import UserError
 
 CSV = """id,region,income,score,status,reminder
 1,north,1200,0.5,good,1
@@ -38,7 +38,13 @@ def csv_dir(tmp_path: Path) -> Path:
 
 
 def test_good_bad_labels_categoricals_and_missing_values_load(csv_dir):
-    spec = write_spec(csv_dir, path="loans.csv", id_column="id", target={"column": "status", "bad_value": "bad"}, treatment_column="reminder")
+    spec = write_spec(
+        csv_dir,
+        path="loans.csv",
+        id_column="id",
+        target={"column": "status", "bad_value": "bad"},
+        treatment_column="reminder",
+    )
     loaded = load_dataset(load_dataset_spec(spec))
     assert list(loaded.ids) == [1, 2, 3, 4, 6]
     assert list(loaded.target) == [0, 1, 0, 1, 0]  # "BAD" matches "bad"
@@ -51,10 +57,17 @@ def test_good_bad_labels_categoricals_and_missing_values_load(csv_dir):
 
 
 def test_declared_types_and_listed_features_on_parquet(tmp_path):
-    frame = pd.DataFrame({"zone": [1, 2, 1, 3], "amount": ["10", "12.5", None, "7"], "y": [0, 1, 0, 0], "noise": [1, 2, 3, 4]})
+    frame = pd.DataFrame(
+        {"zone": [1, 2, 1, 3], "amount": ["10", "12.5", None, "7"], "y": [0, 1, 0, 0], "noise": [1, 2, 3, 4]}
+    )
     frame.to_parquet(tmp_path / "data.parquet")
-    spec = write_spec(tmp_path, path="data.parquet", target={"column": "y"}, features=["zone", "amount"],
-                      types={"zone": "categorical", "amount": "numeric"})
+    spec = write_spec(
+        tmp_path,
+        path="data.parquet",
+        target={"column": "y"},
+        features=["zone", "amount"],
+        types={"zone": "categorical", "amount": "numeric"},
+    )
     loaded = load_dataset(load_dataset_spec(spec))
     assert list(loaded.features.columns) == ["zone", "amount"]
     assert loaded.features["zone"].tolist() == ["1", "2", "1", "3"]
@@ -70,8 +83,10 @@ def test_declared_types_and_listed_features_on_parquet(tmp_path):
         ({"path": "loans.csv", "target": {"column": "region"}}, r"target column 'region' has 3 distinct values"),
         ({"path": "loans.csv", "target": {"column": "status", "bad_value": "late"}}, r"bad_value 'late' never occurs"),
         ({"path": "loans.csv", "target": {"column": "status"}, "features": ["income", "age"]}, r"features lists 'age'"),
-        ({"path": "loans.csv", "target": {"column": "status", "bad_value": "bad"}, "types": {"region": "numeric"}},
-         r"column 'region' is declared numeric but holds 'north'"),
+        (
+            {"path": "loans.csv", "target": {"column": "status", "bad_value": "bad"}, "types": {"region": "numeric"}},
+            r"column 'region' is declared numeric but holds 'north'",
+        ),
         ({"path": "loans.csv", "target": {"column": "status"}, "sheet": 1}, r"sheet: Extra inputs are not permitted"),
     ],
 )
@@ -88,7 +103,9 @@ def test_a_missing_spec_file_is_a_user_error(tmp_path):
 def test_profile_reports_rows_target_rate_missing_share_and_cardinality(csv_dir):
     spec = write_spec(csv_dir, path="loans.csv", id_column="id", target={"column": "status", "bad_value": "bad"})
     profile = profile_dataset(load_dataset(load_dataset_spec(spec)))
-    assert profile.rows == 5 and profile.quarantined == {"missing_target": 1} and profile.target_rate == pytest.approx(0.4)
+    assert (
+        profile.rows == 5 and profile.quarantined == {"missing_target": 1} and profile.target_rate == pytest.approx(0.4)
+    )
     by_name = {c.name: c for c in profile.columns}
     assert by_name["region"].cardinality == 2 and by_name["region"].missing_share == pytest.approx(0.2)
     assert by_name["reminder"].kind == "numeric"
@@ -98,7 +115,9 @@ def test_profile_reports_rows_target_rate_missing_share_and_cardinality(csv_dir)
 
 def test_cli_profile_prints_and_fails_in_one_line(csv_dir):
     good = write_spec(csv_dir, path="loans.csv", target={"column": "status", "bad_value": "bad"})
-    run = lambda spec: subprocess.run([sys.executable, "-m", "tala_ray.cli", "data", "profile", spec], capture_output=True, text=True)  # noqa: E731
+    run = lambda spec: subprocess.run(
+        [sys.executable, "-m", "tala_ray.cli", "data", "profile", spec], capture_output=True, text=True
+    )  # noqa: E731
     result = run(good)
     assert result.returncode == 0 and "region" in result.stdout and "rows:         5" in result.stdout
     bad = write_spec(csv_dir, path="loans.csv", target={"column": "nope"})

@@ -19,8 +19,15 @@ def _free_port() -> int:
 @pytest.mark.ray
 def test_demo_runs_end_to_end_and_reports_against_the_truth(ray_cluster, tmp_path):
     options = DemoOptions(
-        workdir=tmp_path / "demo", applicants=3_000, holdout_applicants=800, credit_trials=1, uplift_trials=1,
-        port=_free_port(), traffic_seconds=2, concurrency=2, batch_size=20,
+        workdir=tmp_path / "demo",
+        applicants=3_000,
+        holdout_applicants=800,
+        credit_trials=1,
+        uplift_trials=1,
+        port=_free_port(),
+        traffic_seconds=2,
+        concurrency=2,
+        batch_size=20,
     )
     lines: list[str] = []
     report = run_demo(options, echo=lines.append)
@@ -35,7 +42,9 @@ def test_demo_runs_end_to_end_and_reports_against_the_truth(ray_cluster, tmp_pat
     checks = {check["name"]: check for check in report["serving"]["slo"]}
     assert checks["availability"]["passed"] is True and "0 of" in checks["availability"]["measured"]
     latency = next(check for name, check in checks.items() if name.startswith("p99 latency"))
-    assert latency["passed"] == (report["serving"]["paced"]["p99_ms"] < 50), "the latency objective is checked against the paced run"
+    assert latency["passed"] == (report["serving"]["paced"]["p99_ms"] < 50), (
+        "the latency objective is checked against the paced run"
+    )
     assert "Service level objectives" in render_report(report) and ("PASS" in render_report(report))
     written = json.loads((options.workdir / "report.json").read_text())
     assert written["credit"]["model"] == report["credit"]["model"]

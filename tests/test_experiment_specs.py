@@ -42,7 +42,10 @@ def write_variant(tmp_path, change) -> Path:
         (lambda s: s.update(trials="many"), "trials: Input should be a valid integer"),
         (lambda s: s["model"].update(search_space={}), "search_space: Dictionary should have at least 1 item"),
         (lambda s: s["model"]["search_space"].update(depth={"randint": [1, 5]}), "unknown hyperparameters ['depth']"),
-        (lambda s: s["model"]["search_space"].update(learning_rate={"loguniform": [0.1, 0.01]}), "low must be below high"),
+        (
+            lambda s: s["model"]["search_space"].update(learning_rate={"loguniform": [0.1, 0.01]}),
+            "low must be below high",
+        ),
         (lambda s: s["model"].update(kind="svm"), "model: Input tag 'svm' found using 'kind' does not match"),
         (lambda s: s.update(mode="min"), "mode: auc is better when larger"),
         (lambda s: s["split"].update(test_fraction=0.5, valid_fraction=0.45), "at least 10% for training"),

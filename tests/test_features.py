@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 
 import numpy as np
 import pandas as pd
@@ -32,8 +32,16 @@ def features_of(world: dict[str, pd.DataFrame]) -> pd.DataFrame:
 def one_applicant(events: list[dict], loans: list[dict] | None = None, country: str = "KE") -> pd.Series:
     """Features of a single hand-built application at APP_TIME."""
     applicants = pd.DataFrame(
-        [{"applicant_id": 1, "country": country, "signup_time": APP_TIME - 100 * DAY, "device_os": "android",
-          "device_price_usd": 80.0, "device_age_months": 3}]
+        [
+            {
+                "applicant_id": 1,
+                "country": country,
+                "signup_time": APP_TIME - 100 * DAY,
+                "device_os": "android",
+                "device_price_usd": 80.0,
+                "device_age_months": 3,
+            }
+        ]
     )
     applications = pd.DataFrame(
         [{"application_id": 9, "applicant_id": 1, "application_time": APP_TIME, "amount": 2600.0, "term_days": 30}]
@@ -78,8 +86,20 @@ def test_hand_built_applicant_gives_the_expected_values():
         {"event_time": APP_TIME - 200 * DAY, "event_type": "mm_in", "amount": 1e9},  # beyond the 180-day lookback
     ]
     loans = [
-        {"disbursed_time": APP_TIME - 90 * DAY, "due_time": APP_TIME - 60 * DAY, "amount": 1300.0, "repaid": True, "days_late": 3},
-        {"disbursed_time": APP_TIME - 40 * DAY, "due_time": APP_TIME - 10 * DAY, "amount": 1300.0, "repaid": False, "days_late": 90},
+        {
+            "disbursed_time": APP_TIME - 90 * DAY,
+            "due_time": APP_TIME - 60 * DAY,
+            "amount": 1300.0,
+            "repaid": True,
+            "days_late": 3,
+        },
+        {
+            "disbursed_time": APP_TIME - 40 * DAY,
+            "due_time": APP_TIME - 10 * DAY,
+            "amount": 1300.0,
+            "repaid": False,
+            "days_late": 90,
+        },
     ]
     row = one_applicant(events, loans)
     assert row["inflow_sum_7d_usd"] == pytest.approx(100.0)
@@ -110,7 +130,13 @@ def plant_future(world: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
     apps = world["applications"][["applicant_id", "application_time"]]
     planted_events = []
     for offset in (pd.Timedelta(0), pd.Timedelta(milliseconds=1), 3 * DAY, 45 * DAY):
-        for kind, category in (("mm_in", None), ("mm_out", None), ("bill_pay", None), ("airtime", None), ("app_install", "betting")):
+        for kind, category in (
+            ("mm_in", None),
+            ("mm_out", None),
+            ("bill_pay", None),
+            ("airtime", None),
+            ("app_install", "betting"),
+        ):
             planted_events.append(
                 pd.DataFrame(
                     {
@@ -151,7 +177,12 @@ def test_events_and_loans_at_or_after_the_application_time_change_nothing(world)
 
 def test_the_point_in_time_check_would_catch_a_leak(world):
     """The same planting one millisecond before the application time does change the features."""
-    shifted = {**world, "applications": world["applications"].assign(application_time=world["applications"]["application_time"] + pd.Timedelta(milliseconds=2))}
+    shifted = {
+        **world,
+        "applications": world["applications"].assign(
+            application_time=world["applications"]["application_time"] + pd.Timedelta(milliseconds=2)
+        ),
+    }
     planted = plant_future(world)
     changed = features_of({**planted, "applications": shifted["applications"]})
     assert not changed["inflow_sum_7d_usd"].equals(features_of(shifted)["inflow_sum_7d_usd"])
@@ -160,7 +191,9 @@ def test_the_point_in_time_check_would_catch_a_leak(world):
 def test_an_applicant_s_several_applications_get_the_features_each_gets_alone(world):
     """Applications sharing an applicant (each event joins several) give exactly what each batch gives alone."""
     first = world["applications"].head(40)
-    earlier = first.assign(application_id=first["application_id"] + 10**9, application_time=first["application_time"] - 45 * DAY)
+    earlier = first.assign(
+        application_id=first["application_id"] + 10**9, application_time=first["application_time"] - 45 * DAY
+    )
     together = features_of({**world, "applications": pd.concat([first, earlier], ignore_index=True)})
     alone = pd.concat([features_of({**world, "applications": apps}) for apps in (first, earlier)], ignore_index=True)
     pd.testing.assert_frame_equal(together, alone, check_exact=True)
@@ -183,7 +216,7 @@ def test_an_application_without_its_applicant_or_duplicate_applicants_are_refuse
 @pytest.mark.parametrize(
     "value",
     [
-        datetime(2025, 6, 1, 12, 0, 0, 999_999, tzinfo=timezone.utc),
+        datetime(2025, 6, 1, 12, 0, 0, 999_999, tzinfo=UTC),
         datetime(2025, 6, 1, 14, 30, 0, 1_500, tzinfo=timezone(timedelta(hours=2, minutes=30))),
         datetime(2025, 6, 1, 3, 0, 0, 500),  # naive: taken as UTC
         datetime(1999, 12, 31, 23, 59, 59, 999_000, tzinfo=timezone(timedelta(hours=-5))),

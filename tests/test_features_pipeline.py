@@ -20,8 +20,8 @@ from tala_ray.data.validation import SchemaMismatchError
 from tala_ray.features.build import build_feature_table, check_inputs
 from tala_ray.features.definitions import FEATURES, compute_features, feature_set_version
 from tala_ray.features.online import ApplicationRequest, features_from_requests
-from tala_ray.traffic.replay import request_payload
 from tala_ray.features.table import KEY_COLUMNS, read_feature_manifest, read_feature_table, read_quarantine
+from tala_ray.traffic.replay import request_payload
 
 pytestmark = pytest.mark.ray
 
@@ -145,7 +145,17 @@ def test_cli_reports_a_bad_input_in_one_line(tmp_path):
     write_world(tmp_path, {})
     (tmp_path / "loans" / "part-0.parquet").unlink()
     result = subprocess.run(
-        [sys.executable, "-m", "tala_ray.cli", "features", "build", "--world", str(tmp_path), "--out", str(tmp_path / "o")],
+        [
+            sys.executable,
+            "-m",
+            "tala_ray.cli",
+            "features",
+            "build",
+            "--world",
+            str(tmp_path),
+            "--out",
+            str(tmp_path / "o"),
+        ],
         capture_output=True,
         text=True,
     )
@@ -157,12 +167,12 @@ def test_cli_reports_a_bad_input_in_one_line(tmp_path):
 def test_online_features_equal_the_batch_table(built, small_world, include_future):
     raw = {name: t.to_pandas() for name, t in read_raw(small_world).items()}
     sample = raw["applications"].sample(60, random_state=5).reset_index(drop=True)
-    requests = [ApplicationRequest.model_validate_json(json.dumps(request_payload(raw, row, include_future)))
-                for _, row in sample.iterrows()]
+    requests = [
+        ApplicationRequest.model_validate_json(json.dumps(request_payload(raw, row, include_future)))
+        for _, row in sample.iterrows()
+    ]
     online = features_from_requests(requests)
     batch = read_feature_table(str(built)).set_index("application_id").loc[sample["application_id"]].reset_index()
     names = [f.name for f in FEATURES]
-    pd.testing.assert_frame_equal(
-        online[names], batch[names], check_exact=False, rtol=PARITY_RTOL, atol=PARITY_ATOL
-    )
+    pd.testing.assert_frame_equal(online[names], batch[names], check_exact=False, rtol=PARITY_RTOL, atol=PARITY_ATOL)
     assert np.isfinite(online["inflow_sum_90d_usd"]).all()

@@ -88,9 +88,17 @@ def ray_head():
     env = head_env(token=None) | haproxy_env(temp_dir)
     dashboard_port = free_port()
     command = [
-        str(VENV_BIN / "ray"), "start", "--head", f"--port={free_port()}", f"--dashboard-port={dashboard_port}",
-        "--dashboard-host=127.0.0.1", "--node-ip-address=127.0.0.1", "--num-cpus=1", f"--temp-dir={temp_dir}",
-        f"--ray-client-server-port={free_port()}", f"--dashboard-agent-listen-port={free_port()}",
+        str(VENV_BIN / "ray"),
+        "start",
+        "--head",
+        f"--port={free_port()}",
+        f"--dashboard-port={dashboard_port}",
+        "--dashboard-host=127.0.0.1",
+        "--node-ip-address=127.0.0.1",
+        "--num-cpus=1",
+        f"--temp-dir={temp_dir}",
+        f"--ray-client-server-port={free_port()}",
+        f"--dashboard-agent-listen-port={free_port()}",
         "--disable-usage-stats",
     ]
     try:
@@ -127,8 +135,11 @@ def researcher_job(ray_head, tmp_path_factory):
         "final_min_child_samples": 50,
     }
     write_spec(
-        "uplift_dr_learner.yaml", work / "experiments" / "uplift.yaml",
-        name="job_dr_learner", trials=1, model=small_dr_learner,
+        "uplift_dr_learner.yaml",
+        work / "experiments" / "uplift.yaml",
+        name="job_dr_learner",
+        trials=1,
+        model=small_dr_learner,
     )
     world, features, registry = root / "world", root / "features", root / "registry"
     tune = f"--data-path {features} --world {world} --registry {registry} --runs-root {root / 'runs'}"
@@ -230,7 +241,11 @@ def test_serve_deploy_on_the_head_answers_with_the_tuned_models(ray_head, resear
         assert decision["decision"] in {"approve", "decline"} and 0 <= decision["default_probability"] <= 1
         assert decision["model_versions"] == {"credit": "1", "credit_role": "champion", "uplift": "1"}
         assert httpx.post(url, json=body, timeout=60).status_code == 401
-        haproxy = [p for p in psutil.process_iter(["name", "cmdline"]) if "haproxy" in (p.info["name"] or "") and str(temp_dir) in " ".join(p.info["cmdline"] or [])]
+        haproxy = [
+            p
+            for p in psutil.process_iter(["name", "cmdline"])
+            if "haproxy" in (p.info["name"] or "") and str(temp_dir) in " ".join(p.info["cmdline"] or [])
+        ]
         assert haproxy, "the public port should be HAProxy's (RAY_SERVE_ENABLE_HA_PROXY on the head)"
 
         # under load through the one public address the ingress scales out (user code on the

@@ -167,7 +167,9 @@ def _reasons_one_by_one(row: dict[str, float], descriptions: dict[str, str], lim
     """The reason-code rules spelled out for one applicant: the reference for the vectorised sort."""
     members: dict[tuple[str, str], list[tuple[str, float]]] = {}
     for feature, value in row.items():
-        members.setdefault(reason_family(feature, descriptions), []).append((feature, value if np.isfinite(value) else 0.0))
+        members.setdefault(reason_family(feature, descriptions), []).append(
+            (feature, value if np.isfinite(value) else 0.0)
+        )
     totals = {family: 0.0 for family in members}
     for family, values in members.items():
         for _, value in values:
@@ -177,7 +179,10 @@ def _reasons_one_by_one(row: dict[str, float], descriptions: dict[str, str], lim
         {
             "code": family[0],
             "text": family[1],
-            "features": [name for value, name in sorted(((v, n) for n, v in members[family] if v > 0.0), key=lambda m: (-m[0], m[1]))],
+            "features": [
+                name
+                for value, name in sorted(((v, n) for n, v in members[family] if v > 0.0), key=lambda m: (-m[0], m[1]))
+            ],
             "contribution": totals[family],
         }
         for family in raising

@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tala_ray.policy.decision import PolicyParams
 from tala_ray.evaluation.policy_value import compare_strategies, true_profit
+from tala_ray.policy.decision import PolicyParams
 
 PARAMS = PolicyParams()
 
@@ -34,11 +34,16 @@ def test_true_profit_matches_the_economics_by_hand():
 def test_a_policy_that_knows_the_truth_earns_what_the_oracle_earns():
     applications, truth = _world()
     uplift = (truth["pd_control"] - truth["pd_treated"]).to_numpy()
-    values = {v.strategy: v for v in compare_strategies(truth["pd_control"].to_numpy(), uplift, applications, truth, PARAMS)}
+    values = {
+        v.strategy: v for v in compare_strategies(truth["pd_control"].to_numpy(), uplift, applications, truth, PARAMS)
+    }
     assert values["policy (credit + uplift)"].profit_per_application == pytest.approx(
         values["oracle (true PD and uplift)"].profit_per_application
     )
-    assert values["oracle (true PD and uplift)"].profit_per_application >= values["policy without uplift"].profit_per_application
+    assert (
+        values["oracle (true PD and uplift)"].profit_per_application
+        >= values["policy without uplift"].profit_per_application
+    )
     assert values["approve all, no intervention"].approval_rate == 1.0
     assert values["policy without uplift"].intervention_rate == 0.0
 
@@ -48,5 +53,8 @@ def test_noisy_predictions_earn_less_than_the_oracle():
     rng = np.random.default_rng(2)
     noisy_pd = np.clip(truth["pd_control"].to_numpy() + rng.normal(0, 0.15, len(truth)), 0, 1)
     noisy_uplift = rng.normal(0, 0.05, len(truth))
-    values = {v.strategy: v.profit_per_application for v in compare_strategies(noisy_pd, noisy_uplift, applications, truth, PARAMS)}
+    values = {
+        v.strategy: v.profit_per_application
+        for v in compare_strategies(noisy_pd, noisy_uplift, applications, truth, PARAMS)
+    }
     assert values["policy (credit + uplift)"] < values["oracle (true PD and uplift)"]

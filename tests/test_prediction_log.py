@@ -71,7 +71,9 @@ def test_pinned_column_types_are_the_same_in_every_file(tmp_path: Path) -> None:
     writer = PredictionLogWriter(str(root), flush_interval_s=3600, column_types=LOG_COLUMN_TYPES)
     writer.append([record("approved", reason_codes=[], expected_profit_by_option={}, idempotency_key=None)])
     writer.flush()
-    writer.append([record("declined", reason_codes=["R03"], expected_profit_by_option={"none": None}, idempotency_key="k")])
+    writer.append(
+        [record("declined", reason_codes=["R03"], expected_profit_by_option={"none": None}, idempotency_key="k")]
+    )
     writer.close()
     schemas = [pq.read_schema(path) for path in parquet_files(root)]
     assert schemas[0] == schemas[1]
@@ -226,7 +228,10 @@ def test_read_merges_files_of_concurrent_writers_by_time(tmp_path: Path) -> None
     """A row logged earlier may sit in a file flushed later (another replica); newest rows still come first."""
     root = str(tmp_path / "log")
     now = datetime.now(UTC)
-    replica_a, replica_b = PredictionLogWriter(root, flush_interval_s=3600), PredictionLogWriter(root, flush_interval_s=3600)
+    replica_a, replica_b = (
+        PredictionLogWriter(root, flush_interval_s=3600),
+        PredictionLogWriter(root, flush_interval_s=3600),
+    )
     replica_a.append([record("a-new", logged_at=now)])
     replica_a.close()
     replica_b.append([record("b-old", logged_at=now - timedelta(seconds=5))])

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from test_credit_models import toy_credit_frame
 
 from tala_ray.core.errors import UserError
-from tala_ray.models.credit import ESTIMATORS
 from tala_ray.core.registry import (
     ArtifactIntegrityError,
     ArtifactMetadata,
@@ -15,15 +15,17 @@ from tala_ray.core.registry import (
     load_credit_predictor,
     parse_model_ref,
 )
-
-from test_credit_models import toy_credit_frame
+from tala_ray.models.credit import ESTIMATORS
 
 
 def register_model(registry: Registry, family: str = "logistic", feature_set: str = "fs1", auc: float = 0.7):
     frame, y = toy_credit_frame(n=1500)
     model = ESTIMATORS[family](**({"n_estimators": 30} if family == "gbm" else {})).fit(frame, y)
     metadata = ArtifactMetadata(
-        kind="credit", family=family, feature_set_version=feature_set, feature_names=list(frame.columns),
+        kind="credit",
+        family=family,
+        feature_set_version=feature_set,
+        feature_names=list(frame.columns),
         metrics={"auc": auc},
     )
     return registry.register("pd", {**model.to_files(), "report.md": b"# report"}, metadata), model, frame

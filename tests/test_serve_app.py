@@ -21,11 +21,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tala_ray.core.errors import UserError
-from tala_ray.traffic.replay import read_world_tables, request_payload
+from tala_ray.core.registry import ArtifactMetadata, Registry, load_credit_predictor
 from tala_ray.models.credit import LogisticCreditModel
 from tala_ray.policy.decision import PolicyParams, decide, reason_codes
-from tala_ray.core.registry import ArtifactMetadata, Registry, load_credit_predictor
 from tala_ray.serving.schemas import BatchDecisionResponse
+from tala_ray.traffic.replay import read_world_tables, request_payload
 
 pytestmark = pytest.mark.ray
 for _module in ("tala_ray.features.online", "tala_ray.models.uplift", "tala_ray.monitoring.prediction_log"):
@@ -232,7 +232,9 @@ def test_in_process_baseline_decides_like_the_served_graph(service, registry, bo
         assert [d[field] for d in local] == pytest.approx([d[field] for d in served], abs=1e-9), field
     from tala_ray.serving.arrow_body import ARROW_STREAM_MEDIA_TYPE, encode_payloads
 
-    arrow = client.post("/v1/decisions/batch", content=encode_payloads(bodies), headers={"Content-Type": ARROW_STREAM_MEDIA_TYPE})
+    arrow = client.post(
+        "/v1/decisions/batch", content=encode_payloads(bodies), headers={"Content-Type": ARROW_STREAM_MEDIA_TYPE}
+    )
     assert [d["decision"] for d in arrow.json()["decisions"]] == [d["decision"] for d in local]
     assert client.post("/v1/decisions", json={"applicant": {}}).status_code == 422
 
@@ -250,7 +252,9 @@ def test_bad_requests_get_422_or_413_naming_the_field(service, bodies):
         response = service.client.post("/v1/decisions", json=payload)
         assert response.status_code in (413, 422), name
         assert field in response.text, name
-    malformed = service.client.post("/v1/decisions", content=b'{"applicant": ', headers={"Content-Type": "application/json"})
+    malformed = service.client.post(
+        "/v1/decisions", content=b'{"applicant": ', headers={"Content-Type": "application/json"}
+    )
     assert malformed.status_code == 422 and "json" in malformed.text.lower()
     oversized = service.client.post("/v1/decisions/batch", json={"applications": [body] * 101})
     assert oversized.status_code == 413 and "applications" in oversized.text
@@ -308,15 +312,22 @@ def test_the_fused_graph_decides_exactly_like_the_composed_one(service, bodies):
     path.write_text(yaml.safe_dump(raw))
     deploy(load_serve_config(path, pin_versions=True), timeout_s=240)
     try:
-        assert set(serve.status().applications["credit_decision_fused"].deployments) == {"DecisionIngress", "IdempotencyStore"}
+        assert set(serve.status().applications["credit_decision_fused"].deployments) == {
+            "DecisionIngress",
+            "IdempotencyStore",
+        }
         without_id = lambda d: {k: v for k, v in d.items() if k != "request_id"}  # noqa: E731
         composed = [without_id(d) for d in service.decide_batch(bodies).json()["decisions"]]
         batch = service.client.post("/fused/v1/decisions/batch", json={"applications": bodies})
         assert batch.status_code == 200, batch.text[:500]
         assert [without_id(d) for d in batch.json()["decisions"]] == composed
         single = without_id(service.client.post("/fused/v1/decisions", json=bodies[0]).json())
-        assert single["decision"] == composed[0]["decision"] and single["model_versions"] == composed[0]["model_versions"]
-        assert single["default_probability"] == pytest.approx(composed[0]["default_probability"], abs=1e-12)  # one row vs a batch: BLAS order
+        assert (
+            single["decision"] == composed[0]["decision"] and single["model_versions"] == composed[0]["model_versions"]
+        )
+        assert single["default_probability"] == pytest.approx(
+            composed[0]["default_probability"], abs=1e-12
+        )  # one row vs a batch: BLAS order
         # concurrent single decisions are decided together (one pass of the graph), each its own answer
         with ThreadPoolExecutor(max_workers=16) as pool:
             answers = list(pool.map(lambda body: service.client.post("/fused/v1/decisions", json=body), bodies[:16]))
@@ -329,15 +340,28 @@ def test_the_fused_graph_decides_exactly_like_the_composed_one(service, bodies):
         assert len({a.json()["request_id"] for a in answers}) == 16
         models = service.client.get("/fused/v1/models").json()
         assert models["credit_champion"]["version"] == "1" and models["uplift"]["load_error"] is None
-        retries = [service.client.post("/fused/v1/decisions", json=bodies[4], headers={"Idempotency-Key": "fused-1"}).json() for _ in range(8)]
+        retries = [
+            service.client.post("/fused/v1/decisions", json=bodies[4], headers={"Idempotency-Key": "fused-1"}).json()
+            for _ in range(8)
+        ]
         assert len({r["request_id"] for r in retries}) == 1, "decided once, whichever replica answered"
         assert [r["replayed"] for r in retries] == [False] + [True] * 7
     finally:
         serve.delete("credit_decision_fused")
 
 
-JSON_SCALARS = st.none() | st.booleans() | st.integers(-(10**12), 10**12) | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=12)
-JSON_VALUES = st.recursive(JSON_SCALARS, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4), max_leaves=12)
+JSON_SCALARS = (
+    st.none()
+    | st.booleans()
+    | st.integers(-(10**12), 10**12)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=12)
+)
+JSON_VALUES = st.recursive(
+    JSON_SCALARS,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4),
+    max_leaves=12,
+)
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -441,7 +465,7 @@ def test_model_swap_under_traffic_drops_nothing(service, registry, bodies):
         worker.join()
     assert failures == []
     assert versions[0] == "1" and versions[-1] == "2"
-    assert "1" not in versions[versions.index("2"):], "once swapped, the old version is gone"
+    assert "1" not in versions[versions.index("2") :], "once swapped, the old version is gone"
 
 
 def test_a_model_that_fails_to_load_leaves_the_old_one_serving(service, registry, bodies):

@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 
 from tala_ray.core.errors import UserError
-from tala_ray.models.credit import LogisticCreditModel
 from tala_ray.core.registry import ArtifactMetadata, Registry, load_credit_predictor
+from tala_ray.models.credit import LogisticCreditModel
 from tala_ray.serving.model_slot import ModelConfig, ModelSlot
 
 FSV = "fs-test-1"
@@ -16,7 +16,9 @@ FSV = "fs-test-1"
 
 def register_credit(registry: Registry, seed: int, feature_set_version: str = FSV) -> str:
     rng = np.random.default_rng(seed)
-    features = pd.DataFrame({"x1": rng.normal(size=300), "x2": rng.normal(size=300), "country": rng.choice(["KE", "MX"], 300)})
+    features = pd.DataFrame(
+        {"x1": rng.normal(size=300), "x2": rng.normal(size=300), "country": rng.choice(["KE", "MX"], 300)}
+    )
     y = (features["x1"] + rng.normal(size=300) > 1).astype(int).to_numpy()
     model = LogisticCreditModel(C=1.0 / (seed + 1)).fit(features, y)
     metadata = ArtifactMetadata(
@@ -34,7 +36,9 @@ def test_failed_reloads_keep_the_old_model_and_say_why(tmp_path):
     v1, v2 = register_credit(registry, 0), register_credit(registry, 1)
     wrong_features = register_credit(registry, 2, feature_set_version="fs-other")
     corrupted = register_credit(registry, 3)
-    (tmp_path / "registry" / "credit" / corrupted / "coefficients.json").write_text('{"coef": [9, 9, 9], "intercept": 0}')
+    (tmp_path / "registry" / "credit" / corrupted / "coefficients.json").write_text(
+        '{"coef": [9, 9, 9], "intercept": 0}'
+    )
     missing = register_credit(registry, 4)
     (tmp_path / "registry" / "credit" / missing / "preprocessing.json").unlink()
 
@@ -44,7 +48,12 @@ def test_failed_reloads_keep_the_old_model_and_say_why(tmp_path):
     slot.apply(config(registry, v1))
     assert slot.served_version == v1 and slot.load_error is None
 
-    for bad, reason in [(wrong_features, "feature set"), (corrupted, "checksum"), (missing, "checksum"), ("99", "no version")]:
+    for bad, reason in [
+        (wrong_features, "feature set"),
+        (corrupted, "checksum"),
+        (missing, "checksum"),
+        ("99", "no version"),
+    ]:
         slot.apply(config(registry, bad))
         assert slot.served_version == v1
         assert reason in slot.load_error and f"credit@{bad}" in slot.load_error

@@ -20,8 +20,8 @@ from tala_ray.serving.idempotency import (
     LedgerConfig,
     SharedIdempotency,
 )
-from tala_ray.serving.local_graph import LocalStep
 from tala_ray.serving.launch import load_serve_config
+from tala_ray.serving.local_graph import LocalStep
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = sorted(REPO.glob("serve_configs/*.yaml"))
@@ -63,7 +63,9 @@ def test_idempotency_runs_once_replays_and_refuses_a_different_body():
     async def scenario():
         store = LocalStep(IdempotencyStore, {"capacity": 2})
         replica_a, replica_b = SharedIdempotency(store), SharedIdempotency(store)
-        first, second = await asyncio.gather(replica_a.run_once("a", "h1", compute), replica_b.run_once("a", "h1", compute))
+        first, second = await asyncio.gather(
+            replica_a.run_once("a", "h1", compute), replica_b.run_once("a", "h1", compute)
+        )
         assert first == (1, False) and second == (1, True), "the second replica waited for the first's answer"
         with pytest.raises(IdempotencyConflict):
             await replica_b.run_once("a", "h2", compute)
@@ -151,7 +153,11 @@ def test_serve_command_reports_a_bad_config_in_one_line(tmp_path):
         ("DecisionPolicy", {"fee_rate_per_30_days": -1}, r"deployments\[4\]\.user_config\.fee_rate_per_30_days"),
         ("DecisionIngress", {"challenger_mode": "canary"}, r"challenger_mode: needs args\.credit_challenger"),
         ("DecisionIngress", {"canary_weight": 2}, r"deployments\[0\]\.user_config\.canary_weight"),
-        ("DecisionIngress", {"batching": {"max_batch_size": 0}}, r"deployments\[0\]\.user_config\.batching\.max_batch_size"),
+        (
+            "DecisionIngress",
+            {"batching": {"max_batch_size": 0}},
+            r"deployments\[0\]\.user_config\.batching\.max_batch_size",
+        ),
         ("FeatureTransform", {"batching": {"max_batch_size": 16}}, "'FeatureTransform' takes no user_config"),
         ("Elsewhere", {"anything": 1}, "takes no user_config"),
     ],
@@ -173,7 +179,9 @@ def test_live_user_config_overrides_are_validated(tmp_path, deployment, user_con
 def test_a_fused_graph_takes_user_config_on_the_ingress_only(tmp_path):
     raw = yaml.safe_load((REPO / "serve_configs" / "credit_decision.yaml").read_text())
     assert raw["applications"][0]["args"]["graph"] == "fused"
-    raw["applications"][0]["deployments"].append({"name": "DecisionPolicy", "user_config": {"fee_rate_per_30_days": 0.1}})
+    raw["applications"][0]["deployments"].append(
+        {"name": "DecisionPolicy", "user_config": {"fee_rate_per_30_days": 0.1}}
+    )
     path = tmp_path / "fused.yaml"
     path.write_text(yaml.safe_dump(raw))
     with pytest.raises(UserError, match=r"deployments\[1\]\.user_config: with args.graph 'fused' only DecisionIngress"):

@@ -22,7 +22,9 @@ def test_shipped_slo_file_matches_the_issue_goals() -> None:
 
 def test_figures_within_every_objective_pass() -> None:
     slo = load_slo(SLO_FILE)
-    measured = MeasuredFigures(latency_ms=12.0, requests=10_000, failed_requests=3, ratio_to_baseline=0.7, batch_decisions_per_s=25_000)
+    measured = MeasuredFigures(
+        latency_ms=12.0, requests=10_000, failed_requests=3, ratio_to_baseline=0.7, batch_decisions_per_s=25_000
+    )
     checks = check_slo(slo, measured)
     assert [c.passed for c in checks] == [True, True, True, True]
     assert all_passed(checks)
@@ -39,7 +41,13 @@ def test_figures_within_every_objective_pass() -> None:
     ],
 )
 def test_one_missed_objective_fails_only_that_one(figures: dict, failing: str) -> None:
-    good = {"latency_ms": 10.0, "requests": 10_000, "failed_requests": 0, "ratio_to_baseline": 1.0, "batch_decisions_per_s": 30_000.0}
+    good = {
+        "latency_ms": 10.0,
+        "requests": 10_000,
+        "failed_requests": 0,
+        "ratio_to_baseline": 1.0,
+        "batch_decisions_per_s": 30_000.0,
+    }
     checks = check_slo(load_slo(SLO_FILE), MeasuredFigures(**(good | figures)))
     assert [c.name for c in checks if c.passed is False] == [failing]
     assert not all_passed(checks)

@@ -15,8 +15,8 @@ import ray.cloudpickle
 from ray import tune
 from test_credit_models import toy_credit_frame
 
-from tala_ray.models.training_data import TrainingFrame
 from tala_ray.core.registry import Registry, load_credit_predictor
+from tala_ray.models.training_data import TrainingFrame
 from tala_ray.tuning.families import CreditFamilyBuilder
 from tala_ray.tuning.runner import ExperimentInterrupted, run_experiment
 from tala_ray.tuning.spec import ExperimentSpec

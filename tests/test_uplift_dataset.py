@@ -23,14 +23,16 @@ def planted_table(n: int, seed: int) -> pd.DataFrame:
     income = rng.lognormal(3, 0.5, n)
     treated = rng.random(n) < 0.5
     p_bad = np.clip(0.45 + 0.1 * (region == "north") - 0.002 * income - PLANTED_EFFECT * treated, 0.02, 0.98)
-    table = pd.DataFrame({
-        "customer": [f"c{i:05d}" for i in range(n)],
-        "Region ": region,
-        "monthly income": np.where(rng.random(n) < 0.1, np.nan, income),
-        "channel": np.where(rng.random(n) < 0.1, None, rng.choice(["sms", "app"], n)),
-        "got_offer": np.where(treated, "yes", "no"),
-        "bad": (rng.random(n) < p_bad).astype(int),
-    })
+    table = pd.DataFrame(
+        {
+            "customer": [f"c{i:05d}" for i in range(n)],
+            "Region ": region,
+            "monthly income": np.where(rng.random(n) < 0.1, np.nan, income),
+            "channel": np.where(rng.random(n) < 0.1, None, rng.choice(["sms", "app"], n)),
+            "got_offer": np.where(treated, "yes", "no"),
+            "bad": (rng.random(n) < p_bad).astype(int),
+        }
+    )
     return table
 
 
@@ -51,13 +53,22 @@ def test_evaluation_without_truth_reports_the_average_effect_and_segments():
     figures = evaluation.figures
     assert "true_ate" not in figures and set(evaluation.segments) == {"risk decile"}
     assert figures["ate_adjusted"]["lower"] < PLANTED_EFFECT < figures["ate_adjusted"]["upper"]
-    assert qini_png(evaluation.curves).startswith(b"\x89PNG") and segments_png(evaluation.segments).startswith(b"\x89PNG")
+    assert qini_png(evaluation.curves).startswith(b"\x89PNG") and segments_png(evaluation.segments).startswith(
+        b"\x89PNG"
+    )
     overall = average_effects(frame, seed=0)
     assert overall["adjusted"]["lower"] < PLANTED_EFFECT < overall["adjusted"]["upper"] and "true_ate" not in overall
-    report = {"model": "m", "family": "t_learner", "experiment": "e", "cohort": "dataset", "test": figures,
-              "average_effect": overall,
-              "overlap": {"low": 0.05, "high": 0.95, "below": 0, "above": 0, "n": 600},
-              "trials": {"finished": 1, "errored": 0}, "best_params": {}}
+    report = {
+        "model": "m",
+        "family": "t_learner",
+        "experiment": "e",
+        "cohort": "dataset",
+        "test": figures,
+        "average_effect": overall,
+        "overlap": {"low": 0.05, "high": 0.95, "below": 0, "above": 0, "n": 600},
+        "trials": {"finished": 1, "errored": 0},
+        "best_params": {},
+    }
     text = report_markdown(report, evaluation.segments)
     assert "adjusted (AIPW)" in text and "truth" not in text and "## Effect by risk decile" in text
 
@@ -77,14 +88,26 @@ def test_a_csv_through_a_dataset_spec_reports_an_interval_covering_the_planted_e
         "path: trial export.csv\nid_column: customer\ntarget: {column: status, bad_value: bad}\n"
         "treatment_column: got_offer\n"
     )
-    spec = ExperimentSpec.model_validate({
-        "name": "planted",
-        "data": {"source": "dataset_spec", "path": str(tmp_path / "trial.yaml")},
-        "split": {"kind": "random_stratified", "valid_fraction": 0.2, "test_fraction": 0.4},
-        "model": {"kind": "t_learner", "search_space": {"nuisance_n_estimators": 30, "nuisance_num_leaves": 4,
-                                                          "nuisance_min_child_samples": 10}},
-        "trials": 1, "metric": "dr_qini", "mode": "max", "seed": 0, "max_failures": 0,
-    })
+    spec = ExperimentSpec.model_validate(
+        {
+            "name": "planted",
+            "data": {"source": "dataset_spec", "path": str(tmp_path / "trial.yaml")},
+            "split": {"kind": "random_stratified", "valid_fraction": 0.2, "test_fraction": 0.4},
+            "model": {
+                "kind": "t_learner",
+                "search_space": {
+                    "nuisance_n_estimators": 30,
+                    "nuisance_num_leaves": 4,
+                    "nuisance_min_child_samples": 10,
+                },
+            },
+            "trials": 1,
+            "metric": "dr_qini",
+            "mode": "max",
+            "seed": 0,
+            "max_failures": 0,
+        }
+    )
     outcome = run_experiment(spec, registry_uri=str(tmp_path / "registry"), runs_root=str(tmp_path / "runs"))
     overall = outcome.report["average_effect"]
     assert overall["rows"] == 497

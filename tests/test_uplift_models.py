@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tala_ray.data.world import simulate_chunk
 from tala_ray.core.errors import UserError
+from tala_ray.data.world import simulate_chunk
 from tala_ray.models import uplift_metrics as um
 from tala_ray.models.uplift import UPLIFT_ESTIMATORS, estimator_from_files, load_uplift_predictor
 
@@ -21,7 +21,9 @@ def experiment() -> dict[str, object]:
     """The experiment cohort of a 10,000-applicant simulated world: features, repayment, treatment, truth."""
     from tala_ray.features.definitions import compute_features
 
-    tables = {name: table.to_pandas() for name, table in simulate_chunk(seed=3, chunk_index=0, first_id=0, n=10_000).items()}
+    tables = {
+        name: table.to_pandas() for name, table in simulate_chunk(seed=3, chunk_index=0, first_id=0, n=10_000).items()
+    }
     features = compute_features(tables["applications"], tables["applicants"], tables["events"], tables["loans"])
     keep = (tables["applications"]["cohort"] == "experiment").to_numpy()
     return {
@@ -36,7 +38,9 @@ def experiment() -> dict[str, object]:
 def test_every_family_fits_and_ranks_better_than_chance(experiment, family):
     X, y, t, tau = experiment["X"], experiment["y"], experiment["t"], experiment["tau"]
     half = len(y) // 2
-    estimator = UPLIFT_ESTIMATORS[family](**FAMILY_PARAMS.get(family, {}), **FAST, seed=0).fit(y[:half], t[:half], X=X.iloc[:half])
+    estimator = UPLIFT_ESTIMATORS[family](**FAMILY_PARAMS.get(family, {}), **FAST, seed=0).fit(
+        y[:half], t[:half], X=X.iloc[:half]
+    )
     effect = estimator.effect(X.iloc[half:])
     assert effect.shape == (len(y) - half,) and np.isfinite(effect).all()
     assert um.qini_coefficient(effect, tau[half:]) > 0.2 * um.qini_coefficient(tau[half:], tau[half:])
@@ -57,7 +61,9 @@ def test_files_round_trip_and_tampered_files_are_refused(experiment, tmp_path):
     assert np.array_equal(estimator_from_files(files).effect(X), estimator.effect(X))
 
     registry = Registry(str(tmp_path))
-    metadata = ArtifactMetadata(kind="uplift", family="x_learner", feature_set_version="fs-test", feature_names=list(X.columns))
+    metadata = ArtifactMetadata(
+        kind="uplift", family="x_learner", feature_set_version="fs-test", feature_names=list(X.columns)
+    )
     registry.register("uplift", files, metadata)
     registry.set_alias("uplift", "champion", "1")
     predictor = load_uplift_predictor(str(tmp_path), "uplift", expected_feature_set_version="fs-test")
@@ -123,7 +129,9 @@ def test_effect_equals_econmls_own_effect_on_the_plain_preprocessing(experiment,
     names = estimator.preprocessor_.feature_names
     predictor = UpliftPredictor("uplift", "1", None, names, estimator)
     assert estimator.treatment_step_ is not None  # the shortcut past EconML's treatment expansion is taken
-    assert getattr(estimator, "lightgbm_only_", family in ("x_learner", "t_learner")) == (family in ("x_learner", "t_learner"))
+    assert getattr(estimator, "lightgbm_only_", family in ("x_learner", "t_learner")) == (
+        family in ("x_learner", "t_learner")
+    )
     for rows in (slice(2000, 2001), slice(2100, 2116), slice(2200, 2300)):
         X = experiment["X"].iloc[rows]
         dense = reference_dense(estimator.preprocessor_, X).astype(np.float64)

@@ -22,15 +22,15 @@ EXPERIMENTS = Path(__file__).parent.parent / "experiments"
 pytestmark = [pytest.mark.slow, pytest.mark.ray]
 
 
-
-
 def _run(name: str, world_50k: tuple[str, str], tmp_path: Path) -> dict:
     world, features = world_50k
     spec = with_data_overrides(load_experiment_spec(EXPERIMENTS / f"{name}.yaml"), features, world)
     outcome = run_experiment(spec, registry_uri=str(tmp_path / "registry"), runs_root=str(tmp_path / "runs"))
     report = outcome.report
-    print(f"\n{name}: best {outcome.best_params}\n  valid {outcome.best_valid}\n  overlap {report['overlap']}"
-          f"\n  average effect {json.dumps(report['average_effect'])}\n  test {json.dumps(report['test'], default=str)}")
+    print(
+        f"\n{name}: best {outcome.best_params}\n  valid {outcome.best_valid}\n  overlap {report['overlap']}"
+        f"\n  average effect {json.dumps(report['average_effect'])}\n  test {json.dumps(report['test'], default=str)}"
+    )
     return report
 
 

@@ -69,8 +69,12 @@ def test_tune_command_rejects_a_bad_uplift_spec_with_one_line(tmp_path):
     import sys
 
     path = _write(tmp_path, model__search_space={"depth": 3})
-    result = subprocess.run([sys.executable, "-m", "tala_ray.cli", "tune", str(path), "--runs-root", str(tmp_path / "runs")],
-                            capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-m", "tala_ray.cli", "tune", str(path), "--runs-root", str(tmp_path / "runs")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 2
     assert result.stderr.strip().count("\n") == 0 and "unknown hyperparameters ['depth']" in result.stderr
     assert not (tmp_path / "runs").exists()

@@ -42,14 +42,17 @@ def _spec(feature_table: Path, world: Path, name: str, model: dict, metric: str,
 
 
 def test_experiment_cohort_is_tuned_selected_and_registered(ray_cluster, small_world, feature_table, tmp_path):
+    from tala_ray.core.registry import Registry
     from tala_ray.features.definitions import feature_set_version
     from tala_ray.features.table import read_feature_table
     from tala_ray.models.uplift import load_uplift_predictor
-    from tala_ray.core.registry import Registry
     from tala_ray.tuning.runner import run_experiment
 
-    model = {"kind": "x_learner", "cohort": "experiment",
-             "search_space": {**SMALL_NUISANCE, "final_num_leaves": {"choice": [3, 7]}, "final_n_estimators": 40}}
+    model = {
+        "kind": "x_learner",
+        "cohort": "experiment",
+        "search_space": {**SMALL_NUISANCE, "final_num_leaves": {"choice": [3, 7]}, "final_n_estimators": 40},
+    }
     spec = _spec(feature_table, small_world, "uplift_exp", model, "r_score", trials=2)
     outcome = run_experiment(spec, registry_uri=str(tmp_path / "registry"), runs_root=str(tmp_path / "runs"))
 
@@ -70,10 +73,15 @@ def test_experiment_cohort_is_tuned_selected_and_registered(ray_cluster, small_w
     assert {"pehe", "qini_share_of_oracle", "true_ate", "policy_value_usd_per_application"} <= set(test)
     policy = test["policy_value_usd_per_application"]
     assert policy["oracle"] >= max(policy["model"], policy["treat_all"], 0.0)
-    assert "## Effect by country" in files["report.md"].decode() and "## Effect by risk decile" in files["report.md"].decode()
+    assert (
+        "## Effect by country" in files["report.md"].decode()
+        and "## Effect by risk decile" in files["report.md"].decode()
+    )
 
     table = read_feature_table(str(feature_table))
-    predictor = load_uplift_predictor(str(tmp_path / "registry"), "uplift_exp", expected_feature_set_version=feature_set_version())
+    predictor = load_uplift_predictor(
+        str(tmp_path / "registry"), "uplift_exp", expected_feature_set_version=feature_set_version()
+    )
     effect = predictor.effect(table.head(50))
     assert effect.shape == (50,) and np.isfinite(effect).all()
 
@@ -81,8 +89,12 @@ def test_experiment_cohort_is_tuned_selected_and_registered(ray_cluster, small_w
 def test_historical_cohort_is_trimmed_and_adjusted_beats_naive(ray_cluster, small_world, feature_table, tmp_path):
     from tala_ray.tuning.runner import run_experiment
 
-    model = {"kind": "linear_dml", "cohort": "historical", "overlap": {"low": 0.1, "high": 0.9},
-             "search_space": {**SMALL_NUISANCE, "effect_modifiers": ["bill_count_90d", "betting_installs", "country"]}}
+    model = {
+        "kind": "linear_dml",
+        "cohort": "historical",
+        "overlap": {"low": 0.1, "high": 0.9},
+        "search_space": {**SMALL_NUISANCE, "effect_modifiers": ["bill_count_90d", "betting_installs", "country"]},
+    }
     spec = _spec(feature_table, small_world, "uplift_hist", model, "dr_qini", trials=1)
     outcome = run_experiment(spec, registry_uri=str(tmp_path / "registry"), runs_root=str(tmp_path / "runs"))
 

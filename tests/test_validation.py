@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pyarrow as pa
 import pytest
@@ -10,7 +10,7 @@ import pytest
 from tala_ray.data import schema
 from tala_ray.data.validation import SchemaMismatchError, check_schema, conform, split_valid
 
-T = datetime(2025, 3, 1, tzinfo=timezone.utc)
+T = datetime(2025, 3, 1, tzinfo=UTC)
 
 
 def events(rows: list[dict]) -> pa.Table:
@@ -28,7 +28,7 @@ def test_each_bad_event_gets_the_first_reason_it_breaks():
             {"amount": -3.0},
             {"event_type": "lottery"},
             {"event_type": None},
-            {"event_time": datetime(1960, 1, 1, tzinfo=timezone.utc)},
+            {"event_time": datetime(1960, 1, 1, tzinfo=UTC)},
             {"event_time": None},
             {"applicant_id": None, "amount": -1.0},
             {"event_type": "app_install", "amount": None, "app_category": "crypto"},
@@ -51,16 +51,51 @@ def test_loans_due_before_disbursal_and_applications_without_amount_are_bad():
     nullable = pa.schema([f.with_nullable(True) for f in schema.LOANS])
     loans = pa.Table.from_pylist(
         [
-            {"loan_id": 1, "applicant_id": 1, "disbursed_time": T, "due_time": T + timedelta(days=30), "amount": 5.0, "repaid": True, "days_late": 0},
-            {"loan_id": 2, "applicant_id": 1, "disbursed_time": T, "due_time": T - timedelta(days=1), "amount": 5.0, "repaid": True, "days_late": 0},
-            {"loan_id": 3, "applicant_id": 1, "disbursed_time": T, "due_time": T, "amount": 5.0, "repaid": True, "days_late": -2},
+            {
+                "loan_id": 1,
+                "applicant_id": 1,
+                "disbursed_time": T,
+                "due_time": T + timedelta(days=30),
+                "amount": 5.0,
+                "repaid": True,
+                "days_late": 0,
+            },
+            {
+                "loan_id": 2,
+                "applicant_id": 1,
+                "disbursed_time": T,
+                "due_time": T - timedelta(days=1),
+                "amount": 5.0,
+                "repaid": True,
+                "days_late": 0,
+            },
+            {
+                "loan_id": 3,
+                "applicant_id": 1,
+                "disbursed_time": T,
+                "due_time": T,
+                "amount": 5.0,
+                "repaid": True,
+                "days_late": -2,
+            },
         ],
         schema=nullable,
     )
     assert split_valid("loans", loans)[1].column("reason").to_pylist() == ["impossible_timestamp", "negative_days_late"]
     apps = pa.Table.from_pylist(
-        [{"application_id": 1, "applicant_id": 1, "application_time": T, "amount": 0.0, "term_days": 30,
-          "cohort": "experiment", "treatment": 0, "propensity": 0.5, "defaulted": 0}],
+        [
+            {
+                "application_id": 1,
+                "applicant_id": 1,
+                "application_time": T,
+                "amount": 0.0,
+                "term_days": 30,
+                "cohort": "experiment",
+                "treatment": 0,
+                "propensity": 0.5,
+                "defaulted": 0,
+            }
+        ],
         schema=pa.schema([f.with_nullable(True) for f in schema.APPLICATIONS]),
     )
     assert split_valid("applications", apps)[1].column("reason").to_pylist() == ["non_positive_amount"]

@@ -23,8 +23,8 @@ def generate(
     address: Address = None,
 ) -> None:
     """Generate the synthetic lending world as Parquet tables plus a manifest."""
-    from tala_ray.data.generate import WorldSpec, check_output, generate_world
     from tala_ray.core.ray_runtime import ensure_ray
+    from tala_ray.data.generate import WorldSpec, check_output, generate_world
 
     out = out or f"{get_settings().data_root}/world"
     spec = WorldSpec(applicants=applicants, seed=seed, chunk_size=chunk_size)
@@ -37,7 +37,9 @@ def generate(
 
 
 @app.command()
-def profile(spec: Annotated[str, typer.Argument(help="Dataset spec YAML (CSV/Parquet source, target, features).")]) -> None:
+def profile(
+    spec: Annotated[str, typer.Argument(help="Dataset spec YAML (CSV/Parquet source, target, features).")],
+) -> None:
     """Print a profile of a dataset spec's data: rows, target rate, missing share and cardinality per column."""
     from tala_ray.data.dataset_spec import load_dataset, load_dataset_spec
     from tala_ray.data.profile import format_profile, profile_dataset

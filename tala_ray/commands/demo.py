@@ -14,7 +14,9 @@ app = typer.Typer(subcommand_metavar="")
 
 @app.callback(invoke_without_command=True)
 def demo(
-    workdir: Annotated[Path, typer.Option(help="Where everything is written (replaced on each run).")] = Path("runs/demo"),
+    workdir: Annotated[Path, typer.Option(help="Where everything is written (replaced on each run).")] = Path(
+        "runs/demo"
+    ),
     applicants: Annotated[int, typer.Option(min=2_000, help="Applicants in the training world.")] = 20_000,
     credit_trials: Annotated[int, typer.Option(min=1, help="Ray Tune trials for the credit model.")] = 4,
     uplift_trials: Annotated[int, typer.Option(min=1, help="Ray Tune trials for the uplift model.")] = 2,
@@ -23,15 +25,24 @@ def demo(
     keep_serving: Annotated[bool, typer.Option(help="Leave the endpoint up until Ctrl-C.")] = False,
     address: Annotated[str | None, typer.Option(help="Ray cluster address; default: start a local cluster.")] = None,
     haproxy: Annotated[
-        bool, typer.Option(help="Serve's fast ingress (HAProxy + direct ingress) on the local cluster; see docs/serving-performance.md.")
+        bool,
+        typer.Option(
+            help="Serve's fast ingress (HAProxy + direct ingress) on the local cluster; see docs/serving-performance.md."
+        ),
     ] = False,
 ) -> None:
     """Generate a world, build features, tune credit and uplift models, promote, serve, send traffic, report."""
     from tala_ray.jobs.demo import DemoOptions, run_demo
 
     options = DemoOptions(
-        workdir=workdir, applicants=applicants, credit_trials=credit_trials, uplift_trials=uplift_trials,
-        traffic_seconds=traffic_seconds, port=port, keep_serving=keep_serving, address=address,
+        workdir=workdir,
+        applicants=applicants,
+        credit_trials=credit_trials,
+        uplift_trials=uplift_trials,
+        traffic_seconds=traffic_seconds,
+        port=port,
+        keep_serving=keep_serving,
+        address=address,
         haproxy=haproxy,
     )
     report = run_demo(options, echo=typer.echo)

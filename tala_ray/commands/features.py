@@ -30,12 +30,18 @@ def list_features() -> None:
 
 @app.command()
 def build(
-    world: Annotated[str | None, typer.Option(help="Raw tables: directory or URI [default: $TALA_DATA_ROOT/world].")] = None,
-    out: Annotated[str | None, typer.Option(help="Output directory or URI [default: $TALA_DATA_ROOT/features].")] = None,
+    world: Annotated[
+        str | None, typer.Option(help="Raw tables: directory or URI [default: $TALA_DATA_ROOT/world].")
+    ] = None,
+    out: Annotated[
+        str | None, typer.Option(help="Output directory or URI [default: $TALA_DATA_ROOT/features].")
+    ] = None,
     engine: Annotated[
         EngineChoice, typer.Option(help="ray (Ray Data pipeline) or local (one process, for comparison).")
     ] = EngineChoice.ray,
-    buckets: Annotated[int | None, typer.Option(min=1, help="Applicant buckets for the shuffle [default: 1 per 25k].")] = None,
+    buckets: Annotated[
+        int | None, typer.Option(min=1, help="Applicant buckets for the shuffle [default: 1 per 25k].")
+    ] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace a non-empty output directory.")] = False,
     address: Annotated[str | None, typer.Option(help="Ray cluster address; default: start a local cluster.")] = None,
 ) -> None:
@@ -51,6 +57,8 @@ def build(
         ensure_ray(address)
     manifest = build_feature_table(world, out, engine=engine.value, overwrite=overwrite, num_buckets=buckets)
     quarantined = ", ".join(f"{t}.{r}={n}" for t, reasons in manifest.quarantined.items() for r, n in reasons.items())
-    typer.echo(f"feature table written to {out} in {manifest.elapsed_seconds:.1f}s: {manifest.rows_out:,} rows, "
-               f"{len(manifest.features)} features, version {manifest.feature_set_version}")
+    typer.echo(
+        f"feature table written to {out} in {manifest.elapsed_seconds:.1f}s: {manifest.rows_out:,} rows, "
+        f"{len(manifest.features)} features, version {manifest.feature_set_version}"
+    )
     typer.echo(f"quarantined: {quarantined or 'none'}")

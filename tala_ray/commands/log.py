@@ -33,10 +33,16 @@ def default_log_uri() -> str:
 
 @app.command()
 def read(
-    uri: Annotated[str | None, typer.Option(help="Prediction log root [default: $TALA_DATA_ROOT/prediction_log].")] = None,
+    uri: Annotated[
+        str | None, typer.Option(help="Prediction log root [default: $TALA_DATA_ROOT/prediction_log].")
+    ] = None,
     limit: Annotated[int, typer.Option(min=0, help="How many of the most recent rows to show.")] = 20,
-    since: Annotated[str | None, typer.Option(help="Only rows logged at or after this ISO time (UTC if no zone).")] = None,
-    full: Annotated[bool, typer.Option("--full", help="Every column, one JSON object a line (features included).")] = False,
+    since: Annotated[
+        str | None, typer.Option(help="Only rows logged at or after this ISO time (UTC if no zone).")
+    ] = None,
+    full: Annotated[
+        bool, typer.Option("--full", help="Every column, one JSON object a line (features included).")
+    ] = False,
 ) -> None:
     """Show the most recent logged decisions, newest first."""
     import pandas as pd

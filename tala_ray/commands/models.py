@@ -40,7 +40,9 @@ def list_models(registry: RegistryOption = None) -> None:
 
 
 @app.command()
-def show(ref: Annotated[str, typer.Argument(help="NAME, NAME@VERSION or NAME@ALIAS.")], registry: RegistryOption = None) -> None:
+def show(
+    ref: Annotated[str, typer.Argument(help="NAME, NAME@VERSION or NAME@ALIAS.")], registry: RegistryOption = None
+) -> None:
     """The manifest of one version (latest by default): lineage, metrics, files and their sha256."""
     from tala_ray.core.registry import parse_model_ref
 

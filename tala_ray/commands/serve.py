@@ -17,9 +17,14 @@ def serve(
     config: Annotated[str, typer.Argument(help="Serve config file.")] = "serve_configs/credit_decision.yaml",
     registry_uri: Annotated[str | None, typer.Option(help="Override args.registry_uri.")] = None,
     address: Annotated[str | None, typer.Option(help="Ray cluster address; default: start a local cluster.")] = None,
-    block: Annotated[bool, typer.Option(help="Keep serving until Ctrl-C or SIGTERM (then shut down gracefully).")] = True,
+    block: Annotated[
+        bool, typer.Option(help="Keep serving until Ctrl-C or SIGTERM (then shut down gracefully).")
+    ] = True,
     haproxy: Annotated[
-        bool, typer.Option(help="Serve's fast ingress (HAProxy + direct ingress) on the local cluster; see docs/serving-performance.md.")
+        bool,
+        typer.Option(
+            help="Serve's fast ingress (HAProxy + direct ingress) on the local cluster; see docs/serving-performance.md."
+        ),
     ] = False,
 ) -> None:
     """Deploy the decision service from CONFIG (the file `serve run`/`serve deploy` take).

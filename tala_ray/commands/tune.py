@@ -15,12 +15,18 @@ app = typer.Typer(context_settings={"allow_interspersed_args": True}, subcommand
 @app.callback(invoke_without_command=True)
 def tune(
     spec: Annotated[str, typer.Argument(help="Experiment spec YAML (experiments/*.yaml).")],
-    address: Annotated[str | None, typer.Option(help="Ray cluster address; default: RAY_ADDRESS or a local cluster.")] = None,
+    address: Annotated[
+        str | None, typer.Option(help="Ray cluster address; default: RAY_ADDRESS or a local cluster.")
+    ] = None,
     resume: Annotated[bool, typer.Option(help="Continue an interrupted experiment; finished trials are kept.")] = False,
-    overwrite: Annotated[bool, typer.Option(help="Discard an earlier run of this experiment and start afresh.")] = False,
+    overwrite: Annotated[
+        bool, typer.Option(help="Discard an earlier run of this experiment and start afresh.")
+    ] = False,
     registry: Annotated[str | None, typer.Option(help="Registry URI [default: $TALA_REGISTRY_URI].")] = None,
     runs_root: Annotated[str | None, typer.Option(help="Tune state directory [default: $TALA_RUNS_ROOT].")] = None,
-    data_path: Annotated[str | None, typer.Option(help="Override data.path (e.g. an absolute path inside a Ray job).")] = None,
+    data_path: Annotated[
+        str | None, typer.Option(help="Override data.path (e.g. an absolute path inside a Ray job).")
+    ] = None,
     world: Annotated[str | None, typer.Option(help="Override data.world (feature-table experiments).")] = None,
 ) -> None:
     """Tune, refit the best trial, test it once, write it and its report to the registry."""

@@ -33,7 +33,9 @@ def true_profit(
     return np.where(lent > 0, (1 - pd_true) * fee * lent - pd_true * params.loss_given_default * lent - cost, 0.0)
 
 
-def _value(name: str, lent: np.ndarray, treated: np.ndarray, truth: pd.DataFrame, term: np.ndarray, params: PolicyParams) -> StrategyValue:
+def _value(
+    name: str, lent: np.ndarray, treated: np.ndarray, truth: pd.DataFrame, term: np.ndarray, params: PolicyParams
+) -> StrategyValue:
     return StrategyValue(
         strategy=name,
         profit_per_application=float(true_profit(lent, treated, truth, term, params).mean()),
@@ -69,5 +71,7 @@ def compare_strategies(
         _policy("policy (credit + uplift)", predicted_pd, predicted_uplift, amount, term, truth, params),
         _policy("policy without uplift", predicted_pd, no_uplift, amount, term, truth, params),
         _value("approve all, no intervention", amount, np.zeros(len(amount), bool), truth, term, params),
-        _policy("oracle (true PD and uplift)", truth["pd_control"].to_numpy(), true_uplift, amount, term, truth, params),
+        _policy(
+            "oracle (true PD and uplift)", truth["pd_control"].to_numpy(), true_uplift, amount, term, truth, params
+        ),
     ]

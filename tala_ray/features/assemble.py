@@ -9,10 +9,10 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from tala_ray.core.storage import join_path, resolve_filesystem
 from tala_ray.data import validation
 from tala_ray.features.definitions import compute_features
 from tala_ray.features.table import KEY_COLUMNS, QUARANTINE_DIR
-from tala_ray.core.storage import join_path, resolve_filesystem
 
 
 def validate_batch(out: str, table: str, batch: pa.Table) -> pa.Table:
@@ -33,7 +33,9 @@ def write_quarantine(out: str, table: str, bad: pa.Table) -> None:
     filesystem, root = resolve_filesystem(out)
     directory = join_path(root, QUARANTINE_DIR, table)
     filesystem.create_dir(directory, recursive=True)
-    with filesystem.open_output_stream(join_path(directory, hashlib.sha256(data).hexdigest()[:32] + ".parquet")) as stream:
+    with filesystem.open_output_stream(
+        join_path(directory, hashlib.sha256(data).hexdigest()[:32] + ".parquet")
+    ) as stream:
         stream.write(data)
 
 
@@ -47,7 +49,9 @@ def feature_rows(out: str, tables: dict[str, pa.Table]) -> pd.DataFrame:
     orphan = ~applications["applicant_id"].isin(applicants["applicant_id"])
     if orphan.any():
         bad = tables["applications"].filter(pa.array(orphan.to_numpy()))
-        write_quarantine(out, "applications", bad.append_column(validation.REASON, pa.array(["missing_applicant"] * bad.num_rows)))
+        write_quarantine(
+            out, "applications", bad.append_column(validation.REASON, pa.array(["missing_applicant"] * bad.num_rows))
+        )
         applications = applications.loc[~orphan]
     features = compute_features(applications, applicants, frames["events"], frames["loans"])
     keys = applications[list(KEY_COLUMNS)].reset_index(drop=True)

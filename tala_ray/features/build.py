@@ -12,10 +12,11 @@ import pyarrow as pa
 import pyarrow.dataset as pads
 from pyarrow import fs as pafs
 
+from tala_ray.core.errors import UserError
+from tala_ray.core.storage import join_path, resolve_filesystem
 from tala_ray.data import validation
 from tala_ray.data.generate import MANIFEST as WORLD_MANIFEST
 from tala_ray.data.generate import check_output, read_manifest
-from tala_ray.core.errors import UserError
 from tala_ray.features.assemble import feature_rows, validate_batch
 from tala_ray.features.definitions import FEATURES, feature_set_version
 from tala_ray.features.table import (
@@ -26,7 +27,6 @@ from tala_ray.features.table import (
     count_rows,
     write_feature_manifest,
 )
-from tala_ray.core.storage import join_path, resolve_filesystem
 
 log = logging.getLogger(__name__)
 

@@ -33,7 +33,13 @@ RAW_COLUMNS: dict[str, dict[str, Kind]] = {
         "device_price_usd": "float",
         "device_age_months": "float",
     },
-    "events": {"applicant_id": "id", "event_time": "time", "event_type": "str", "amount": "float", "app_category": "str"},
+    "events": {
+        "applicant_id": "id",
+        "event_time": "time",
+        "event_type": "str",
+        "amount": "float",
+        "app_category": "str",
+    },
     "loans": {
         "applicant_id": "id",
         "disbursed_time": "time",

@@ -44,7 +44,9 @@ def _f(name: str, description: str, dtype: Literal["float64", "string"] = "float
 def _flow_definitions(label: str, kind: str) -> list[FeatureDefinition]:
     out = []
     for days in event_aggregates.WINDOWS_DAYS:
-        out.append(_f(f"{label}_sum_{days}d_usd", f"Sum of {kind} amounts (USD) in the {days} days before the application."))
+        out.append(
+            _f(f"{label}_sum_{days}d_usd", f"Sum of {kind} amounts (USD) in the {days} days before the application.")
+        )
         out.append(_f(f"{label}_count_{days}d", f"Number of {kind} events in the {days} days before the application."))
     out.append(_f(f"{label}_mean_90d_usd", f"Mean {kind} amount (USD) over 90 days."))
     out.append(_f(f"{label}_cv_90d", f"Coefficient of variation of {kind} amounts over 90 days (volatility)."))
@@ -60,13 +62,17 @@ FEATURES: list[FeatureDefinition] = [
     _f("tenure_days", "Days from sign-up to the application."),
     _f("loan_amount_usd", "Requested loan amount in USD."),
     _f("term_days", "Requested loan term in days."),
-    _f("loan_to_monthly_inflow_log", "log((loan USD + 5) / (90-day inflow / 3 + 5)): loan size against monthly income."),
+    _f(
+        "loan_to_monthly_inflow_log", "log((loan USD + 5) / (90-day inflow / 3 + 5)): loan size against monthly income."
+    ),
     *_flow_definitions("inflow", "mobile-money inflow"),
     *_flow_definitions("outflow", "mobile-money outflow"),
     _f("spend_ratio_log_30d", "log((outflow + 20) / (inflow + 20)) over 30 days, USD."),
     _f("spend_ratio_log_90d", "log((outflow + 20) / (inflow + 20)) over 90 days, USD: spending against income."),
     _f("net_flow_90d_usd", "Inflow minus outflow over 90 days, USD."),
-    _f("inflow_payday_concentration", "Amount-weighted concentration of inflows at one day of the month (1 = pay day)."),
+    _f(
+        "inflow_payday_concentration", "Amount-weighted concentration of inflows at one day of the month (1 = pay day)."
+    ),
     _f("inflow_monthly_cv", "Coefficient of variation of inflow totals across the last three 30.4-day months."),
     _f("inflow_largest_share_90d", "Largest single inflow as a share of the 90-day inflow."),
     _f("airtime_sum_30d_usd", "Airtime top-ups in the 30 days before the application, USD."),
@@ -77,7 +83,10 @@ FEATURES: list[FeatureDefinition] = [
     _f("bill_count_90d", "Bills paid in the 90 days before the application."),
     _f("bill_count_180d", "Bills paid in the 180 days before the application."),
     _f("bill_sum_90d_usd", "Bill payments in 90 days, USD."),
-    *[_f(f"{c}_installs", f"App installs of category {c} in the 180 days before the application.") for c in event_aggregates.INSTALL_CATEGORIES],
+    *[
+        _f(f"{c}_installs", f"App installs of category {c} in the 180 days before the application.")
+        for c in event_aggregates.INSTALL_CATEGORIES
+    ],
     _f("betting_installs_90d", "Betting-app installs in the 90 days before the application."),
     _f("event_count_90d", "All raw events in the 90 days before the application."),
     _f("days_since_last_event", "Days since the latest raw event of any kind."),
@@ -102,7 +111,9 @@ def feature_set_version() -> str:
     digest = hashlib.sha256()
     for module in (timeutil, columns, join, event_aggregates, loan_history, sys.modules[__name__]):
         digest.update(inspect.getsource(module).encode())
-    digest.update(json.dumps({"features": [f.model_dump() for f in FEATURES], "fx": FX_PER_USD}, sort_keys=True).encode())
+    digest.update(
+        json.dumps({"features": [f.model_dump() for f in FEATURES], "fx": FX_PER_USD}, sort_keys=True).encode()
+    )
     return "fs-" + digest.hexdigest()[:16]
 
 
@@ -154,7 +165,9 @@ def feature_columns(applications: Columns, applicants: Columns, events: Columns,
 def feature_frame(columns: Columns) -> pd.DataFrame:
     """The output of `feature_columns` as a DataFrame (string features as pandas strings)."""
     string = {f.name for f in FEATURES if f.dtype == "string"}
-    return pd.DataFrame({name: pd.array(values, dtype="str") if name in string else values for name, values in columns.items()})
+    return pd.DataFrame(
+        {name: pd.array(values, dtype="str") if name in string else values for name, values in columns.items()}
+    )
 
 
 def compute_features(

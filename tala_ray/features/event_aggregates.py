@@ -25,8 +25,13 @@ INSTALL_CATEGORIES = ("betting", "finance", "social", "productivity", "gaming")
 # Event kinds: the types aggregated by amount, installs by app category, other installs, other events.
 KINDS = ("mm_in", "mm_out", "airtime", "bill_pay", *(f"install_{c}" for c in INSTALL_CATEGORIES), "install", "other")
 _CODE = {kind: code for code, kind in enumerate(KINDS)}
-_TYPE_CODE = {"mm_in": _CODE["mm_in"], "mm_out": _CODE["mm_out"], "airtime": _CODE["airtime"],
-              "bill_pay": _CODE["bill_pay"], "app_install": _CODE["install"]}
+_TYPE_CODE = {
+    "mm_in": _CODE["mm_in"],
+    "mm_out": _CODE["mm_out"],
+    "airtime": _CODE["airtime"],
+    "bill_pay": _CODE["bill_pay"],
+    "app_install": _CODE["install"],
+}
 _CATEGORY_CODE = {category: _CODE[f"install_{category}"] for category in INSTALL_CATEGORIES}
 # Nested windows (days) for counts; every joined event lies within the last one.
 _COUNT_WINDOWS = (*WINDOWS_DAYS, LOOKBACK_DAYS)

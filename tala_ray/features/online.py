@@ -4,12 +4,12 @@ applicant's recent raw events and loan history), through the same `feature_colum
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Literal, NotRequired
 
 import numpy as np
 import pandas as pd
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, NaiveDatetime
-from typing_extensions import NotRequired, TypedDict
+from typing_extensions import TypedDict
 
 from tala_ray.features.columns import Columns
 from tala_ray.features.definitions import feature_columns, feature_frame

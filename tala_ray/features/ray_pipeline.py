@@ -17,10 +17,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from tala_ray.core.storage import join_path, resolve_filesystem
 from tala_ray.data import schema, validation
 from tala_ray.features.assemble import feature_rows, validate_batch
 from tala_ray.features.table import PARTITION_COLUMN, TABLE_DIR
-from tala_ray.core.storage import join_path, resolve_filesystem
 
 SHUFFLE_STRATEGY = "sort_shuffle_pull_based"
 
@@ -73,7 +73,6 @@ def compute_bucket(group: pa.Table, *, out: str) -> pa.Table:
 
 def run_pipeline(world: str, out: str, num_buckets: int) -> None:
     """Build the feature table of `world` into `out`/table with Ray Data (on the current cluster)."""
-    import ray
     from ray.data import DataContext
 
     context = DataContext.get_current()

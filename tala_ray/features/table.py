@@ -6,16 +6,14 @@ Layout under the output location: `table/cohort=<c>/*.parquet`, `quarantine/<raw
 
 from __future__ import annotations
 
-
 import pandas as pd
 import pyarrow as pa
 import pyarrow.dataset as pads
 from pyarrow import fs as pafs
 from pydantic import BaseModel, ConfigDict
 
-from tala_ray.core.errors import UserError
-from tala_ray.features.definitions import FeatureDefinition
 from tala_ray.core.storage import join_path, read_model, resolve_filesystem, write_model
+from tala_ray.features.definitions import FeatureDefinition
 
 MANIFEST = "manifest.json"
 TABLE_DIR = "table"

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pandas as pd
 
 DAY_MS = 86_400_000
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MS = timedelta(milliseconds=1)
 
 
@@ -20,5 +20,5 @@ def epoch_ms(values: pd.Series) -> np.ndarray:
 
 def datetime_ms(value: datetime) -> int:
     """Epoch milliseconds of one datetime (exact integer arithmetic); a naive value is taken as UTC."""
-    aware = value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value
+    aware = value.replace(tzinfo=UTC) if value.tzinfo is None else value
     return (aware - _EPOCH) // _MS

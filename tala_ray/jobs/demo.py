@@ -12,8 +12,9 @@ import logging
 import secrets
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -75,15 +76,17 @@ def _tune(spec_path: Path, features: Path, world: Path, trials: int, registry: P
 
 def _evaluate_on_holdout(options: DemoOptions, paths: dict[str, Path], policy: Any) -> dict[str, Any]:
     """Credit AUC against the best possible and the policy's profit against its rivals, on a fresh world."""
-    from tala_ray.features.table import read_feature_table
-    from tala_ray.traffic.replay import read_world_tables
-    from tala_ray.models.uplift import load_uplift_predictor
-    from tala_ray.evaluation.policy_value import compare_strategies
     from tala_ray.core.registry import load_credit_predictor
+    from tala_ray.evaluation.policy_value import compare_strategies
+    from tala_ray.features.table import read_feature_table
+    from tala_ray.models.uplift import load_uplift_predictor
+    from tala_ray.traffic.replay import read_world_tables
 
     features = read_feature_table(str(paths["holdout_features"]))
     world = read_world_tables(str(paths["holdout_world"]))
-    truth = pd.read_parquet(paths["holdout_world"] / "truth").set_index("application_id").loc[features["application_id"]]
+    truth = (
+        pd.read_parquet(paths["holdout_world"] / "truth").set_index("application_id").loc[features["application_id"]]
+    )
     applications = world["applications"].set_index("application_id").loc[features["application_id"]]
     credit = load_credit_predictor(str(paths["registry"]), CREDIT_MODEL)
     uplift = load_uplift_predictor(str(paths["registry"]), UPLIFT_MODEL)
@@ -96,7 +99,9 @@ def _evaluate_on_holdout(options: DemoOptions, paths: dict[str, Path], policy: A
         "credit_auc": float(roc_auc_score(applications["defaulted"], predicted_pd)),
         "best_possible_auc": float(roc_auc_score(applications["defaulted"], true_pd)),
         "uplift_correlation_with_truth": float(np.corrcoef(predicted_uplift, true_uplift)[0, 1]),
-        "strategies": [s.model_dump() for s in compare_strategies(predicted_pd, predicted_uplift, applications, truth, policy)],
+        "strategies": [
+            s.model_dump() for s in compare_strategies(predicted_pd, predicted_uplift, applications, truth, policy)
+        ],
     }
 
 
@@ -124,24 +129,40 @@ def _serve(options: DemoOptions, paths: dict[str, Path]) -> tuple[str, dict[str,
 
 def _traffic(options: DemoOptions, url: str, headers: dict[str, str], world: Path) -> dict[str, Any]:
     """Single decisions, then the batch endpoint, with real HTTP from concurrent clients."""
-    from tala_ray.traffic.replay import read_world_tables, sample_payloads
-    from tala_ray.traffic.loadgen import closed_loop, paced
     from tala_ray.monitoring.slo import load_slo
+    from tala_ray.traffic.loadgen import closed_loop, paced
+    from tala_ray.traffic.replay import read_world_tables, sample_payloads
 
     payloads = sample_payloads(read_world_tables(str(world)), 300, seed=options.seed)
     single = closed_loop(f"{url}/v1/decisions", payloads, headers, options.concurrency, options.traffic_seconds)
     fraction = load_slo(options.slo).latency.at_load_fraction  # the latency objective's load
-    half = paced(f"{url}/v1/decisions", payloads, headers, max(1.0, single.requests_per_s * fraction), max(5.0, options.traffic_seconds / 3))
-    batches = [{"applications": payloads[i : i + options.batch_size]} for i in range(0, len(payloads), options.batch_size)]
+    half = paced(
+        f"{url}/v1/decisions",
+        payloads,
+        headers,
+        max(1.0, single.requests_per_s * fraction),
+        max(5.0, options.traffic_seconds / 3),
+    )
+    batches = [
+        {"applications": payloads[i : i + options.batch_size]} for i in range(0, len(payloads), options.batch_size)
+    ]
     batches = [b for b in batches if len(b["applications"]) == options.batch_size]
     batch = closed_loop(
-        f"{url}/v1/decisions/batch", batches, headers, max(2, options.concurrency // 4),
-        max(5.0, options.traffic_seconds / 3), items_per_request=options.batch_size,
+        f"{url}/v1/decisions/batch",
+        batches,
+        headers,
+        max(2, options.concurrency // 4),
+        max(5.0, options.traffic_seconds / 3),
+        items_per_request=options.batch_size,
     )
     figures = lambda f: {  # noqa: E731
-        "requests": f.requests, "failed": f.failed, "requests_per_s": round(f.requests_per_s, 1),
-        "decisions_per_s": round(f.items_per_s, 1), "p50_ms": round(f.percentile_ms(50), 1),
-        "p99_ms": round(f.percentile_ms(99), 1), "status_counts": f.status_counts,
+        "requests": f.requests,
+        "failed": f.failed,
+        "requests_per_s": round(f.requests_per_s, 1),
+        "decisions_per_s": round(f.items_per_s, 1),
+        "p50_ms": round(f.percentile_ms(50), 1),
+        "p99_ms": round(f.percentile_ms(99), 1),
+        "status_counts": f.status_counts,
     }
     return {
         "concurrency": options.concurrency,
@@ -167,14 +188,17 @@ def slo_checks(options: DemoOptions, traffic: dict[str, Any]) -> list[dict[str, 
 
 def run_demo(options: DemoOptions, echo: Callable[[str], None] = print) -> dict[str, Any]:
     """Run the whole system once; return (and write) the report."""
+    from tala_ray.core.ray_runtime import ensure_ray
     from tala_ray.data.generate import WorldSpec, generate_world
     from tala_ray.features.build import build_feature_table
     from tala_ray.policy.decision import PolicyParams
-    from tala_ray.core.ray_runtime import ensure_ray
     from tala_ray.serving.launch import load_serve_config, use_haproxy_environment
 
     workdir = options.workdir.resolve()
-    paths = {name: workdir / name for name in ("world", "features", "holdout_world", "holdout_features", "registry", "runs", "prediction_log")}
+    paths = {
+        name: workdir / name
+        for name in ("world", "features", "holdout_world", "holdout_features", "registry", "runs", "prediction_log")
+    }
     paths["workdir"] = workdir
     config = load_serve_config(options.serve_config)  # a bad config fails before any work
     policy = PolicyParams.model_validate(config.applications[0].args.get("policy", {}))
@@ -187,16 +211,22 @@ def run_demo(options: DemoOptions, echo: Callable[[str], None] = print) -> dict[
         for note in use_haproxy_environment(options.address):
             echo(f"note: {note}")
     ensure_ray(options.address)
-    step(f"generating a world of {options.applicants:,} applicants and a fresh holdout of {options.holdout_applicants:,}")
+    step(
+        f"generating a world of {options.applicants:,} applicants and a fresh holdout of {options.holdout_applicants:,}"
+    )
     generate_world(WorldSpec(applicants=options.applicants, seed=options.seed), str(paths["world"]))
     generate_world(WorldSpec(applicants=options.holdout_applicants, seed=options.seed + 1), str(paths["holdout_world"]))
     step("building point-in-time features with Ray Data")
     build_feature_table(str(paths["world"]), str(paths["features"]))
     build_feature_table(str(paths["holdout_world"]), str(paths["holdout_features"]))
     step(f"tuning the credit model ({options.credit_spec}, {options.credit_trials} trials)")
-    credit = _tune(options.credit_spec, paths["features"], paths["world"], options.credit_trials, paths["registry"], paths["runs"])
+    credit = _tune(
+        options.credit_spec, paths["features"], paths["world"], options.credit_trials, paths["registry"], paths["runs"]
+    )
     step(f"tuning the uplift model ({options.uplift_spec}, {options.uplift_trials} trials)")
-    uplift = _tune(options.uplift_spec, paths["features"], paths["world"], options.uplift_trials, paths["registry"], paths["runs"])
+    uplift = _tune(
+        options.uplift_spec, paths["features"], paths["world"], options.uplift_trials, paths["registry"], paths["runs"]
+    )
     step("judging the champions and the policy on the holdout world against the truth")
     holdout = _evaluate_on_holdout(options, paths, policy)
     step(f"deploying the decision service on Ray Serve (port {options.port})")
@@ -205,12 +235,31 @@ def run_demo(options: DemoOptions, echo: Callable[[str], None] = print) -> dict[
     traffic = _traffic(options, url, headers, paths["holdout_world"])
 
     report = {
-        "credit": {"model": f"{CREDIT_MODEL}@{credit.version}", **{k: credit.report.get(k) for k in
-                   ("test_metrics", "best_possible_auc", "gap_to_best_possible_auc", "baseline_logistic_auc", "experiment_seconds")}},
-        "uplift": {"model": f"{UPLIFT_MODEL}@{uplift.version}", "test_metrics": uplift.report.get("test_metrics"),
-                   "experiment_seconds": uplift.report.get("experiment_seconds")},
+        "credit": {
+            "model": f"{CREDIT_MODEL}@{credit.version}",
+            **{
+                k: credit.report.get(k)
+                for k in (
+                    "test_metrics",
+                    "best_possible_auc",
+                    "gap_to_best_possible_auc",
+                    "baseline_logistic_auc",
+                    "experiment_seconds",
+                )
+            },
+        },
+        "uplift": {
+            "model": f"{UPLIFT_MODEL}@{uplift.version}",
+            "test_metrics": uplift.report.get("test_metrics"),
+            "experiment_seconds": uplift.report.get("experiment_seconds"),
+        },
         "holdout": holdout,
-        "serving": {"url": url, "ingress": "haproxy" if options.haproxy else "proxy", **traffic, "slo": slo_checks(options, traffic)},
+        "serving": {
+            "url": url,
+            "ingress": "haproxy" if options.haproxy else "proxy",
+            **traffic,
+            "slo": slo_checks(options, traffic),
+        },
         "artifacts": {name: str(path) for name, path in paths.items()},
         "elapsed_seconds": round(time.perf_counter() - step.started, 1),
     }
@@ -249,20 +298,28 @@ def render_report(report: dict[str, Any]) -> str:
         "",
         "| strategy | profit / application | approved | with intervention |",
         "| --- | ---: | ---: | ---: |",
-        *(f"| {s['strategy']} | {s['profit_per_application']:.2f} | {s['approval_rate']:.1%} | {s['intervention_rate']:.1%} |"
-          for s in holdout["strategies"]),
+        *(
+            f"| {s['strategy']} | {s['profit_per_application']:.2f} | {s['approval_rate']:.1%} | {s['intervention_rate']:.1%} |"
+            for s in holdout["strategies"]
+        ),
         "",
         f"## Serving ({serving['url']}, {serving['concurrency']} concurrent clients, "
-        + ("HAProxy and direct ingress)" if serving["ingress"] == "haproxy" else "Serve's Python proxy: `--haproxy` is the fast path)"),
+        + (
+            "HAProxy and direct ingress)"
+            if serving["ingress"] == "haproxy"
+            else "Serve's Python proxy: `--haproxy` is the fast path)"
+        ),
         "",
         "| endpoint | requests | failed | requests/s | decisions/s | p50 ms | p99 ms |",
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
-        *(f"| {name} | {f['requests']} | {f['failed']} | {f['requests_per_s']} | {f['decisions_per_s']} | {f['p50_ms']} | {f['p99_ms']} |"
-          for name, f in (
-              ("POST /v1/decisions", serving["single"]),
-              (f"POST /v1/decisions, paced at {serving['paced']['rate_per_s']}/s", serving["paced"]),
-              ("POST /v1/decisions/batch", serving["batch"]),
-          )),
+        *(
+            f"| {name} | {f['requests']} | {f['failed']} | {f['requests_per_s']} | {f['decisions_per_s']} | {f['p50_ms']} | {f['p99_ms']} |"
+            for name, f in (
+                ("POST /v1/decisions", serving["single"]),
+                (f"POST /v1/decisions, paced at {serving['paced']['rate_per_s']}/s", serving["paced"]),
+                ("POST /v1/decisions/batch", serving["batch"]),
+            )
+        ),
         "",
         "Service level objectives (`slo.yaml`; they are set for the shipped `--haproxy` configuration, which "
         "`bench/serve_decisions.py` checks in full; through the Python proxy the half-load p99 is 40-100 ms):",

@@ -58,13 +58,15 @@ class CreditEstimator:
     def _predict_default(self, features: FeatureBatch) -> np.ndarray:
         return self._default_probability(self._prepare(features))
 
-    def _prepare(self, features: FeatureBatch) -> "Batch":
+    def _prepare(self, features: FeatureBatch) -> Batch:
         return Batch(self.preprocessor_, self.preprocessor_.prepare(features))
 
-    def _contribution_frame(self, batch: "Batch", index: pd.Index) -> pd.DataFrame:
+    def _contribution_frame(self, batch: Batch, index: pd.Index) -> pd.DataFrame:
         sources, values = self._dense_contributions(batch)
         group_sum = _group_sum_plan(tuple(self.preprocessor_.feature_names), sources)
-        return pd.DataFrame(group_sum(np.asarray(values, dtype=np.float64)), columns=group_sum.names, index=index, copy=False)
+        return pd.DataFrame(
+            group_sum(np.asarray(values, dtype=np.float64)), columns=group_sum.names, index=index, copy=False
+        )
 
     def to_files(self) -> dict[str, bytes]:
         header = {"family": self.family, "params": self.get_params()}
@@ -75,7 +77,7 @@ class CreditEstimator:
         }
 
     @classmethod
-    def from_files(cls, files: dict[str, bytes]) -> "CreditEstimator":
+    def from_files(cls, files: dict[str, bytes]) -> CreditEstimator:
         header = json.loads(files[MODEL_FILE])
         estimator = cls(**header["params"])
         estimator.preprocessor_ = Preprocessor.from_json(files[PREPROCESSING_FILE])
@@ -85,10 +87,10 @@ class CreditEstimator:
     # Implemented by each family.
     preprocessor_: Preprocessor
 
-    def _default_probability(self, batch: "Batch") -> np.ndarray:
+    def _default_probability(self, batch: Batch) -> np.ndarray:
         raise NotImplementedError
 
-    def _dense_contributions(self, batch: "Batch") -> tuple[tuple[str, ...], np.ndarray]:
+    def _dense_contributions(self, batch: Batch) -> tuple[tuple[str, ...], np.ndarray]:
         """(source feature of each column, contribution columns) before summing per feature."""
         raise NotImplementedError
 
@@ -136,7 +138,9 @@ class _GroupSum:
             members[group].append(column)
         steps = max((len(m) for m in members), default=0)
         self._skip = len(groups)  # the NaN column appended to the values
-        self._take = np.array([[m[k] if k < len(m) else self._skip for m in members] for k in range(steps)], dtype=np.intp)
+        self._take = np.array(
+            [[m[k] if k < len(m) else self._skip for m in members] for k in range(steps)], dtype=np.intp
+        )
         self._n_groups = n_groups
 
     def __call__(self, values: np.ndarray) -> np.ndarray:
@@ -178,8 +182,12 @@ class LogisticCreditModel(CreditEstimator):
         self.seed = seed
 
     def fit(
-        self, features: pd.DataFrame, y: np.ndarray, eval_set: EvalSet | None = None, on_progress: ProgressCallback | None = None
-    ) -> "LogisticCreditModel":
+        self,
+        features: pd.DataFrame,
+        y: np.ndarray,
+        eval_set: EvalSet | None = None,
+        on_progress: ProgressCallback | None = None,
+    ) -> LogisticCreditModel:
         from sklearn.linear_model import LogisticRegression
 
         self.preprocessor_ = Preprocessor.fit(features)
@@ -272,8 +280,12 @@ class GBMCreditModel(CreditEstimator):
         return self.init_logistic_._logit(batch)
 
     def fit(
-        self, features: pd.DataFrame, y: np.ndarray, eval_set: EvalSet | None = None, on_progress: ProgressCallback | None = None
-    ) -> "GBMCreditModel":
+        self,
+        features: pd.DataFrame,
+        y: np.ndarray,
+        eval_set: EvalSet | None = None,
+        on_progress: ProgressCallback | None = None,
+    ) -> GBMCreditModel:
         import lightgbm as lgb
 
         self.preprocessor_ = Preprocessor.fit(features)
@@ -318,7 +330,11 @@ class GBMCreditModel(CreditEstimator):
         return sources, contributions
 
     def _weights_bytes(self) -> dict[str, bytes]:
-        init = None if self.init_logistic_ is None else json.loads(self.init_logistic_._weights_bytes()["coefficients.json"])
+        init = (
+            None
+            if self.init_logistic_ is None
+            else json.loads(self.init_logistic_._weights_bytes()["coefficients.json"])
+        )
         return {"model.txt": self.booster_.model_to_string().encode(), "init_logistic.json": json.dumps(init).encode()}
 
     def _load_weights(self, files: dict[str, bytes]) -> None:
@@ -368,8 +384,12 @@ class MLPCreditModel(CreditEstimator):
         return nn.Sequential(*layers)
 
     def fit(
-        self, features: pd.DataFrame, y: np.ndarray, eval_set: EvalSet | None = None, on_progress: ProgressCallback | None = None
-    ) -> "MLPCreditModel":
+        self,
+        features: pd.DataFrame,
+        y: np.ndarray,
+        eval_set: EvalSet | None = None,
+        on_progress: ProgressCallback | None = None,
+    ) -> MLPCreditModel:
         import torch
 
         torch.manual_seed(self.seed)

@@ -11,9 +11,14 @@ CREDIT_METRIC_NAMES = ("auc", "gini", "ks", "brier", "log_loss", "calibration_er
 METRIC_NAMES = CREDIT_METRIC_NAMES + UPLIFT_METRIC_NAMES
 
 # For each metric, whether larger is better (how a spec's `mode` is checked).
-HIGHER_IS_BETTER = {"auc": True, "gini": True, "ks": True, "brier": False, "log_loss": False, "calibration_error": False} | {
-    name: True for name in UPLIFT_METRIC_NAMES
-}
+HIGHER_IS_BETTER = {
+    "auc": True,
+    "gini": True,
+    "ks": True,
+    "brier": False,
+    "log_loss": False,
+    "calibration_error": False,
+} | {name: True for name in UPLIFT_METRIC_NAMES}
 
 
 def ks_statistic(y_true: np.ndarray, p_default: np.ndarray) -> float:

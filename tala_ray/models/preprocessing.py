@@ -53,7 +53,7 @@ class Preprocessor(BaseModel):
     categorical: list[CategoricalColumn]
 
     @classmethod
-    def fit(cls, features: pd.DataFrame, max_levels: int = MAX_LEVELS) -> "Preprocessor":
+    def fit(cls, features: pd.DataFrame, max_levels: int = MAX_LEVELS) -> Preprocessor:
         """Learn medians, scales and levels (the `max_levels` most frequent per categorical)."""
         numeric, categorical = [], []
         for name in features.columns:
@@ -105,15 +105,19 @@ class Preprocessor(BaseModel):
         names = list(self.layout_.coded_names)
         return pd.DataFrame(self.coded(self.prepare(features)), columns=names, index=features.index)
 
-    def prepare(self, features: FeatureBatch) -> "PreparedFeatures":
+    def prepare(self, features: FeatureBatch) -> PreparedFeatures:
         """Read the batch once: numerics as one float64 matrix, each categorical as an array of levels."""
         self.check_columns(features)
         names = self.layout_.numeric_names
-        numeric = _float_matrix(features, names) if isinstance(features, pd.DataFrame) else _float_matrix_of_columns(features, names)
+        numeric = (
+            _float_matrix(features, names)
+            if isinstance(features, pd.DataFrame)
+            else _float_matrix_of_columns(features, names)
+        )
         levels = [_levels(np.asarray(features[column.name], dtype=object)) for column in self.categorical]
         return PreparedFeatures(numeric=numeric, levels=levels)
 
-    def dense(self, prepared: "PreparedFeatures") -> np.ndarray:
+    def dense(self, prepared: PreparedFeatures) -> np.ndarray:
         """`transform_dense` of a prepared frame (C-ordered float32, columns as `dense_columns`)."""
         layout, values = self.layout_, prepared.numeric
         out = np.zeros((values.shape[0], layout.dense_width))
@@ -125,7 +129,7 @@ class Preprocessor(BaseModel):
             _set_ones(out, [position.get(level) for level in levels])
         return out.astype(np.float32)
 
-    def coded(self, prepared: "PreparedFeatures") -> np.ndarray:
+    def coded(self, prepared: PreparedFeatures) -> np.ndarray:
         """`transform_coded` of a prepared frame as a float64 matrix (numerics, then categorical codes)."""
         codes = [
             np.array([code.get(level, np.nan) for level in levels], dtype=np.float64)
@@ -134,7 +138,7 @@ class Preprocessor(BaseModel):
         return np.column_stack([prepared.numeric, *codes]) if codes else prepared.numeric
 
     @cached_property
-    def layout_(self) -> "_Layout":
+    def layout_(self) -> _Layout:
         """Constant arrays of the fitted state, built once per preprocessor (never stored)."""
         return _Layout.of(self)
 
@@ -146,7 +150,7 @@ class Preprocessor(BaseModel):
         return json.dumps(self.model_dump(), indent=1).encode()
 
     @classmethod
-    def from_json(cls, data: bytes) -> "Preprocessor":
+    def from_json(cls, data: bytes) -> Preprocessor:
         return cls.model_validate_json(data)
 
 
@@ -226,7 +230,7 @@ class _Layout:
     coded_names: tuple[str, ...]  # the columns of `coded`
 
     @classmethod
-    def of(cls, preprocessor: Preprocessor) -> "_Layout":
+    def of(cls, preprocessor: Preprocessor) -> _Layout:
         numeric, scaled_at, indicator_of, indicator_at, width = preprocessor.numeric, [], [], [], 0
         for i, column in enumerate(numeric):  # the order of `dense_columns`
             scaled_at.append(width)
@@ -248,7 +252,9 @@ class _Layout:
             indicator_of=np.array(indicator_of, dtype=np.intp),
             indicator_at=np.array(indicator_at, dtype=np.intp),
             level_positions=level_positions,
-            level_codes=[{level: float(i) for i, level in enumerate(column.levels)} for column in preprocessor.categorical],
+            level_codes=[
+                {level: float(i) for i, level in enumerate(column.levels)} for column in preprocessor.categorical
+            ],
             dense_width=width,
             dense_sources=tuple(source for _, source in preprocessor.dense_columns()),
             coded_names=tuple(column.name for column in numeric) + tuple(preprocessor.coded_categoricals),

@@ -37,7 +37,9 @@ def roc_png(y_true: np.ndarray, curves: dict[str, np.ndarray]) -> bytes:
         false_positive_rate, true_positive_rate, _ = roc_curve(y_true, scores)
         axes.plot(false_positive_rate, true_positive_rate, label=f"{label} (AUC {roc_auc_score(y_true, scores):.3f})")
     axes.plot([0, 1], [0, 1], linestyle=":", color="grey")
-    axes.set(xlabel="false positive rate (repaid flagged)", ylabel="true positive rate (defaults caught)", title="ROC (test)")
+    axes.set(
+        xlabel="false positive rate (repaid flagged)", ylabel="true positive rate (defaults caught)", title="ROC (test)"
+    )
     axes.legend(loc="lower right")
     return _png(figure)
 

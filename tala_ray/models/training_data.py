@@ -14,7 +14,15 @@ if TYPE_CHECKING:
     from tala_ray.tuning.spec import DataSource, SplitSpec
 
 # Columns of a feature table that are keys, design or outcome, never model inputs.
-NON_FEATURE_COLUMNS = ("application_id", "applicant_id", "application_time", "cohort", "treatment", "propensity", "defaulted")
+NON_FEATURE_COLUMNS = (
+    "application_id",
+    "applicant_id",
+    "application_time",
+    "cohort",
+    "treatment",
+    "propensity",
+    "defaulted",
+)
 
 
 @dataclass(frozen=True)
@@ -51,7 +59,7 @@ class TrainingFrame:
     def feature_names(self) -> list[str]:
         return list(self.features.columns)
 
-    def take(self, positions: np.ndarray) -> "TrainingFrame":
+    def take(self, positions: np.ndarray) -> TrainingFrame:
         """The rows at `positions` (integer positions, in the given order)."""
 
         def pick(values: np.ndarray | None) -> np.ndarray | None:
@@ -95,7 +103,7 @@ def frame_from_feature_table(
     )
 
 
-def load_training_frame(source: "DataSource") -> TrainingFrame:
+def load_training_frame(source: DataSource) -> TrainingFrame:
     """Read the experiment's data: a feature table or a dataset spec."""
     if source.source == "feature_table":
         from tala_ray.features.table import read_feature_manifest, read_feature_table
@@ -139,7 +147,7 @@ def _frame_from_dataset_spec(path: str) -> TrainingFrame:
     )
 
 
-def split_frame(frame: TrainingFrame, spec: "SplitSpec", seed: int) -> Splits:
+def split_frame(frame: TrainingFrame, spec: SplitSpec, seed: int) -> Splits:
     """Out-of-time (earliest train, then valid, latest test) or random stratified."""
     n = len(frame.target)
     n_test, n_valid = int(round(n * spec.test_fraction)), int(round(n * spec.valid_fraction))
@@ -147,7 +155,11 @@ def split_frame(frame: TrainingFrame, spec: "SplitSpec", seed: int) -> Splits:
         if frame.times is None:
             raise UserError("split: out_of_time needs application times; use kind: random_stratified for this data")
         order = np.argsort(frame.times, kind="stable")
-        train, valid, test = order[: n - n_valid - n_test], order[n - n_valid - n_test : n - n_test], order[n - n_test :]
+        train, valid, test = (
+            order[: n - n_valid - n_test],
+            order[n - n_valid - n_test : n - n_test],
+            order[n - n_test :],
+        )
     else:
         from sklearn.model_selection import train_test_split
 
@@ -193,5 +205,7 @@ def true_default_probability(world: str, ids: np.ndarray, treatment: np.ndarray)
         .reindex(ids)
     )
     if truth["pd_control"].isna().any():
-        raise UserError(f"data.world: {world!r} has no truth for some applications; is it the world the features came from?")
+        raise UserError(
+            f"data.world: {world!r} has no truth for some applications; is it the world the features came from?"
+        )
     return np.where(treatment == 1, truth["pd_treated"].to_numpy(), truth["pd_control"].to_numpy())

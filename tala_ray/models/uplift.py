@@ -91,7 +91,7 @@ class UpliftEstimator:
         raise NotImplementedError
 
     # EconML contract.
-    def fit(self, Y: np.ndarray, T: np.ndarray, *, X: pd.DataFrame, W: pd.DataFrame | None = None) -> "UpliftEstimator":
+    def fit(self, Y: np.ndarray, T: np.ndarray, *, X: pd.DataFrame, W: pd.DataFrame | None = None) -> UpliftEstimator:
         """Fit on outcomes `Y`, binary treatment `T` (0/1), effect modifiers `X` and controls `W`."""
         T = np.asarray(T).astype(np.int64)
         if set(np.unique(T).tolist()) != {0, 1}:
@@ -271,7 +271,9 @@ class XLearnerUplift(_MetaLearnerUplift):
         """XLearner.const_marginal_effect: g(x) tau0(x) + (1 - g(x)) tau1(x), g the propensity."""
         e = self.estimator_
         propensity = _predict(e.propensity_models[0], dense)
-        return propensity * _predict(e.cate_controls_models[0], dense) + (1 - propensity) * _predict(e.cate_treated_models[0], dense)
+        return propensity * _predict(e.cate_controls_models[0], dense) + (1 - propensity) * _predict(
+            e.cate_treated_models[0], dense
+        )
 
 
 class TLearnerUplift(_MetaLearnerUplift):
@@ -345,7 +347,7 @@ class LinearDMLUplift(UpliftEstimator):
         super().__init__(**nuisance)
         self.effect_modifiers = effect_modifiers
 
-    def fit(self, Y: np.ndarray, T: np.ndarray, *, X: pd.DataFrame, W: pd.DataFrame | None = None) -> "LinearDMLUplift":
+    def fit(self, Y: np.ndarray, T: np.ndarray, *, X: pd.DataFrame, W: pd.DataFrame | None = None) -> LinearDMLUplift:
         if self.effect_modifiers is None:
             return super().fit(Y, T, X=X, W=W)
         unknown = sorted(set(self.effect_modifiers) - set(X.columns))
@@ -373,7 +375,8 @@ class LinearDMLUplift(UpliftEstimator):
         reference = {f"{column.name}={column.levels[0]}" for column in self.preprocessor_.categorical if column.levels}
         columns = self.preprocessor_.dense_columns()
         return np.array(
-            [i for i, (name, _) in enumerate(columns) if name not in reference and not name.endswith("__missing")], dtype=int
+            [i for i, (name, _) in enumerate(columns) if name not in reference and not name.endswith("__missing")],
+            dtype=int,
         )
 
     def _dense(self, X: FeatureBatch) -> np.ndarray:
@@ -412,7 +415,14 @@ def estimator_from_files(files: dict[str, bytes]) -> UpliftEstimator:
 class UpliftPredictor:
     """A ready uplift model: feature batch in, reduction in default probability out."""
 
-    def __init__(self, name: str, version: str, feature_set_version: str | None, feature_names: list[str], estimator: UpliftEstimator) -> None:
+    def __init__(
+        self,
+        name: str,
+        version: str,
+        feature_set_version: str | None,
+        feature_names: list[str],
+        estimator: UpliftEstimator,
+    ) -> None:
         self.name = name
         self.version = version
         self.feature_set_version = feature_set_version

@@ -47,7 +47,13 @@ class EffectEstimate:
         return self.lower <= value <= self.upper
 
     def as_dict(self) -> dict[str, float]:
-        return {"estimate": self.estimate, "std_error": self.std_error, "lower": self.lower, "upper": self.upper, "n": self.n}
+        return {
+            "estimate": self.estimate,
+            "std_error": self.std_error,
+            "lower": self.lower,
+            "upper": self.upper,
+            "n": self.n,
+        }
 
 
 def mean_with_ci(values: np.ndarray, alpha: float = 0.05) -> EffectEstimate:
@@ -83,7 +89,15 @@ def nuisance_lgbm(classifier: bool, seed: int) -> object:
     """The LightGBM outcome (regressor) or propensity (classifier) model of the evaluation code."""
     from lightgbm import LGBMClassifier, LGBMRegressor
 
-    params = dict(n_estimators=150, learning_rate=0.05, num_leaves=15, min_child_samples=40, random_state=seed, n_jobs=1, verbose=-1)
+    params = dict(
+        n_estimators=150,
+        learning_rate=0.05,
+        num_leaves=15,
+        min_child_samples=40,
+        random_state=seed,
+        n_jobs=1,
+        verbose=-1,
+    )
     return LGBMClassifier(**params) if classifier else LGBMRegressor(**params)
 
 
@@ -102,7 +116,9 @@ def cross_fitted_nuisance(
             out[test] = nuisance_lgbm(False, seed).fit(X[rows], y[rows]).predict(X[test])
         if propensity is None:
             e[test] = nuisance_lgbm(True, seed).fit(X[train], t[train]).predict_proba(X[test])[:, 1]
-    return Nuisance(mu0=mu0, mu1=mu1, propensity=np.asarray(propensity, dtype=np.float64) if propensity is not None else e)
+    return Nuisance(
+        mu0=mu0, mu1=mu1, propensity=np.asarray(propensity, dtype=np.float64) if propensity is not None else e
+    )
 
 
 def dr_pseudo_outcomes(y: np.ndarray, t: np.ndarray, nuisance: Nuisance, clip: float = 0.01) -> np.ndarray:
@@ -126,7 +142,14 @@ class OverlapReport:
         return (self.below + self.above) / self.n if self.n else 0.0
 
     def as_dict(self) -> dict[str, float]:
-        return {"low": self.low, "high": self.high, "below": self.below, "above": self.above, "n": self.n, "trimmed_share": self.trimmed_share}
+        return {
+            "low": self.low,
+            "high": self.high,
+            "below": self.below,
+            "above": self.above,
+            "n": self.n,
+            "trimmed_share": self.trimmed_share,
+        }
 
 
 def overlap_check(propensity: np.ndarray, low: float = 0.05, high: float = 0.95) -> OverlapReport:
@@ -137,7 +160,12 @@ def overlap_check(propensity: np.ndarray, low: float = 0.05, high: float = 0.95)
     if below or above:
         log.warning(
             "overlap: %d of %d rows have propensity < %.2f and %d > %.2f; they are trimmed (%.1f%%)",
-            below, report.n, low, above, high, 100 * report.trimmed_share,
+            below,
+            report.n,
+            low,
+            above,
+            high,
+            100 * report.trimmed_share,
         )
     return report
 
@@ -203,8 +231,14 @@ def segment_effects(
     for segment, positions in pd.Series(np.arange(len(segments)), index=segments.to_numpy()).groupby(level=0):
         idx = positions.to_numpy()
         estimate = mean_with_ci(pseudo_outcomes[idx])
-        row = {"segment": segment, "n": len(idx), "dr_estimate": estimate.estimate, "dr_lower": estimate.lower,
-               "dr_upper": estimate.upper, "predicted": float(np.mean(predicted[idx]))}
+        row = {
+            "segment": segment,
+            "n": len(idx),
+            "dr_estimate": estimate.estimate,
+            "dr_lower": estimate.lower,
+            "dr_upper": estimate.upper,
+            "predicted": float(np.mean(predicted[idx])),
+        }
         if true_effect is not None:
             row["true"] = float(np.mean(true_effect[idx]))
         rows.append(row)

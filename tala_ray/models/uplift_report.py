@@ -22,8 +22,8 @@ import pandas as pd
 from tala_ray.models import uplift_metrics as um
 
 if TYPE_CHECKING:
-    from tala_ray.models.training_data import Splits, TrainingFrame
     from tala_ray.core.registry import ArtifactManifest
+    from tala_ray.models.training_data import Splits, TrainingFrame
     from tala_ray.tuning.runner import TrialCounts
     from tala_ray.tuning.spec import ExperimentSpec
     from tala_ray.tuning.uplift_families import EconomicsSpec, UpliftFamilyBuilder
@@ -56,11 +56,13 @@ def true_effects(world: str, ids: np.ndarray) -> np.ndarray:
         .reindex(ids)
     )
     if truth.isna().any():
-        raise UserError(f"data.world: {world!r} has no truth for some applications; is it the world the features came from?")
+        raise UserError(
+            f"data.world: {world!r} has no truth for some applications; is it the world the features came from?"
+        )
     return truth.to_numpy(dtype=np.float64)
 
 
-def value_per_effect(features: pd.DataFrame, economics: "EconomicsSpec") -> np.ndarray | float:
+def value_per_effect(features: pd.DataFrame, economics: EconomicsSpec) -> np.ndarray | float:
     """USD saved per unit of default probability avoided: (fee x term / 30 + loss given default) x amount."""
     if {"loan_amount_usd", "term_days"} <= set(features.columns):
         fee = economics.fee_rate_per_30_days * features["term_days"].to_numpy(dtype=np.float64) / 30
@@ -68,7 +70,7 @@ def value_per_effect(features: pd.DataFrame, economics: "EconomicsSpec") -> np.n
     return 1.0
 
 
-def average_effects(frame: "TrainingFrame", seed: int, truth: np.ndarray | None = None) -> dict[str, Any]:
+def average_effects(frame: TrainingFrame, seed: int, truth: np.ndarray | None = None) -> dict[str, Any]:
     """The average effect over all (trimmed) rows: cross-fitted AIPW with its CI against the naive difference.
 
     It uses every row, not just the test split: the nuisance models are cross-fitted, so no row's
@@ -84,18 +86,20 @@ def average_effects(frame: "TrainingFrame", seed: int, truth: np.ndarray | None 
     figures: dict[str, Any] = {"rows": int(len(y)), "adjusted": adjusted.as_dict(), "naive": naive.as_dict()}
     if truth is not None:
         true_ate = float(np.mean(truth))
-        figures.update({
-            "true_ate": true_ate,
-            "adjusted_error": adjusted.estimate - true_ate,
-            "adjusted_covers_truth": bool(adjusted.covers(true_ate)),
-            "naive_error": naive.estimate - true_ate,
-            "adjusted_closer_than_naive": bool(abs(adjusted.estimate - true_ate) < abs(naive.estimate - true_ate)),
-        })
+        figures.update(
+            {
+                "true_ate": true_ate,
+                "adjusted_error": adjusted.estimate - true_ate,
+                "adjusted_covers_truth": bool(adjusted.covers(true_ate)),
+                "naive_error": naive.estimate - true_ate,
+                "adjusted_closer_than_naive": bool(abs(adjusted.estimate - true_ate) < abs(naive.estimate - true_ate)),
+            }
+        )
     return figures
 
 
 def evaluate_uplift(
-    effect: np.ndarray, frame: "TrainingFrame", economics: "EconomicsSpec", seed: int, truth: np.ndarray | None = None
+    effect: np.ndarray, frame: TrainingFrame, economics: EconomicsSpec, seed: int, truth: np.ndarray | None = None
 ) -> UpliftEvaluation:
     """Every figure of the report for `effect` (the model's predictions) on `frame`."""
     from tala_ray.models.preprocessing import Preprocessor
@@ -118,19 +122,27 @@ def evaluate_uplift(
     evaluation = UpliftEvaluation(figures=figures)
     evaluation.curves["model (DR pseudo-outcomes)"] = um.qini_curve(effect, pseudo)
     if "country" in frame.features.columns:
-        evaluation.segments["country"] = um.segment_effects(frame.features["country"].astype(str), pseudo, effect, truth)
+        evaluation.segments["country"] = um.segment_effects(
+            frame.features["country"].astype(str), pseudo, effect, truth
+        )
     risk = 1.0 - nuisance.mu0  # default probability without the intervention
     evaluation.segments["risk decile"] = um.segment_effects(um.deciles(risk), pseudo, effect, truth)
     if truth is not None:
-        figures.update(_against_truth(effect, truth, adjusted, naive, value_per_effect(frame.features, economics), economics))
+        figures.update(
+            _against_truth(effect, truth, adjusted, naive, value_per_effect(frame.features, economics), economics)
+        )
         evaluation.curves["model (true effects)"] = um.qini_curve(effect, truth)
         evaluation.curves["oracle (true effects)"] = um.qini_curve(truth, truth)
     return evaluation
 
 
 def _against_truth(
-    effect: np.ndarray, truth: np.ndarray, adjusted: um.EffectEstimate, naive: um.EffectEstimate,
-    value: np.ndarray | float, economics: "EconomicsSpec",
+    effect: np.ndarray,
+    truth: np.ndarray,
+    adjusted: um.EffectEstimate,
+    naive: um.EffectEstimate,
+    value: np.ndarray | float,
+    economics: EconomicsSpec,
 ) -> dict[str, Any]:
     true_ate = float(np.mean(truth))
     oracle_qini = um.qini_coefficient(truth, truth)
@@ -176,8 +188,11 @@ def qini_png(curves: dict[str, tuple[np.ndarray, np.ndarray]]) -> bytes:
     for label, (fractions, curve) in curves.items():
         axes.plot(fractions, curve, label=f"{label} (Qini {np.trapezoid(curve, fractions):.4f})")
     axes.axhline(0.0, linestyle=":", color="grey", label="random targeting")
-    axes.set(xlabel="share of applications targeted (highest predicted effect first)",
-             ylabel="repayment gain per application above random", title="Qini curve (test)")
+    axes.set(
+        xlabel="share of applications targeted (highest predicted effect first)",
+        ylabel="repayment gain per application above random",
+        title="Qini curve (test)",
+    )
     axes.legend(loc="best", fontsize=8)
     return _png(figure)
 
@@ -189,7 +204,9 @@ def segments_png(segments: dict[str, pd.DataFrame]) -> bytes:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figure, axes_list = plt.subplots(1, max(1, len(segments)), figsize=(6 * max(1, len(segments)), 4.5), dpi=100, squeeze=False)
+    figure, axes_list = plt.subplots(
+        1, max(1, len(segments)), figsize=(6 * max(1, len(segments)), 4.5), dpi=100, squeeze=False
+    )
     for axes, (name, table) in zip(axes_list[0], segments.items(), strict=False):
         x = np.arange(len(table))
         errors = np.vstack([table["dr_estimate"] - table["dr_lower"], table["dr_upper"] - table["dr_estimate"]])
@@ -207,13 +224,20 @@ def segments_png(segments: dict[str, pd.DataFrame]) -> bytes:
 def report_markdown(report: dict[str, Any], segments: dict[str, pd.DataFrame]) -> str:
     """A readable summary: average effects, ranking, truth comparison, segments, trials."""
     figures, overall = report["test"], report["average_effect"]
-    lines = [f"# {report['model']} ({report['family']})", "", f"Experiment `{report['experiment']}`, cohort "
-             f"`{report['cohort']}`. Effects are reductions in default probability.", ""]
+    lines = [
+        f"# {report['model']} ({report['family']})",
+        "",
+        f"Experiment `{report['experiment']}`, cohort "
+        f"`{report['cohort']}`. Effects are reductions in default probability.",
+        "",
+    ]
     lines += [f"## Average effect ({overall['rows']} rows after trimming, cross-fitted)", ""]
     lines += _effect_table(overall["adjusted"], overall["naive"], overall.get("true_ate"))
     if "true_ate" in overall:
-        lines.append(f"- adjusted CI covers the true average effect: {overall['adjusted_covers_truth']}; "
-                     f"adjusted closer than naive: {overall['adjusted_closer_than_naive']}")
+        lines.append(
+            f"- adjusted CI covers the true average effect: {overall['adjusted_covers_truth']}; "
+            f"adjusted closer than naive: {overall['adjusted_closer_than_naive']}"
+        )
     lines += ["", f"## The model on the test split ({figures['rows']} rows)", ""]
     lines += _effect_table(figures["ate_adjusted"], figures["ate_naive"], figures.get("true_ate"))
     lines += [f"| model's mean prediction | {figures['mean_predicted_effect']:.4f} | |"]
@@ -233,7 +257,11 @@ def report_markdown(report: dict[str, Any], segments: dict[str, pd.DataFrame]) -
         f"(estimated propensity) trimmed of {overlap['n']}",
         f"- trials: {report['trials']['finished']} finished, {report['trials']['errored']} failed; "
         f"best hyperparameters `{json.dumps(report['best_params'], sort_keys=True, default=str)}`",
-        "", "![Qini](qini.png)", "", "![Segments](segments.png)", "",
+        "",
+        "![Qini](qini.png)",
+        "",
+        "![Segments](segments.png)",
+        "",
     ]
     for name, table in segments.items():
         lines += [f"## Effect by {name}", "", *_markdown_table(table), ""]
@@ -242,7 +270,8 @@ def report_markdown(report: dict[str, Any], segments: dict[str, pd.DataFrame]) -
 
 def _effect_table(adjusted: dict[str, float], naive: dict[str, float], true_ate: float | None) -> list[str]:
     lines = [
-        "| average effect | estimate | 95% CI |", "| --- | --- | --- |",
+        "| average effect | estimate | 95% CI |",
+        "| --- | --- | --- |",
         f"| adjusted (AIPW) | {adjusted['estimate']:.4f} | [{adjusted['lower']:.4f}, {adjusted['upper']:.4f}] |",
         f"| naive difference in means | {naive['estimate']:.4f} | [{naive['lower']:.4f}, {naive['upper']:.4f}] |",
     ]
@@ -254,23 +283,27 @@ def _markdown_table(table: pd.DataFrame) -> list[str]:
         return f"{value:.4f}" if isinstance(value, float) else str(value)
 
     rows = [" | ".join(cell(v) for v in row) for row in table.itertuples(index=False)]
-    return ["| " + " | ".join(table.columns) + " |", "|" + " --- |" * len(table.columns), *(f"| {row} |" for row in rows)]
+    return [
+        "| " + " | ".join(table.columns) + " |",
+        "|" + " --- |" * len(table.columns),
+        *(f"| {row} |" for row in rows),
+    ]
 
 
 def register_uplift_winner(
-    spec: "ExperimentSpec",
-    builder: "UpliftFamilyBuilder",
+    spec: ExperimentSpec,
+    builder: UpliftFamilyBuilder,
     model: Any,
     best_params: dict[str, Any],
-    splits: "Splits",
+    splits: Splits,
     registry_uri: str,
-    counts: "TrialCounts",
+    counts: TrialCounts,
     experiment_seconds: float,
     overlap: um.OverlapReport,
-    full: "TrainingFrame",
-    trimmed: "TrainingFrame",
+    full: TrainingFrame,
+    trimmed: TrainingFrame,
     estimated_propensity: np.ndarray,
-) -> tuple["ArtifactManifest", dict[str, Any]]:
+) -> tuple[ArtifactManifest, dict[str, Any]]:
     """Evaluate the refitted winner once on the test split, write its report, register it (champion if first)."""
     test = splits.test
     effect = builder.predict(model, test)
@@ -298,7 +331,9 @@ def register_uplift_winner(
     }
     if world:
         untrimmed = full.take(np.flatnonzero(~overlap.keep))
-        report["trimmed_rows_true_ate"] = float(np.mean(true_effects(world, untrimmed.ids))) if len(untrimmed.ids) else None
+        report["trimmed_rows_true_ate"] = (
+            float(np.mean(true_effects(world, untrimmed.ids))) if len(untrimmed.ids) else None
+        )
     if full.propensity is not None:
         report["propensity_recorded_vs_estimated_mae"] = float(np.mean(np.abs(full.propensity - estimated_propensity)))
     report_files = {
@@ -306,8 +341,9 @@ def register_uplift_winner(
         "segments.png": segments_png(evaluation.segments),
         "report.md": report_markdown(report, evaluation.segments).encode(),
         "report.json": json.dumps(report, indent=1, sort_keys=True, default=str).encode(),
-        "segments.json": json.dumps({k: v.to_dict(orient="records") for k, v in evaluation.segments.items()},
-                                    indent=1, default=str).encode(),
+        "segments.json": json.dumps(
+            {k: v.to_dict(orient="records") for k, v in evaluation.segments.items()}, indent=1, default=str
+        ).encode(),
     }
     from tala_ray.tuning.finalize import register_with_lineage
 

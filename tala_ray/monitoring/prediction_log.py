@@ -79,7 +79,9 @@ def _feature_struct(chunks: list[_Chunk]) -> pa.StructArray:
     of chunks without features are null. Each feature is converted once for all chunks: numbers
     keep their type, NaN (a missing value) becomes null."""
     names = list(dict.fromkeys(name for chunk in chunks if chunk.features is not None for name in chunk.features))
-    children = [pa.array(np.concatenate([_chunk_values(chunk, name) for chunk in chunks]), from_pandas=True) for name in names]
+    children = [
+        pa.array(np.concatenate([_chunk_values(chunk, name) for chunk in chunks]), from_pandas=True) for name in names
+    ]
     without = np.repeat([chunk.features is None for chunk in chunks], [chunk.size for chunk in chunks])
     return pa.StructArray.from_arrays(children, names=names, mask=pa.array(without) if without.any() else None)
 

@@ -27,7 +27,9 @@ class AvailabilityObjective(BaseModel):
 class ThroughputObjective(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    min_ratio_to_baseline: float | None = Field(None, gt=0, description="Single-decision requests/s against the baseline.")
+    min_ratio_to_baseline: float | None = Field(
+        None, gt=0, description="Single-decision requests/s against the baseline."
+    )
     min_batch_decisions_per_s: float | None = Field(None, gt=0, description="Decisions/s through the batch endpoint.")
 
 
@@ -87,7 +89,12 @@ def _at_least(name: str, objective: float | None, measured: float | None, unit: 
     if objective is None:
         return None
     shown = "not measured" if measured is None else f"{measured:,.2f}{unit}"
-    return SloCheck(name=name, objective=f">= {objective:,.2f}{unit}", measured=shown, passed=None if measured is None else measured >= objective)
+    return SloCheck(
+        name=name,
+        objective=f">= {objective:,.2f}{unit}",
+        measured=shown,
+        passed=None if measured is None else measured >= objective,
+    )
 
 
 def check_slo(slo: ServiceLevelObjectives, measured: MeasuredFigures) -> list[SloCheck]:
@@ -103,7 +110,11 @@ def check_slo(slo: ServiceLevelObjectives, measured: MeasuredFigures) -> list[Sl
         )
     ]
     answered = None if measured.requests == 0 else 1 - measured.failed_requests / measured.requests
-    shown = "not measured" if answered is None else f"{answered:.4%} ({measured.failed_requests} of {measured.requests:,} failed)"
+    shown = (
+        "not measured"
+        if answered is None
+        else f"{answered:.4%} ({measured.failed_requests} of {measured.requests:,} failed)"
+    )
     checks.append(
         SloCheck(
             name="availability",
@@ -114,7 +125,9 @@ def check_slo(slo: ServiceLevelObjectives, measured: MeasuredFigures) -> list[Sl
     )
     throughput = slo.throughput
     optional = [
-        _at_least("single-decision throughput / baseline", throughput.min_ratio_to_baseline, measured.ratio_to_baseline, "x"),
+        _at_least(
+            "single-decision throughput / baseline", throughput.min_ratio_to_baseline, measured.ratio_to_baseline, "x"
+        ),
         _at_least("batch decisions/s", throughput.min_batch_decisions_per_s, measured.batch_decisions_per_s, "/s"),
     ]
     return checks + [c for c in optional if c is not None]

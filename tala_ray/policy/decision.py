@@ -163,10 +163,22 @@ class ReasonFamily(BaseModel):
 
 # First match wins, so the more specific prefixes come first. Codes never change meaning.
 REASON_FAMILIES: tuple[ReasonFamily, ...] = (
-    ReasonFamily(code="R01", text="Requested amount is high relative to income", prefixes=("loan_to_monthly_inflow", "loan_amount")),
+    ReasonFamily(
+        code="R01",
+        text="Requested amount is high relative to income",
+        prefixes=("loan_to_monthly_inflow", "loan_amount"),
+    ),
     ReasonFamily(code="R02", text="Requested loan term", prefixes=("term_days",)),
-    ReasonFamily(code="R03", text="Spending is high relative to income", prefixes=("spend_ratio", "net_flow", "outflow_", "days_since_last_outflow")),
-    ReasonFamily(code="R04", text="Income is irregular", prefixes=("inflow_payday", "inflow_monthly_cv", "inflow_cv", "inflow_largest_share")),
+    ReasonFamily(
+        code="R03",
+        text="Spending is high relative to income",
+        prefixes=("spend_ratio", "net_flow", "outflow_", "days_since_last_outflow"),
+    ),
+    ReasonFamily(
+        code="R04",
+        text="Income is irregular",
+        prefixes=("inflow_payday", "inflow_monthly_cv", "inflow_cv", "inflow_largest_share"),
+    ),
     ReasonFamily(code="R05", text="Level of mobile-money income", prefixes=("inflow_", "days_since_last_inflow")),
     ReasonFamily(code="R06", text="Bill payment history", prefixes=("bill_",)),
     ReasonFamily(code="R07", text="Betting app activity", prefixes=("betting_",)),
@@ -175,12 +187,20 @@ REASON_FAMILIES: tuple[ReasonFamily, ...] = (
         text="Repayment history on earlier loans",
         prefixes=("defaulted_loan", "overdue_loan", "share_loans_repaid", "mean_days_late", "repaid_loan"),
     ),
-    ReasonFamily(code="R09", text="Amount of earlier borrowing", prefixes=("prior_loan", "open_loan", "days_since_last_loan")),
+    ReasonFamily(
+        code="R09", text="Amount of earlier borrowing", prefixes=("prior_loan", "open_loan", "days_since_last_loan")
+    ),
     ReasonFamily(code="R10", text="Airtime top-up activity", prefixes=("airtime_", "days_since_last_topup")),
-    ReasonFamily(code="R11", text="Gaps in account activity", prefixes=("event_count", "days_since_last_event", "longest_gap")),
+    ReasonFamily(
+        code="R11", text="Gaps in account activity", prefixes=("event_count", "days_since_last_event", "longest_gap")
+    ),
     ReasonFamily(code="R12", text="Length of time as a customer", prefixes=("tenure",)),
     ReasonFamily(code="R13", text="Device profile", prefixes=("device_",)),
-    ReasonFamily(code="R14", text="Installed apps profile", prefixes=("finance_installs", "social_installs", "productivity_installs", "gaming_installs")),
+    ReasonFamily(
+        code="R14",
+        text="Installed apps profile",
+        prefixes=("finance_installs", "social_installs", "productivity_installs", "gaming_installs"),
+    ),
     ReasonFamily(code="R15", text="Market risk level", prefixes=("country",)),
 )
 
@@ -217,7 +237,10 @@ def reason_codes_batch(
 ) -> list[list[ReasonCode]]:
     """`reason_codes` of every row of a (rows x features) contribution matrix, the family sums
     vectorised over the rows (non-finite contributions are skipped)."""
-    return [[ReasonCode(**code) for code in row] for row in reason_code_dicts_batch(contributions, features, descriptions, limit)]
+    return [
+        [ReasonCode(**code) for code in row]
+        for row in reason_code_dicts_batch(contributions, features, descriptions, limit)
+    ]
 
 
 def reason_code_dicts_batch(
@@ -240,7 +263,9 @@ def reason_code_dicts_batch(
     grouped_names = [features[column] for column in grouped]
     grouped_values = values[:, grouped]
     grouped_family = np.broadcast_to(np.array([family_of[column] for column in grouped]), grouped_values.shape)
-    starts = np.searchsorted(grouped_family[0], np.arange(len(families))) if len(grouped) else np.zeros(0, dtype=np.int64)
+    starts = (
+        np.searchsorted(grouped_family[0], np.arange(len(families))) if len(grouped) else np.zeros(0, dtype=np.int64)
+    )
     ranked = np.lexsort((-grouped_values, grouped_family), axis=-1).tolist()  # by reason, then largest first
     positive = np.add.reduceat(grouped_values > 0.0, starts, axis=1).tolist() if len(grouped) else []
     strongest = np.argsort(-totals, axis=1, kind="stable")[:, : min(limit, MAX_REASON_CODES)]
@@ -254,6 +279,8 @@ def reason_code_dicts_batch(
                 break
             code, text = families[k]
             members = ranked[row][first[k] : first[k] + positive[row][k]]
-            codes.append({"code": code, "text": text, "features": [grouped_names[j] for j in members], "contribution": total})
+            codes.append(
+                {"code": code, "text": text, "features": [grouped_names[j] for j in members], "contribution": total}
+            )
         out.append(codes)
     return out

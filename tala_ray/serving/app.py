@@ -24,14 +24,16 @@ def resolve_model(kind: str, ref: ModelRef, args: AppArgs, feature_set_version: 
     A model that fails to load fails the deploy with the reason; the running application keeps
     serving. Pinning the exact version makes every replica load the same artifact.
     """
-    from tala_ray.models.uplift import load_uplift_predictor
     from tala_ray.core.registry import load_credit_predictor
+    from tala_ray.models.uplift import load_uplift_predictor
 
     loader = load_credit_predictor if kind == "credit" else load_uplift_predictor
     try:
         predictor = loader(args.registry_uri, ref.name, ref=ref.ref, expected_feature_set_version=feature_set_version)
     except Exception as error:
-        raise UserError(f"{kind} model {ref.name}@{ref.ref}: cannot be served: {type(error).__name__}: {error}") from error
+        raise UserError(
+            f"{kind} model {ref.name}@{ref.ref}: cannot be served: {type(error).__name__}: {error}"
+        ) from error
     return str(predictor.version)
 
 
@@ -61,7 +63,9 @@ def build_app(args: AppArgs | dict[str, Any]) -> Application:
     fsv = args.expected_feature_set_version or feature_set_version()
     steps = LocalGraphConfig(
         credit_champion=model_user_config("credit", "champion", args.credit_model, args, fsv),
-        credit_challenger=None if args.credit_challenger is None else model_user_config("credit", "challenger", args.credit_challenger, args, fsv),
+        credit_challenger=None
+        if args.credit_challenger is None
+        else model_user_config("credit", "challenger", args.credit_challenger, args, fsv),
         uplift=model_user_config("uplift", "champion", args.uplift_model, args, fsv),
         policy=args.policy.model_dump(mode="json"),
     )

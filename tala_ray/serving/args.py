@@ -71,7 +71,9 @@ class AppArgs(BaseModel):
     decision_batching: BatchingConfig = Field(
         default_factory=BatchingConfig, description="Concurrent single decisions of a replica decided together."
     )
-    prediction_log_uri: str | None = Field(None, description="Prediction log root; default $TALA_DATA_ROOT/prediction_log.")
+    prediction_log_uri: str | None = Field(
+        None, description="Prediction log root; default $TALA_DATA_ROOT/prediction_log."
+    )
     log_flush_interval_s: float = Field(2.0, gt=0.0, le=300.0)
     log_max_buffer_rows: int = Field(10_000, ge=1)  # a flush has a fixed cost (~0.6 ms): batches share it
     api_key_env: str = Field("TALA_API_KEY", min_length=1, description="Environment variable holding the API key.")

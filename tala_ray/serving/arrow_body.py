@@ -37,7 +37,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, Literal, get_args
 
 import numpy as np
@@ -195,7 +195,8 @@ def _encode_list(payloads: list[dict[str, Any]], name: str, rules: tuple[_Rule, 
     items = [item for records in lists for item in records]
     _check_keys(items, (rule.name for rule in rules), name)
     children = [
-        _encode_values(rule, [item.get(rule.name) for item in items], f"{name}.{rule.name}", item=True) for rule in rules
+        _encode_values(rule, [item.get(rule.name) for item in items], f"{name}.{rule.name}", item=True)
+        for rule in rules
     ]
     structs = pa.StructArray.from_arrays(children, fields=list(_list_type(rules).value_type))
     offsets = np.concatenate([[0], np.cumsum([len(records) for records in lists])]).astype(np.int32)
@@ -370,7 +371,7 @@ class _Problems:
 
 
 _PER_SECOND = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}
-_UTC = timezone.utc
+_UTC = UTC
 _FIRST_S = datetime_ms(datetime(1, 1, 1, tzinfo=_UTC)) // 1000
 _LAST_S = datetime_ms(datetime(9999, 12, 31, 23, 59, 59, tzinfo=_UTC)) // 1000
 _INT64 = np.iinfo(np.int64)

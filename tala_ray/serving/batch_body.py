@@ -20,9 +20,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel, ValidationError
 
+from tala_ray.features.columns import row_count
 from tala_ray.features.online import request_columns
 from tala_ray.serving.arrow_body import ARROW_STREAM_MEDIA_TYPE, ArrowBodyError, TooManyApplicationsError, decode_batch
-from tala_ray.features.columns import row_count
 from tala_ray.serving.graph import RawTables
 from tala_ray.serving.records import fingerprint
 from tala_ray.serving.schemas import BatchDecisionRequest, DecisionRequest
@@ -99,7 +99,12 @@ def read_batch_body(body: bytes, content_type: str | None, max_applications: int
         try:
             tables: RawTables = decode_batch(body, max_applications)
         except TooManyApplicationsError as error:
-            detail = [{"loc": ["body", "applications"], "msg": f"at most {max_applications} applications per batch, got at least {error.rows}"}]
+            detail = [
+                {
+                    "loc": ["body", "applications"],
+                    "msg": f"at most {max_applications} applications per batch, got at least {error.rows}",
+                }
+            ]
             raise HTTPException(status_code=413, detail=detail) from None
         except ArrowBodyError as error:
             raise HTTPException(status_code=422, detail=error.details) from None
@@ -112,7 +117,12 @@ def read_batch_body(body: bytes, content_type: str | None, max_applications: int
         raise _unsupported_media_type(media_type, f"{JSON_MEDIA_TYPE} or {ARROW_STREAM_MEDIA_TYPE}")
     batch = BatchBody(tables=tables, fingerprint=digest)
     if batch.count > max_applications:
-        detail = [{"loc": ["body", "applications"], "msg": f"at most {max_applications} applications per batch, got {batch.count}"}]
+        detail = [
+            {
+                "loc": ["body", "applications"],
+                "msg": f"at most {max_applications} applications per batch, got {batch.count}",
+            }
+        ]
         raise HTTPException(status_code=413, detail=detail)
     return batch
 

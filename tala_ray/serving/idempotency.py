@@ -100,7 +100,9 @@ class IdempotencyLedger:
             self._drop(oldest)
 
 
-@serve.deployment(name="IdempotencyStore", num_replicas=1, max_ongoing_requests=1000, ray_actor_options={"num_cpus": 0.05})
+@serve.deployment(
+    name="IdempotencyStore", num_replicas=1, max_ongoing_requests=1000, ray_actor_options={"num_cpus": 0.05}
+)
 class IdempotencyStore:
     """The one ledger every ingress replica shares (waiting claims do not block other calls)."""
 

@@ -188,7 +188,9 @@ class DecisionIngress:
         """Decide up to `max_batch_applications` applications (JSON `BatchDecisionRequest`, or an
         Arrow IPC stream with `Content-Type: application/vnd.apache.arrow.stream`); more is refused with 413."""
         started = time.perf_counter()
-        body = read_batch_body(await request.body(), request.headers.get("content-type"), self._routing.max_batch_applications)
+        body = read_batch_body(
+            await request.body(), request.headers.get("content-type"), self._routing.max_batch_applications
+        )
         batch_id = str(uuid.uuid4())
         compute = lambda: self._decide(body.tables, [started], [idempotency_key], batch_id)  # noqa: E731
         responses, replayed = await self._once("batch", idempotency_key, body.fingerprint, compute)
@@ -196,7 +198,9 @@ class DecisionIngress:
         batch_id = responses[0]["request_id"].split(":")[0] if replayed else batch_id
         return batch_response(batch_id, responses, replayed)
 
-    async def _once(self, endpoint: str, key: str | None, body_fingerprint: Callable[[], str], compute: Any) -> tuple[Any, bool]:
+    async def _once(
+        self, endpoint: str, key: str | None, body_fingerprint: Callable[[], str], compute: Any
+    ) -> tuple[Any, bool]:
         """Run `compute` once per idempotency key (or always, without a key); map errors to HTTP.
         `body_fingerprint` is called only with a key."""
         try:
@@ -223,7 +227,9 @@ class DecisionIngress:
     async def _decide_pending(self, pending: list[PendingDecision]) -> list[dict[str, Any]]:
         """Concurrent single decisions of this replica in one pass of the graph (one call per step)."""
         tables = request_columns([p.body for p in pending])
-        return await self._decide(tables, [p.started for p in pending], [p.idempotency_key for p in pending], batch_id=None)
+        return await self._decide(
+            tables, [p.started for p in pending], [p.idempotency_key for p in pending], batch_id=None
+        )
 
     async def _decide(
         self, tables: graph.RawTables, started: list[float], idempotency_keys: list[str | None], batch_id: str | None

@@ -72,9 +72,9 @@ class DecisionGraph:
     """Loaded predictors and policy: applications in, decision responses out."""
 
     def __init__(self, settings: InProcessSettings) -> None:
+        from tala_ray.core.registry import load_credit_predictor
         from tala_ray.features.definitions import feature_set_version
         from tala_ray.models.uplift import load_uplift_predictor
-        from tala_ray.core.registry import load_credit_predictor
 
         fsv = feature_set_version()
         self.credit = load_credit_predictor(settings.registry, settings.credit_model, settings.credit_ref, fsv)
@@ -92,7 +92,9 @@ class DecisionGraph:
         positions = graph.declined(decisions)
         if positions:
             contributions = graph.credit_contributions(self.credit, take(features, positions))
-            for position, reasons in zip(positions, graph.decline_reasons(self.policy, self.descriptions, contributions)):
+            for position, reasons in zip(
+                positions, graph.decline_reasons(self.policy, self.descriptions, contributions)
+            ):
                 decisions[position]["reason_codes"] = reasons
         ids = [f"{batch_id}:{i}" if batch_id else str(uuid.uuid4()) for i in range(len(decisions))]
         return [decision_response(*parts) for parts in zip(ids, decisions, credit, uplift, strict=True)]
@@ -116,7 +118,9 @@ def create_app(**overrides: object) -> FastAPI:
 
     @app.post("/v1/decisions/batch", response_model=BatchDecisionResponse, openapi_extra=OPENAPI_REQUEST_BODY)
     async def batch(request: Request) -> Response:
-        body = read_batch_body(await request.body(), request.headers.get("content-type"), settings.max_batch_applications)
+        body = read_batch_body(
+            await request.body(), request.headers.get("content-type"), settings.max_batch_applications
+        )
         batch_id = str(uuid.uuid4())
         return batch_response(batch_id, decision_graph.decide(body.tables, batch_id), replayed=False)
 

@@ -46,7 +46,10 @@ def use_haproxy_environment(address: str | None) -> list[str]:
         "metrics (9101) ports listen on every interface; keep them behind a firewall (the API key still guards /v1)."
     ]
     if address or os.environ.get("RAY_ADDRESS"):
-        notes.append("--haproxy joins an existing cluster: its nodes must have been started with these variables set: " + " ".join(f"{k}={v}" for k, v in HAPROXY_ENVIRONMENT.items()))
+        notes.append(
+            "--haproxy joins an existing cluster: its nodes must have been started with these variables set: "
+            + " ".join(f"{k}={v}" for k, v in HAPROXY_ENVIRONMENT.items())
+        )
     return notes
 
 
@@ -85,7 +88,9 @@ def check_user_configs(application: dict[str, Any], args: AppArgs, index: int) -
         if schema is None:
             raise UserError(f"{where}: deployment {deployment.get('name')!r} takes no user_config")
         if args.graph == "fused" and deployment.get("name") not in ("DecisionIngress", "IdempotencyStore"):
-            raise UserError(f"{where}: with args.graph 'fused' only DecisionIngress is a deployment; set the step in args instead")
+            raise UserError(
+                f"{where}: with args.graph 'fused' only DecisionIngress is a deployment; set the step in args instead"
+            )
         try:
             config = schema.model_validate(deployment["user_config"])
         except ValidationError as error:

@@ -84,7 +84,9 @@ async def _paced(url: str, bodies: list[dict], headers: dict[str, str], rate: fl
     async def one(client: httpx.AsyncClient, scheduled: float) -> None:
         await asyncio.sleep(max(0.0, scheduled - time.perf_counter()))
         status = await _post(client, url, next(cycle), headers)
-        _record(figures, status, (time.perf_counter() - scheduled) * 1000)  # from the scheduled time: no coordinated omission
+        _record(
+            figures, status, (time.perf_counter() - scheduled) * 1000
+        )  # from the scheduled time: no coordinated omission
 
     async with httpx.AsyncClient(timeout=30, limits=httpx.Limits(max_connections=64)) as client:
         await asyncio.gather(*(one(client, started + i / rate) for i in range(int(rate * seconds))))

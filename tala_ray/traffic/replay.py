@@ -54,7 +54,9 @@ def request_payload(world: dict[str, pd.DataFrame], application: pd.Series, incl
             "signup_time": _iso(applicant["signup_time"]),
             "device_os": _value(applicant["device_os"]),
             "device_price_usd": _value(float(applicant["device_price_usd"])),
-            "device_age_months": None if pd.isna(applicant["device_age_months"]) else int(applicant["device_age_months"]),
+            "device_age_months": None
+            if pd.isna(applicant["device_age_months"])
+            else int(applicant["device_age_months"]),
         },
         "application": {
             "amount": float(application["amount"]),

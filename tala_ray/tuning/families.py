@@ -18,7 +18,14 @@ from tala_ray.models.credit import ESTIMATORS, CreditEstimator
 from tala_ray.models.metrics import binary_metrics
 from tala_ray.models.training_data import TrainingFrame
 from tala_ray.tuning.space import SearchSpace
-from tala_ray.tuning.uplift_families import UPLIFT_BUILDERS, CausalForestFamily, DRLearnerFamily, LinearDMLFamily, TLearnerFamily, XLearnerFamily
+from tala_ray.tuning.uplift_families import (
+    UPLIFT_BUILDERS,
+    CausalForestFamily,
+    DRLearnerFamily,
+    LinearDMLFamily,
+    TLearnerFamily,
+    XLearnerFamily,
+)
 
 Report = Callable[[dict[str, float]], None]
 
@@ -32,11 +39,13 @@ class FamilySpec(BaseModel):
     search_space: SearchSpace = Field(min_length=1, description="Hyperparameter -> dimension or constant.")
 
     @model_validator(mode="after")
-    def _known_hyperparameters(self) -> "FamilySpec":
+    def _known_hyperparameters(self) -> FamilySpec:
         known = set(inspect.signature(self.estimator_class.__init__).parameters) - {"self", "seed"}
         unknown = sorted(set(self.search_space) - known)
         if unknown:
-            raise ValueError(f"search_space: unknown hyperparameters {unknown} for this family (known: {sorted(known)})")
+            raise ValueError(
+                f"search_space: unknown hyperparameters {unknown} for this family (known: {sorted(known)})"
+            )
         return self
 
 
@@ -56,8 +65,14 @@ class MLPFamily(FamilySpec):
 
 
 ModelFamily = Annotated[
-    LogisticFamily | GBMFamily | MLPFamily
-    | DRLearnerFamily | XLearnerFamily | TLearnerFamily | CausalForestFamily | LinearDMLFamily,
+    LogisticFamily
+    | GBMFamily
+    | MLPFamily
+    | DRLearnerFamily
+    | XLearnerFamily
+    | TLearnerFamily
+    | CausalForestFamily
+    | LinearDMLFamily,
     Field(discriminator="kind"),
 ]
 
@@ -67,7 +82,9 @@ class FamilyBuilder(Protocol):
 
     registry_kind: str
 
-    def train_trial(self, params: dict[str, Any], seed: int, train: TrainingFrame, valid: TrainingFrame, report: Report) -> None:
+    def train_trial(
+        self, params: dict[str, Any], seed: int, train: TrainingFrame, valid: TrainingFrame, report: Report
+    ) -> None:
         """Fit on `train`, calling `report` with validation metrics after every epoch / checkpoint."""
 
     def refit(self, params: dict[str, Any], seed: int, train: TrainingFrame) -> Any:
@@ -93,11 +110,15 @@ class CreditFamilyBuilder:
     def build(self, params: dict[str, Any], seed: int) -> CreditEstimator:
         return ESTIMATORS[self.family](**params, seed=seed)
 
-    def train_trial(self, params: dict[str, Any], seed: int, train: TrainingFrame, valid: TrainingFrame, report: Report) -> None:
+    def train_trial(
+        self, params: dict[str, Any], seed: int, train: TrainingFrame, valid: TrainingFrame, report: Report
+    ) -> None:
         def on_progress(step: int, p_default: np.ndarray) -> None:
             report({**binary_metrics(valid.target, p_default), "step": float(step)})
 
-        self.build(params, seed).fit(train.features, train.target, eval_set=(valid.features, valid.target), on_progress=on_progress)
+        self.build(params, seed).fit(
+            train.features, train.target, eval_set=(valid.features, valid.target), on_progress=on_progress
+        )
 
     def refit(self, params: dict[str, Any], seed: int, train: TrainingFrame) -> CreditEstimator:
         return self.build(params, seed).fit(train.features, train.target)
@@ -112,4 +133,6 @@ class CreditFamilyBuilder:
         return model.to_files()
 
 
-FAMILY_BUILDERS: dict[str, FamilyBuilder] = {name: CreditFamilyBuilder(family=name) for name in ESTIMATORS} | UPLIFT_BUILDERS
+FAMILY_BUILDERS: dict[str, FamilyBuilder] = {
+    name: CreditFamilyBuilder(family=name) for name in ESTIMATORS
+} | UPLIFT_BUILDERS

@@ -9,9 +9,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
+from tala_ray.core.registry import ArtifactManifest, ArtifactMetadata, Registry
 from tala_ray.models.report import calibration_png, report_markdown, roc_png
 from tala_ray.models.training_data import Splits, TrainingFrame, combine, true_default_probability
-from tala_ray.core.registry import ArtifactManifest, ArtifactMetadata, Registry
 from tala_ray.tuning.families import FAMILY_BUILDERS, FamilyBuilder
 
 if TYPE_CHECKING:
@@ -29,13 +29,13 @@ def baseline_scores(splits: Splits, seed: int) -> np.ndarray:
 
 
 def register_winner(
-    spec: "ExperimentSpec",
+    spec: ExperimentSpec,
     builder: FamilyBuilder,
     model: Any,
     best_params: dict[str, Any],
     splits: Splits,
     registry_uri: str,
-    counts: "TrialCounts",
+    counts: TrialCounts,
     experiment_seconds: float,
 ) -> tuple[ArtifactManifest, dict[str, Any]]:
     """Evaluate on the untouched test split, write the report and the model; champion if there is none yet."""
@@ -71,13 +71,20 @@ def register_winner(
     report_files["report.json"] = json.dumps(report, indent=1, sort_keys=True, default=str).encode()
     report_files["report.md"] = report_markdown(report).encode()
     manifest = register_with_lineage(
-        spec, builder.registry_kind, test, best_params, metrics, report, {**builder.files(model), **report_files}, registry_uri
+        spec,
+        builder.registry_kind,
+        test,
+        best_params,
+        metrics,
+        report,
+        {**builder.files(model), **report_files},
+        registry_uri,
     )
     return manifest, report
 
 
 def register_with_lineage(
-    spec: "ExperimentSpec",
+    spec: ExperimentSpec,
     kind: str,
     test: TrainingFrame,
     best_params: dict[str, Any],

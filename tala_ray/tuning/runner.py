@@ -13,9 +13,9 @@ from tala_ray.core.errors import UserError
 from tala_ray.models.metrics import METRIC_NAMES
 from tala_ray.models.training_data import Splits, TrainingFrame, combine, load_training_frame, split_frame
 from tala_ray.tuning.families import FAMILY_BUILDERS, FamilyBuilder
+from tala_ray.tuning.space import to_tune_space
 from tala_ray.tuning.spec import ExperimentSpec
 from tala_ray.tuning.uplift_families import UPLIFT_KINDS
-from tala_ray.tuning.space import to_tune_space
 
 log = logging.getLogger(__name__)
 
@@ -143,7 +143,9 @@ def tune_trials(
             f"state saved in {str(path)!r}: run the same command with --resume"
         )
     if counts.finished == 0:
-        raise UserError(f"experiment {spec.name!r}: every trial failed ({counts.errored}); see the logs in {str(path)!r}")
+        raise UserError(
+            f"experiment {spec.name!r}: every trial failed ({counts.errored}); see the logs in {str(path)!r}"
+        )
     best = results.get_best_result(metric=spec.metric, mode=spec.mode, scope="last", filter_nan_and_inf=True)
     valid_metrics = {k: float(v) for k, v in best.metrics.items() if k in METRIC_NAMES}
     return dict(best.config), valid_metrics, counts, path
@@ -175,8 +177,13 @@ def run_experiment(
     if overwrite and not resume and path.exists():
         shutil.rmtree(path)
     splits = split_frame(frame if frame is not None else load_training_frame(spec.data), spec.split, spec.seed)
-    log.info("experiment %s: train %d, valid %d, test %d rows", spec.name, len(splits.train.target),
-             len(splits.valid.target), len(splits.test.target))
+    log.info(
+        "experiment %s: train %d, valid %d, test %d rows",
+        spec.name,
+        len(splits.train.target),
+        len(splits.valid.target),
+        len(splits.test.target),
+    )
     builder = builder or FAMILY_BUILDERS[spec.model.kind]
     best_params, best_valid, counts, path = tune_trials(spec, builder, splits, runs_root, resume, callbacks)
     model = builder.refit(best_params, spec.seed, combine(splits.train, splits.valid))

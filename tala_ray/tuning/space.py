@@ -20,7 +20,7 @@ class _Range(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     @model_validator(mode="after")
-    def _ordered(self) -> "_Range":
+    def _ordered(self) -> _Range:
         low, high = next(iter(self.model_dump().values()))
         if not low < high:
             raise ValueError(f"range [{low}, {high}]: low must be below high")
@@ -39,7 +39,7 @@ class LogUniform(_Range):
     loguniform: tuple[float, float]
 
     @model_validator(mode="after")
-    def _positive(self) -> "LogUniform":
+    def _positive(self) -> LogUniform:
         if self.loguniform[0] <= 0:
             raise ValueError("loguniform: low must be positive")
         return self

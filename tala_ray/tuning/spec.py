@@ -42,7 +42,7 @@ class _Fractions(_Strict):
     test_fraction: float = Field(0.15, gt=0, lt=1)
 
     @model_validator(mode="after")
-    def _leaves_training_data(self) -> "_Fractions":
+    def _leaves_training_data(self) -> _Fractions:
         if self.valid_fraction + self.test_fraction >= 0.9:
             raise ValueError("valid_fraction + test_fraction must leave at least 10% for training")
         return self
@@ -103,13 +103,17 @@ class ExperimentSpec(_Strict):
     max_failures: int = Field(2, ge=0, description="Retries of a crashed trial before it counts as failed.")
 
     @model_validator(mode="after")
-    def _mode_matches_metric(self) -> "ExperimentSpec":
+    def _mode_matches_metric(self) -> ExperimentSpec:
         if (self.metric in UPLIFT_METRIC_NAMES) != (self.model.kind in UPLIFT_KINDS):
             allowed = UPLIFT_METRIC_NAMES if self.model.kind in UPLIFT_KINDS else CREDIT_METRIC_NAMES
-            raise ValueError(f"metric: {self.metric} does not fit model.kind {self.model.kind}; use one of {list(allowed)}")
+            raise ValueError(
+                f"metric: {self.metric} does not fit model.kind {self.model.kind}; use one of {list(allowed)}"
+            )
         expected = "max" if HIGHER_IS_BETTER[self.metric] else "min"
         if self.mode != expected:
-            raise ValueError(f"mode: {self.metric} is better when {'larger' if expected == 'max' else 'smaller'}; use {expected!r}")
+            raise ValueError(
+                f"mode: {self.metric} is better when {'larger' if expected == 'max' else 'smaller'}; use {expected!r}"
+            )
         return self
 
     @property

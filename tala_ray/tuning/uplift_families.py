@@ -71,11 +71,13 @@ class UpliftFamilySpec(_Strict):
     economics: EconomicsSpec = Field(default_factory=EconomicsSpec)
 
     @model_validator(mode="after")
-    def _known_hyperparameters(self) -> "UpliftFamilySpec":
+    def _known_hyperparameters(self) -> UpliftFamilySpec:
         known = hyperparameter_names(self.estimator_family)
         unknown = sorted(set(self.search_space) - known)
         if unknown:
-            raise ValueError(f"search_space: unknown hyperparameters {unknown} for this family (known: {sorted(known)})")
+            raise ValueError(
+                f"search_space: unknown hyperparameters {unknown} for this family (known: {sorted(known)})"
+            )
         return self
 
 
@@ -149,8 +151,13 @@ def validation_scores(effect: np.ndarray, frame: TrainingFrame, seed: int) -> di
 
     y, t = repayment(frame), treatment_of(frame)
     dense = Preprocessor.fit(frame.features).transform_dense(frame.features).astype(np.float64)
-    scorer = RScorer(model_y=um.nuisance_lgbm(False, seed), model_t=um.nuisance_lgbm(True, seed),
-                     discrete_treatment=True, cv=3, random_state=seed).fit(y, t, X=dense)
+    scorer = RScorer(
+        model_y=um.nuisance_lgbm(False, seed),
+        model_t=um.nuisance_lgbm(True, seed),
+        discrete_treatment=True,
+        cv=3,
+        random_state=seed,
+    ).fit(y, t, X=dense)
     pseudo = um.dr_pseudo_outcomes(y, t, um.cross_fitted_nuisance(dense, y, t, seed=seed))
     return {
         "r_score": float(scorer.score(_FixedEffects(effect))),
@@ -166,25 +173,27 @@ class UpliftFamilyBuilder:
     family: str
     registry_kind: str = "uplift"
 
-    def build(self, params: dict[str, Any], seed: int) -> "UpliftEstimator":
+    def build(self, params: dict[str, Any], seed: int) -> UpliftEstimator:
         from tala_ray.models.uplift import UPLIFT_ESTIMATORS
 
         return UPLIFT_ESTIMATORS[self.family](**params, seed=seed)
 
-    def train_trial(self, params: dict[str, Any], seed: int, train: TrainingFrame, valid: TrainingFrame, report: Report) -> None:
+    def train_trial(
+        self, params: dict[str, Any], seed: int, train: TrainingFrame, valid: TrainingFrame, report: Report
+    ) -> None:
         model = self.refit(params, seed, train)
         report(self.evaluate(model, valid, seed))
 
-    def refit(self, params: dict[str, Any], seed: int, train: TrainingFrame) -> "UpliftEstimator":
+    def refit(self, params: dict[str, Any], seed: int, train: TrainingFrame) -> UpliftEstimator:
         return self.build(params, seed).fit(repayment(train), treatment_of(train), X=train.features)
 
-    def predict(self, model: "UpliftEstimator", frame: TrainingFrame) -> np.ndarray:
+    def predict(self, model: UpliftEstimator, frame: TrainingFrame) -> np.ndarray:
         return model.effect(frame.features)
 
-    def evaluate(self, model: "UpliftEstimator", frame: TrainingFrame, seed: int = 0) -> dict[str, float]:
+    def evaluate(self, model: UpliftEstimator, frame: TrainingFrame, seed: int = 0) -> dict[str, float]:
         return validation_scores(self.predict(model, frame), frame, seed)
 
-    def files(self, model: "UpliftEstimator") -> dict[str, bytes]:
+    def files(self, model: UpliftEstimator) -> dict[str, bytes]:
         return model.to_files()
 
 
@@ -192,7 +201,7 @@ UPLIFT_BUILDERS: dict[str, UpliftFamilyBuilder] = {kind: UpliftFamilyBuilder(fam
 
 
 # The experiment.
-def load_uplift_frame(spec: "ExperimentSpec") -> TrainingFrame:
+def load_uplift_frame(spec: ExperimentSpec) -> TrainingFrame:
     """The experiment's rows: the chosen cohort of a feature table, or a dataset spec's data."""
     from tala_ray.models.training_data import Lineage, frame_from_feature_table, load_training_frame
 
@@ -205,12 +214,18 @@ def load_uplift_frame(spec: "ExperimentSpec") -> TrainingFrame:
         table = read_feature_table(spec.data.path)
         if spec.model.cohort != "all":
             table = table[table["cohort"] == spec.model.cohort].reset_index(drop=True)
-        lineage = Lineage(source=spec.data.path, feature_set_version=manifest.feature_set_version,
-                          data_content_hash=manifest.world_content_hash, world=spec.data.world)
+        lineage = Lineage(
+            source=spec.data.path,
+            feature_set_version=manifest.feature_set_version,
+            data_content_hash=manifest.world_content_hash,
+            world=spec.data.world,
+        )
         frame = frame_from_feature_table(table, lineage)
     treatment = treatment_of(frame)
     if np.unique(treatment).size != 2:
-        raise UserError(f"data: the treatment column needs both arms (0 and 1); found {sorted(np.unique(treatment).tolist())}")
+        raise UserError(
+            f"data: the treatment column needs both arms (0 and 1); found {sorted(np.unique(treatment).tolist())}"
+        )
     return frame
 
 
@@ -225,7 +240,7 @@ def estimated_propensity(frame: TrainingFrame, seed: int) -> np.ndarray:
     return cross_val_predict(nuisance_lgbm(True, seed), dense, treatment_of(frame), cv=3, method="predict_proba")[:, 1]
 
 
-def trim_to_overlap(frame: TrainingFrame, spec: "ExperimentSpec") -> tuple[TrainingFrame, "OverlapReport", np.ndarray]:
+def trim_to_overlap(frame: TrainingFrame, spec: ExperimentSpec) -> tuple[TrainingFrame, OverlapReport, np.ndarray]:
     """Estimate propensities, warn about and drop rows outside the overlap bounds."""
     from tala_ray.models.uplift_metrics import overlap_check
 
@@ -233,19 +248,21 @@ def trim_to_overlap(frame: TrainingFrame, spec: "ExperimentSpec") -> tuple[Train
     overlap = overlap_check(propensity, spec.model.overlap.low, spec.model.overlap.high)
     kept = np.flatnonzero(overlap.keep)
     if kept.size < 50:
-        raise UserError(f"model.overlap: only {kept.size} rows have propensities inside [{overlap.low}, {overlap.high}]")
+        raise UserError(
+            f"model.overlap: only {kept.size} rows have propensities inside [{overlap.low}, {overlap.high}]"
+        )
     return frame.take(kept), overlap, propensity
 
 
 def run_uplift_experiment(
-    spec: "ExperimentSpec",
+    spec: ExperimentSpec,
     registry_uri: str,
     runs_root: str,
     resume: bool = False,
     overwrite: bool = False,
     callbacks: list[Any] | None = None,
     frame: TrainingFrame | None = None,
-) -> "ExperimentOutcome":
+) -> ExperimentOutcome:
     """Load and trim the data, tune on Ray Tune, refit the best trial, evaluate it once and register it."""
     import shutil
 
@@ -264,11 +281,28 @@ def run_uplift_experiment(
     best_params, best_valid, counts, path = tune_trials(spec, builder, splits, runs_root, resume, callbacks)
     model = builder.refit(best_params, spec.seed, combine(splits.train, splits.valid))
     manifest, report = register_uplift_winner(
-        spec, builder, model, best_params, splits, registry_uri, counts, time.perf_counter() - started,
-        overlap=overlap, full=full, trimmed=trimmed, estimated_propensity=propensity,
+        spec,
+        builder,
+        model,
+        best_params,
+        splits,
+        registry_uri,
+        counts,
+        time.perf_counter() - started,
+        overlap=overlap,
+        full=full,
+        trimmed=trimmed,
+        estimated_propensity=propensity,
     )
     return ExperimentOutcome(
-        spec=spec, best_params=best_params, best_valid=best_valid, test_metrics=manifest.metrics, trials=counts,
-        model_name=manifest.name, version=manifest.version, experiment_path=str(path),
-        elapsed_seconds=time.perf_counter() - started, report=report,
+        spec=spec,
+        best_params=best_params,
+        best_valid=best_valid,
+        test_metrics=manifest.metrics,
+        trials=counts,
+        model_name=manifest.name,
+        version=manifest.version,
+        experiment_path=str(path),
+        elapsed_seconds=time.perf_counter() - started,
+        report=report,
     )
