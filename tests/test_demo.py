@@ -3,17 +3,11 @@
 from __future__ import annotations
 
 import json
-import socket
 
 import pytest
 
+from tala_ray.core.net import free_port
 from tala_ray.jobs.demo import DemoOptions, render_report, run_demo
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.mark.ray
@@ -24,7 +18,7 @@ def test_demo_runs_end_to_end_and_reports_against_the_truth(ray_cluster, tmp_pat
         holdout_applicants=800,
         credit_trials=1,
         uplift_trials=1,
-        port=_free_port(),
+        port=free_port(),
         traffic_seconds=2,
         concurrency=2,
         batch_size=20,

@@ -9,7 +9,6 @@ processes.
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -23,18 +22,13 @@ import psutil
 import pytest
 import yaml
 
+from tala_ray.core.net import free_port
 from tala_ray.core.registry import Registry, load_credit_predictor
 
 REPO = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
 TERMINAL = {"SUCCEEDED", "FAILED", "STOPPED"}
 API_KEY = "job-test-key-" + "k" * 24
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def stop_cluster(temp_dir: Path) -> None:

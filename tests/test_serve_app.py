@@ -6,7 +6,6 @@ from __future__ import annotations
 import gc
 import json
 import math
-import socket
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -21,6 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tala_ray.core.errors import UserError
+from tala_ray.core.net import free_port
 from tala_ray.core.registry import ArtifactMetadata, Registry, load_credit_predictor
 from tala_ray.models.credit import LogisticCreditModel
 from tala_ray.policy.decision import PolicyParams, decide, reason_codes
@@ -37,12 +37,6 @@ API_KEY = "test-key-" + "x" * 24
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
 APP = "credit_decision"
 ACKNOWLEDGED: list[str] = []  # request ids the service answered with 200, checked against the log at the end
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def world_features(world: dict[str, pd.DataFrame], applications: pd.DataFrame) -> pd.DataFrame:
