@@ -1,4 +1,7 @@
-"""A small HTTP load generator (asyncio + httpx) for the demo's traffic: closed loop, or paced (open loop)."""
+"""A small HTTP load generator (asyncio + httpx): closed loop, or paced (open loop), with latency percentiles.
+
+A body is a dict (sent as JSON) or bytes / text sent as they are (name their Content-Type in the headers).
+"""
 
 from __future__ import annotations
 
@@ -6,9 +9,12 @@ import asyncio
 import itertools
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import httpx
 import numpy as np
+
+Body = dict[str, Any] | bytes | str
 
 
 @dataclass
@@ -41,15 +47,24 @@ def _record(figures: LoadFigures, status: int, latency_ms: float) -> None:
     figures.status_counts[status] = figures.status_counts.get(status, 0) + 1
 
 
-async def _post(client: httpx.AsyncClient, url: str, body: dict, headers: dict[str, str]) -> int:
+async def _post(client: httpx.AsyncClient, url: str, body: Body, headers: dict[str, str]) -> int:
+    """The answer's status, 0 when the request failed on the way (connection, timeout)."""
     try:
-        return (await client.post(url, json=body, headers=headers)).status_code
+        if isinstance(body, dict):
+            return (await client.post(url, json=body, headers=headers)).status_code
+        return (await client.post(url, content=body, headers=headers)).status_code
     except httpx.HTTPError:
         return 0
 
 
 async def _closed_loop(
-    url: str, bodies: list[dict], headers: dict[str, str], concurrency: int, seconds: float, items: int
+    url: str,
+    bodies: list[Body],
+    headers: dict[str, str],
+    concurrency: int,
+    seconds: float,
+    items: int,
+    timeout_s: float,
 ) -> LoadFigures:
     figures = LoadFigures(items_per_request=items)
     cycle = itertools.cycle(bodies)
@@ -63,38 +78,64 @@ async def _closed_loop(
             _record(figures, status, (time.perf_counter() - started) * 1000)
 
     started = time.perf_counter()
-    async with httpx.AsyncClient(timeout=30, limits=limits) as client:
+    async with httpx.AsyncClient(timeout=timeout_s, limits=limits) as client:
         await asyncio.gather(*(client_loop(client) for _ in range(concurrency)))
     figures.seconds = time.perf_counter() - started
     return figures
 
 
 def closed_loop(
-    url: str, bodies: list[dict], headers: dict[str, str], concurrency: int, seconds: float, items_per_request: int = 1
+    url: str,
+    bodies: list[Body],
+    headers: dict[str, str],
+    concurrency: int,
+    seconds: float,
+    items_per_request: int = 1,
+    timeout_s: float = 30.0,
 ) -> LoadFigures:
     """`concurrency` clients each send the next body as soon as the last answer came, for `seconds`."""
-    return asyncio.run(_closed_loop(url, bodies, headers, concurrency, seconds, items_per_request))
+    return asyncio.run(_closed_loop(url, bodies, headers, concurrency, seconds, items_per_request, timeout_s))
 
 
-async def _paced(url: str, bodies: list[dict], headers: dict[str, str], rate: float, seconds: float) -> LoadFigures:
+async def _paced(
+    url: str,
+    bodies: list[Body],
+    headers: dict[str, str],
+    rate: float,
+    seconds: float,
+    timeout_s: float,
+    connections: int,
+) -> LoadFigures:
     figures = LoadFigures()
     cycle = itertools.cycle(bodies)
-    started = time.perf_counter()
+    limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
 
     async def one(client: httpx.AsyncClient, scheduled: float) -> None:
-        await asyncio.sleep(max(0.0, scheduled - time.perf_counter()))
         status = await _post(client, url, next(cycle), headers)
-        _record(
-            figures, status, (time.perf_counter() - scheduled) * 1000
-        )  # from the scheduled time: no coordinated omission
+        # from the scheduled time, not the send time: no coordinated omission
+        _record(figures, status, (time.perf_counter() - scheduled) * 1000)
 
-    async with httpx.AsyncClient(timeout=30, limits=httpx.Limits(max_connections=64)) as client:
-        await asyncio.gather(*(one(client, started + i / rate) for i in range(int(rate * seconds))))
-    figures.seconds = time.perf_counter() - started
+    async with httpx.AsyncClient(timeout=timeout_s, limits=limits) as client:
+        started = time.perf_counter()
+        sent = []
+        for index in range(int(rate * seconds)):  # each request started at its time, none created ahead
+            scheduled = started + index / rate
+            await asyncio.sleep(max(0.0, scheduled - time.perf_counter()))
+            sent.append(asyncio.create_task(one(client, scheduled)))
+        await asyncio.gather(*sent)
+        figures.seconds = time.perf_counter() - started
     return figures
 
 
-def paced(url: str, bodies: list[dict], headers: dict[str, str], rate: float, seconds: float) -> LoadFigures:
-    """Requests sent at a fixed `rate` per second for `seconds` whatever the answers (open loop);
-    latency counts from each request's scheduled send time."""
-    return asyncio.run(_paced(url, bodies, headers, rate, seconds))
+def paced(
+    url: str,
+    bodies: list[Body],
+    headers: dict[str, str],
+    rate: float,
+    seconds: float,
+    timeout_s: float = 30.0,
+    connections: int = 64,
+) -> LoadFigures:
+    """Requests sent at a fixed `rate` per second for `seconds` whatever the answers (open loop), over at most
+    `connections` connections; latency counts from each request's scheduled send time."""
+    return asyncio.run(_paced(url, bodies, headers, rate, seconds, timeout_s, connections))
