@@ -16,6 +16,7 @@ from tala_ray.commands import models as models_command
 from tala_ray.commands import serve as serve_command
 from tala_ray.commands import tune as tune_command
 from tala_ray.core.errors import UserError
+from tala_ray.core.specs import validation_problems
 
 app = typer.Typer(
     help="tala-ray: Ray-distributed credit and uplift experimentation and serving.",
@@ -37,12 +38,6 @@ app.add_typer(
 )
 
 
-def format_validation_error(error: ValidationError) -> str:
-    """One line per problem: `field.path: message`."""
-    problems = [f"{'.'.join(str(p) for p in e['loc']) or '<root>'}: {e['msg']}" for e in error.errors()]
-    return "; ".join(problems)
-
-
 def main() -> None:
     """Console-script entry: logging is configured here and only here."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -54,7 +49,7 @@ def main() -> None:
         typer.echo(f"error: {error}", err=True)
         sys.exit(2)
     except ValidationError as error:
-        typer.echo(f"error: {format_validation_error(error)}", err=True)
+        typer.echo(f"error: {validation_problems(error)}", err=True)
         sys.exit(2)
 
 

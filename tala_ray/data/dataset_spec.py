@@ -24,11 +24,11 @@ import numpy as np
 import pandas as pd
 import pyarrow.csv as pacsv
 import pyarrow.dataset as pads
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pyarrow import fs as pafs
+from pydantic import BaseModel, ConfigDict, Field
 
 from tala_ray.core.errors import UserError
+from tala_ray.core.specs import load_yaml_model
 from tala_ray.core.storage import is_uri, resolve_filesystem
 
 ColumnType = Literal["numeric", "categorical"]
@@ -39,7 +39,9 @@ class TargetSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     column: str = Field(description="The outcome column.")
-    bad_value: str | int | float | bool = Field(1, description="The value that means bad (default); every other value is good.")
+    bad_value: str | int | float | bool = Field(
+        1, description="The value that means bad (default); every other value is good."
+    )
 
 
 class DatasetSpec(BaseModel):
@@ -54,7 +56,9 @@ class DatasetSpec(BaseModel):
     target: TargetSpec
     treatment_column: str | None = None
     features: Literal["all_others"] | list[str] = "all_others"
-    types: dict[str, ColumnType] = Field(default_factory=dict, description="Declared column types; others are inferred.")
+    types: dict[str, ColumnType] = Field(
+        default_factory=dict, description="Declared column types; others are inferred."
+    )
 
     @property
     def file_format(self) -> Literal["csv", "parquet"]:
@@ -79,17 +83,7 @@ class LoadedDataset:
 
 def load_dataset_spec(path: str) -> DatasetSpec:
     """Read and validate a dataset spec YAML; a relative data path is taken relative to the spec file."""
-    if not os.path.isfile(path):
-        raise UserError(f"dataset spec {path!r}: file not found")
-    with open(path, encoding="utf-8") as handle:
-        raw = yaml.safe_load(handle)
-    if not isinstance(raw, dict):
-        raise UserError(f"dataset spec {path!r}: expected a mapping of keys, got {type(raw).__name__}")
-    try:
-        spec = DatasetSpec.model_validate(raw)
-    except ValidationError as error:
-        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors())
-        raise UserError(f"dataset spec {path!r}: {problems}") from None
+    spec = load_yaml_model(path, DatasetSpec, "dataset spec")
     if not is_uri(spec.path) and not os.path.isabs(spec.path):
         spec = spec.model_copy(update={"path": os.path.join(os.path.dirname(os.path.abspath(path)), spec.path)})
     return spec
@@ -101,8 +95,14 @@ def _read_frame(spec: DatasetSpec) -> tuple[pd.DataFrame, str]:
     info = filesystem.get_file_info(location)
     if info.type == pafs.FileType.NotFound:
         raise UserError(f"dataset spec: path {spec.path!r} does not exist")
-    files = [location] if info.type == pafs.FileType.File else sorted(
-        f.path for f in filesystem.get_file_info(pafs.FileSelector(location, recursive=True)) if f.type == pafs.FileType.File
+    files = (
+        [location]
+        if info.type == pafs.FileType.File
+        else sorted(
+            f.path
+            for f in filesystem.get_file_info(pafs.FileSelector(location, recursive=True))
+            if f.type == pafs.FileType.File
+        )
     )
     digest = hashlib.sha256()
     for file in files:
@@ -120,10 +120,16 @@ def _read_frame(spec: DatasetSpec) -> tuple[pd.DataFrame, str]:
 
 
 def _require_columns(spec: DatasetSpec, frame: pd.DataFrame) -> list[str]:
-    named = {"target.column": spec.target.column, "id_column": spec.id_column, "treatment_column": spec.treatment_column}
+    named = {
+        "target.column": spec.target.column,
+        "id_column": spec.id_column,
+        "treatment_column": spec.treatment_column,
+    }
     for field, column in named.items():
         if column is not None and column not in frame.columns:
-            raise UserError(f"dataset spec: {field} {column!r} is not a column of {spec.path!r} (columns: {list(frame.columns)})")
+            raise UserError(
+                f"dataset spec: {field} {column!r} is not a column of {spec.path!r} (columns: {list(frame.columns)})"
+            )
     reserved = {c for c in named.values() if c is not None}
     features = [c for c in frame.columns if c not in reserved] if spec.features == "all_others" else spec.features
     for column in features:
@@ -156,7 +162,10 @@ def _binary_target(spec: DatasetSpec, target: pd.Series) -> np.ndarray:
     distinct = target.dropna().map(_canonical).unique()
     if len(distinct) > 2:
         shown = ", ".join(repr(v) for v in list(distinct)[:5])
-        raise UserError(f"dataset spec: target column {spec.target.column!r} has {len(distinct)} distinct values ({shown}); expected two")
+        raise UserError(
+            f"dataset spec: target column {spec.target.column!r} has {len(distinct)} distinct values ({shown}); "
+            "expected two"
+        )
     bad = _same_value(target, spec.target.bad_value)
     if not bad.any():
         raise UserError(
@@ -171,13 +180,17 @@ def _typed_features(spec: DatasetSpec, frame: pd.DataFrame) -> tuple[pd.DataFram
     for column in frame.columns:
         values = frame[column]
         declared = spec.types.get(column)
-        inferred: ColumnType = "numeric" if pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values) else "categorical"
+        inferred: ColumnType = (
+            "numeric" if pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values) else "categorical"
+        )
         kind = declared or inferred
         if kind == "numeric":
             numbers = pd.to_numeric(values.astype("object"), errors="coerce")
             unparsed = values.notna() & numbers.isna()
             if unparsed.any():
-                raise UserError(f"dataset spec: column {column!r} is declared numeric but holds {values[unparsed].iloc[0]!r}")
+                raise UserError(
+                    f"dataset spec: column {column!r} is declared numeric but holds {values[unparsed].iloc[0]!r}"
+                )
             columns[column] = numbers.astype(np.float64)
         else:
             text = values.astype("object").where(values.notna(), None).map(lambda v: v if v is None else str(v))
@@ -201,7 +214,9 @@ def load_dataset(spec: DatasetSpec) -> LoadedDataset:
         values = frame[spec.treatment_column]
         ok = _same_value(values, 1) | _same_value(values, 0) | _same_value(values, True) | _same_value(values, False)
         if not ok.all():
-            raise UserError(f"dataset spec: treatment column {spec.treatment_column!r} must hold 0/1, found {values[~ok].iloc[0]!r}")
+            raise UserError(
+                f"dataset spec: treatment column {spec.treatment_column!r} must hold 0/1, found {values[~ok].iloc[0]!r}"
+            )
         treatment = (_same_value(values, 1) | _same_value(values, True)).to_numpy(dtype=np.int64)
     ids = frame[spec.id_column].to_numpy() if spec.id_column else np.arange(len(frame))
     return LoadedDataset(

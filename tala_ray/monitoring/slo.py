@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
-from tala_ray.core.errors import UserError
+from tala_ray.core.specs import load_yaml_model
 
 
 class LatencyObjective(BaseModel):
@@ -72,17 +71,7 @@ class SloCheck(BaseModel):
 
 def load_slo(path: str | Path = "slo.yaml") -> ServiceLevelObjectives:
     """Parse and validate an SLO file; problems raise UserError naming the file and the field."""
-    try:
-        raw = yaml.safe_load(Path(path).read_text())
-    except OSError as error:
-        raise UserError(f"slo file {str(path)!r}: cannot read it ({error.strerror})") from error
-    except yaml.YAMLError as error:
-        raise UserError(f"slo file {str(path)!r}: not valid YAML ({error})") from error
-    try:
-        return ServiceLevelObjectives.model_validate(raw)
-    except ValidationError as error:
-        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or '<root>'}: {e['msg']}" for e in error.errors())
-        raise UserError(f"slo file {str(path)!r}: {problems}") from error
+    return load_yaml_model(path, ServiceLevelObjectives, "slo file")
 
 
 def _at_least(name: str, objective: float | None, measured: float | None, unit: str) -> SloCheck | None:

@@ -6,10 +6,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import ValidationError
 
 from tala_ray.core.errors import UserError
+from tala_ray.core.specs import read_yaml_mapping, validation_problems
 from tala_ray.serving.args import AppArgs, RoutingConfig
 
 BUILDER_IMPORT_PATH = "tala_ray.serving.app:build_app"
@@ -53,11 +53,6 @@ def use_haproxy_environment(address: str | None) -> list[str]:
     return notes
 
 
-def _problems(error: ValidationError, prefix: str) -> str:
-    """One `path: message` per problem, the path starting at `prefix`."""
-    return "; ".join(".".join([prefix, *(str(p) for p in e["loc"])]) + f": {e['msg']}" for e in error.errors())
-
-
 MODEL_ARGS = ("credit_model", "credit_challenger", "uplift_model")
 
 
@@ -94,7 +89,7 @@ def check_user_configs(application: dict[str, Any], args: AppArgs, index: int) -
         try:
             config = schema.model_validate(deployment["user_config"])
         except ValidationError as error:
-            raise UserError(_problems(error, where)) from None
+            raise UserError(validation_problems(error, where)) from None
         if isinstance(config, RoutingConfig) and config.challenger_mode != "off" and args.credit_challenger is None:
             raise UserError(f"{where}.challenger_mode: needs args.credit_challenger")
 
@@ -124,10 +119,7 @@ def load_serve_config(path: str | Path, overrides: dict[str, Any] | None = None,
     """
     from ray.serve.schema import ServeDeploySchema
 
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"config: {path} does not exist")
-    raw = yaml.safe_load(path.read_text()) or {}
+    raw = read_yaml_mapping(path, "serve config")
     for index, application in enumerate(raw.get("applications", [])):
         if application.get("import_path") != BUILDER_IMPORT_PATH:
             continue
@@ -135,7 +127,7 @@ def load_serve_config(path: str | Path, overrides: dict[str, Any] | None = None,
         try:
             args = AppArgs.model_validate(application["args"])
         except ValidationError as error:
-            raise UserError(_problems(error, f"applications[{index}].args")) from None
+            raise UserError(validation_problems(error, f"applications[{index}].args")) from None
         check_user_configs(application, args, index)
         if pin_versions:
             pinned = pin_model_versions(args)
@@ -143,7 +135,7 @@ def load_serve_config(path: str | Path, overrides: dict[str, Any] | None = None,
     try:
         return ServeDeploySchema.model_validate(raw)
     except ValidationError as error:
-        raise UserError(_problems(error, str(path))) from None
+        raise UserError(validation_problems(error, str(path))) from None
 
 
 def deploy(config: Any, timeout_s: float = 300.0, settle_s: float = 2.0) -> None:

@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from tala_ray.core.errors import UserError
+from tala_ray.core.specs import load_yaml_model
 from tala_ray.models.metrics import CREDIT_METRIC_NAMES, HIGHER_IS_BETTER, METRIC_NAMES
 from tala_ray.models.uplift_metrics import UPLIFT_METRIC_NAMES
 from tala_ray.tuning.families import ModelFamily
@@ -123,19 +123,7 @@ class ExperimentSpec(_Strict):
 
 def load_experiment_spec(path: str | Path) -> ExperimentSpec:
     """Parse and validate a YAML spec; problems raise UserError naming the file and the fields."""
-    try:
-        raw = yaml.safe_load(Path(path).read_text())
-    except OSError as error:
-        raise UserError(f"experiment spec {str(path)!r}: cannot read it ({error.strerror})") from error
-    except yaml.YAMLError as error:
-        raise UserError(f"experiment spec {str(path)!r}: not valid YAML ({error})") from error
-    if not isinstance(raw, dict):
-        raise UserError(f"experiment spec {str(path)!r}: expected a mapping at the top level")
-    try:
-        return ExperimentSpec.model_validate(raw)
-    except ValidationError as error:
-        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or '<root>'}: {e['msg']}" for e in error.errors())
-        raise UserError(f"experiment spec {str(path)!r}: {problems}") from error
+    return load_yaml_model(path, ExperimentSpec, "experiment spec")
 
 
 def with_data_overrides(spec: ExperimentSpec, path: str | None, world: str | None) -> ExperimentSpec:
