@@ -17,6 +17,7 @@ from tala_ray.policy.decision import (
     reason_codes,
     reason_family,
 )
+from tala_ray.policy.economics import Economics, expected_profit, value_of_avoided_default
 
 PARAMS = PolicyParams(
     fee_rate_per_30_days=0.12,
@@ -37,6 +38,27 @@ def test_profit_matches_the_formula():
     assert decision.intervention is None
     assert decision.expected_profit == pytest.approx(expected)
     assert decision.limit == 400.0
+
+
+def test_the_policy_is_the_economics_with_the_same_defaults():
+    economics = Economics()
+    assert isinstance(PolicyParams(), Economics)
+    assert PolicyParams().model_dump(include=set(Economics.model_fields)) == economics.model_dump()
+    assert economics.model_dump() == {
+        "fee_rate_per_30_days": 0.12,
+        "loss_given_default": 0.95,
+        "intervention_cost": 1.0,
+    }
+
+
+def test_expected_profit_and_the_value_of_an_avoided_default_by_hand():
+    economics = Economics(fee_rate_per_30_days=0.1, loss_given_default=0.9, intervention_cost=2.0)
+    profit = expected_profit(np.array([0.2]), np.array([300.0]), np.array([60.0]), 2.0, economics)
+    assert profit[0] == pytest.approx(0.8 * 0.2 * 300 - 0.2 * 0.9 * 300 - 2.0)
+    value = value_of_avoided_default(np.array([300.0]), np.array([60.0]), economics)
+    assert value[0] == pytest.approx((0.2 + 0.9) * 300)
+    lowered = expected_profit(np.array([0.15]), np.array([300.0]), np.array([60.0]), 2.0, economics)
+    assert lowered[0] - profit[0] == pytest.approx(0.05 * value[0])  # profit is linear in PD
 
 
 def test_fee_scales_with_term():
@@ -158,7 +180,9 @@ def test_reason_codes_of_a_batch_equal_each_row_explained_alone():
     batch = reason_codes_batch(matrix, features, {"mystery_signal": "A new signal"}, limit=3)
     assert batch[1] == []
     for row, codes in zip(matrix, batch, strict=True):
-        assert codes == reason_codes(dict(zip(features, row.tolist())), {"mystery_signal": "A new signal"}, limit=3)
+        assert codes == reason_codes(
+            dict(zip(features, row.tolist(), strict=True)), {"mystery_signal": "A new signal"}, limit=3
+        )
         assert all(code.contribution > 0 for code in codes)
         assert [c.contribution for c in codes] == sorted((c.contribution for c in codes), reverse=True)
 
@@ -204,4 +228,4 @@ def test_vectorised_reason_codes_follow_the_rules_with_ties():
         matrix[rng.random(matrix.shape) < 0.01] = np.inf
         batch = reason_code_dicts_batch(matrix, features, descriptions, limit)
         for row, codes in zip(matrix, batch, strict=True):
-            assert codes == _reasons_one_by_one(dict(zip(features, row.tolist())), descriptions, limit)
+            assert codes == _reasons_one_by_one(dict(zip(features, row.tolist(), strict=True)), descriptions, limit)

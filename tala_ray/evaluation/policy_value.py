@@ -12,6 +12,7 @@ import pandas as pd
 from pydantic import BaseModel
 
 from tala_ray.policy.decision import NO_INTERVENTION, PolicyParams, decide
+from tala_ray.policy.economics import expected_profit
 
 
 class StrategyValue(BaseModel):
@@ -28,9 +29,8 @@ def true_profit(
 ) -> np.ndarray:
     """Expected profit of each loan under the true default probability of the option given."""
     pd_true = np.where(treated, truth["pd_treated"].to_numpy(), truth["pd_control"].to_numpy())
-    fee = params.fee_rate_per_30_days * term_days / 30.0
     cost = np.where(treated, params.intervention_cost, 0.0)
-    return np.where(lent > 0, (1 - pd_true) * fee * lent - pd_true * params.loss_given_default * lent - cost, 0.0)
+    return np.where(lent > 0, expected_profit(pd_true, lent, term_days, cost, params), 0.0)
 
 
 def _value(

@@ -1,9 +1,9 @@
-"""Decision economics: pick the most profitable intervention, size the limit, explain a decline.
+"""The decision: pick the most profitable intervention, size the limit, explain a decline.
 
-For a loan of amount A over `term_days`, fee rate r per 30 days, loss given default L and
-intervention cost c_t, lending with option t earns in expectation
-`(1 - PD_t)·r·(term/30)·A - PD_t·L·A - c_t`. The policy approves when the best option earns
-more than zero. Pure functions on NumPy arrays: no Ray, no I/O.
+Lending amount A with option t (no intervention, or the intervention at cost c) earns in
+expectation `tala_ray.policy.economics.expected_profit` at that option's PD_t:
+`(1 - PD_t)·r·(term/30)·A - PD_t·L·A - c_t`, all in the application's local currency. The policy
+approves when the best option earns more than zero. Pure functions on NumPy arrays: no Ray, no I/O.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from tala_ray.data.schema import INTERVENTION
+from tala_ray.policy.economics import Economics, expected_profit
 
 NO_INTERVENTION = "none"
 MAX_REASON_CODES = 4
@@ -31,14 +32,12 @@ class LimitRung(BaseModel):
     limit: float = Field(gt=0.0, description="Largest amount lent at this risk, local currency.")
 
 
-class PolicyParams(BaseModel):
-    """The policy's run-time knobs (the `user_config` of the policy deployment)."""
+class PolicyParams(Economics):
+    """The policy's run-time knobs (the `user_config` of the policy deployment): the economics
+    (fee, loss given default, intervention cost; local currency) and the limits."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    fee_rate_per_30_days: float = Field(0.12, gt=0.0, le=1.0, description="Fee r charged per 30 days of term.")
-    loss_given_default: float = Field(0.95, ge=0.0, le=1.0, description="Share L of the amount lost on default.")
-    intervention_cost: float = Field(1.0, ge=0.0, description="Cost c of the intervention per loan, local currency.")
     limit_ladder: tuple[LimitRung, ...] = Field(
         (
             LimitRung(max_pd=0.05, limit=20_000.0),
@@ -100,11 +99,10 @@ def option_profits(
         INTERVENTION: np.clip(pd_control - uplift, 0.0, 1.0),
     }
     cost_by_option = {NO_INTERVENTION: 0.0, INTERVENTION: params.intervention_cost}
-    fee = params.fee_rate_per_30_days * term_days / 30.0
     profits, offered = {}, {}
     for option, pd_t in pd_by_option.items():
         lent = np.minimum(amount, ladder_limits(pd_t, params.limit_ladder))
-        profit = (1.0 - pd_t) * fee * lent - pd_t * params.loss_given_default * lent - cost_by_option[option]
+        profit = expected_profit(pd_t, lent, term_days, cost_by_option[option], params)
         profits[option] = np.where(lent > 0, profit, -np.inf)
         offered[option] = lent
     return profits, offered
