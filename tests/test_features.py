@@ -140,6 +140,7 @@ def plant_future(world: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
             planted_events.append(
                 pd.DataFrame(
                     {
+                        "event_id": -1 - np.arange(len(apps)),
                         "applicant_id": apps["applicant_id"],
                         "event_time": apps["application_time"] + offset,
                         "event_type": kind,

@@ -14,7 +14,14 @@ T = datetime(2025, 3, 1, tzinfo=UTC)
 
 
 def events(rows: list[dict]) -> pa.Table:
-    base = {"applicant_id": 1, "event_time": T, "event_type": "mm_in", "amount": 10.0, "app_category": None}
+    base = {
+        "event_id": 1,
+        "applicant_id": 1,
+        "event_time": T,
+        "event_type": "mm_in",
+        "amount": 10.0,
+        "app_category": None,
+    }
     nullable = pa.schema([f.with_nullable(True) for f in schema.EVENTS])
     return pa.Table.from_pylist([{**base, **r} for r in rows], schema=nullable)
 
@@ -112,6 +119,7 @@ def test_schema_check_names_table_and_column():
 def test_compatible_types_are_conformed_to_the_contract():
     loose = pa.table(
         {
+            "event_id": pa.array([1], pa.int32()),
             "applicant_id": pa.array([1], pa.int32()),
             "event_time": pa.array([T.replace(tzinfo=None)], pa.timestamp("us")),
             "event_type": pa.array(["mm_out"]).dictionary_encode(),

@@ -28,6 +28,7 @@ APPLICANTS = pa.schema(
 
 EVENTS = pa.schema(
     [
+        pa.field("event_id", pa.int64(), nullable=False),  # unique; the streaming path's idempotency key
         pa.field("applicant_id", pa.int64(), nullable=False),
         pa.field("event_time", TS, nullable=False),
         pa.field("event_type", pa.string(), nullable=False),

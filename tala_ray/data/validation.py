@@ -112,6 +112,7 @@ RULES: dict[str, list[tuple[str, Rule]]] = {
         ("negative_device_age", _below("device_age_months", 0)),
     ],
     "events": [
+        ("missing_id", _null("event_id")),
         ("missing_id", _null("applicant_id")),
         ("missing_time", _null("event_time")),
         ("impossible_timestamp", _impossible_time("event_time")),

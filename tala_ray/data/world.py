@@ -48,6 +48,7 @@ OCCUPATION_LOGIT = np.array([-0.35, 0.10, 0.45])
 LOAN_TERMS = np.array([14, 30, 60], dtype=np.int32)
 EXPERIMENT_SHARE = 0.4
 MISSING_AMOUNT_SHARE = 0.02
+EVENT_ID_BITS = 20  # event_id = applicant_id << EVENT_ID_BITS | the event's rank among its applicant's events
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
@@ -296,15 +297,27 @@ def _draw_outcomes(rng: np.random.Generator, a: Applicants, b: Behaviour) -> Out
     return Outcomes(loan_usd, term_days, cohort, propensity, treatment, pd_control, pd_treated, defaulted, structural_logit)
 
 
+def _event_ids(applicant_ids: np.ndarray) -> np.ndarray:
+    """Unique, deterministic ids of events grouped by applicant, increasing in table order."""
+    n = len(applicant_ids)
+    starts = np.flatnonzero(np.r_[True, applicant_ids[1:] != applicant_ids[:-1]]) if n else np.zeros(0, np.int64)
+    rank = np.arange(n, dtype=np.int64) - np.repeat(starts, np.diff(np.r_[starts, n]))
+    if n and int(rank.max()) >= 1 << EVENT_ID_BITS:
+        raise ValueError(f"an applicant has more than {1 << EVENT_ID_BITS} events: event ids would collide")
+    return (applicant_ids.astype(np.int64) << EVENT_ID_BITS) | rank
+
+
 def _events_table(rng: np.random.Generator, a: Applicants, ev: RawEvents, o: Outcomes) -> pa.Table:
     """The events table; after the application a borrower headed for default goes quiet on inflows."""
     after = ev.time >= a.app_time[ev.idx]
     quiet = after & (o.defaulted[ev.idx] == 1) & (ev.kind == "mm_in") & (rng.random(len(ev.idx)) < 0.6)
     ev = _subset(ev, ~quiet)
     order = np.lexsort((ev.time, ev.idx))
+    applicant_ids = a.ids[ev.idx[order]]
     return pa.table(
         {
-            "applicant_id": a.ids[ev.idx[order]],
+            "event_id": _event_ids(applicant_ids),
+            "applicant_id": applicant_ids,
             "event_time": pa.array(ev.time[order], pa.int64()).cast(schema.TS),
             "event_type": ev.kind[order],
             "amount": pa.array(ev.amount[order], pa.float64(), from_pandas=True),
