@@ -20,6 +20,12 @@ class Settings(BaseSettings):
         None, description="Ray cluster to join; unset starts a local cluster (RAY_ADDRESS is honoured too)."
     )
     num_cpus: int | None = Field(None, description="CPUs for a local cluster started by the program.")
+    stream_url: str | None = Field(
+        None,
+        description="Valkey/Redis server of the event stream and online store (redis://host:port/db); "
+        "unset starts an embedded server on loopback.",
+    )
+    stream_dir: str = Field("stream", description="Local data directory of the embedded stream server.")
 
 
 @lru_cache(maxsize=1)
