@@ -99,3 +99,16 @@ def test_paced_load_sends_at_the_rate_and_times_from_the_schedule():
         assert failing.failed == failing.requests == 5 and failing.status_counts == {503: 5}
     finally:
         server.shutdown()
+
+
+def test_latency_through_another_ingress_is_not_applicable_rather_than_failed() -> None:
+    slo = load_slo(SLO_FILE)
+    assert slo.latency.ingress == ["haproxy"], "the latency objective is set for the shipped HAProxy path"
+    proxy, haproxy = (
+        check_slo(slo, MeasuredFigures(latency_ms=80.0, requests=10, ingress=ingress))[0]
+        for ingress in ("proxy", "haproxy")
+    )
+    assert proxy.passed is None and proxy.applicable is False
+    assert proxy.line().startswith("N/A   p99 latency") and "not applicable to this path" in proxy.line()
+    assert haproxy.passed is False and haproxy.applicable and haproxy.line().startswith("FAIL")
+    assert all_passed([proxy]) and not all_passed([haproxy])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -15,6 +16,9 @@ class LatencyObjective(BaseModel):
     percentile: float = Field(99, gt=0, lt=100, description="Which latency percentile the objective bounds.")
     objective_ms: float = Field(gt=0, description="That percentile must stay under this many milliseconds.")
     at_load_fraction: float = Field(0.5, gt=0, le=1, description="Measured at this share of saturation throughput.")
+    ingress: list[Literal["haproxy", "proxy"]] | None = Field(
+        None, description="The ingress paths it is set for; measured through another it is not applicable (None: any)."
+    )
 
 
 class AvailabilityObjective(BaseModel):
@@ -52,6 +56,7 @@ class MeasuredFigures(BaseModel):
     failed_requests: int = Field(0, ge=0, description="Of those, 5xx answers, transport errors and timeouts.")
     ratio_to_baseline: float | None = Field(None, ge=0)
     batch_decisions_per_s: float | None = Field(None, ge=0)
+    ingress: Literal["haproxy", "proxy"] | None = Field(None, description="The ingress path measured (None: unknown).")
 
 
 class SloCheck(BaseModel):
@@ -63,9 +68,10 @@ class SloCheck(BaseModel):
     objective: str
     measured: str
     passed: bool | None
+    applicable: bool = True  # False: the path measured is not one the objective is set for
 
     def line(self) -> str:
-        verdict = {True: "PASS", False: "FAIL", None: "SKIP"}[self.passed]
+        verdict = {True: "PASS", False: "FAIL", None: "SKIP"}[self.passed] if self.applicable else "N/A "
         return f"{verdict}  {self.name}: objective {self.objective}, measured {self.measured}"
 
 
@@ -90,12 +96,17 @@ def check_slo(slo: ServiceLevelObjectives, measured: MeasuredFigures) -> list[Sl
     """Every objective of `slo` against `measured`, in file order."""
     latency = slo.latency
     latency_name = f"p{latency.percentile:g} latency at {latency.at_load_fraction:.0%} of saturation"
+    applies = latency.ingress is None or measured.ingress is None or measured.ingress in latency.ingress
+    shown = "not measured" if measured.latency_ms is None else f"{measured.latency_ms:.1f} ms"
+    if not applies:
+        shown += f" through {measured.ingress}: not applicable to this path (set for {' or '.join(latency.ingress)})"
     checks = [
         SloCheck(
             name=latency_name,
             objective=f"< {latency.objective_ms:g} ms",
-            measured="not measured" if measured.latency_ms is None else f"{measured.latency_ms:.1f} ms",
-            passed=None if measured.latency_ms is None else measured.latency_ms < latency.objective_ms,
+            measured=shown,
+            passed=None if measured.latency_ms is None or not applies else measured.latency_ms < latency.objective_ms,
+            applicable=applies,
         )
     ]
     answered = None if measured.requests == 0 else 1 - measured.failed_requests / measured.requests
