@@ -23,69 +23,26 @@ import argparse
 import json
 import os
 import secrets
-import signal
-import subprocess
 import sys
 import tempfile
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.serve import (  # noqa: E402
-    Driver,
-    LoadResult,
-    Target,
-    children_cpu_s,
-    cpu_by_group,
-    cpu_delta_ms,
-    ensure_tool,
-    free_port,
-    hey_csv_results,
-    measure_target,
-    print_results,
-    report_slo,
-    uvicorn_target,
-    wait_http,
-)
+from bench._cpu import CpuMeter  # noqa: E402
+from bench._load import Driver, LoadResult, load_result, measure_target  # noqa: E402
+from bench._report import print_results, report_slo  # noqa: E402
+from bench._targets import ROOT, Target, serve_target, uvicorn_target  # noqa: E402
+from bench._tools import ensure_tool, run_hey_closed  # noqa: E402
+from tala_ray.core.net import free_port  # noqa: E402
 from tala_ray.monitoring.slo import load_slo  # noqa: E402
+from tala_ray.serving.arrow_body import encode_payloads  # noqa: E402
+from tala_ray.traffic.replay import read_world_tables, sample_payloads  # noqa: E402
 
 CONFIG = ROOT / "serve_configs" / "credit_decision.yaml"
 ARROW = "application/vnd.apache.arrow.stream"
-
-
-def run_hey_closed(
-    hey: str, url: str, body: Path, content_type: str, headers: dict[str, str], concurrency: int, seconds: float
-) -> tuple[int, int, float, list[float]]:
-    """Closed-loop load with hey and a body file (binary bodies such as Arrow streams)."""
-    command = [
-        hey,
-        "-z",
-        f"{max(1, round(seconds))}s",
-        "-c",
-        str(concurrency),
-        "-m",
-        "POST",
-        "-T",
-        content_type,
-        "-D",
-        str(body),
-        "-t",
-        "60",
-        "-o",
-        "csv",
-    ]
-    for name, value in headers.items():
-        command += ["-H", f"{name}: {value}"]
-    started = time.perf_counter()
-    output = subprocess.run([*command, url], check=True, capture_output=True, text=True).stdout
-    requests, failed, percentiles = hey_csv_results([output])
-    return requests, failed, time.perf_counter() - started, percentiles
 
 
 def batch_level(
@@ -99,23 +56,14 @@ def batch_level(
     size: int,
 ) -> LoadResult:
     """One closed-loop level of batch requests, with CPU by process group."""
-    before = cpu_by_group(target.root_pid) if target.root_pid else {}
-    generator_before = children_cpu_s()
-    requests, failed, elapsed, pct = run_hey_closed(hey, target.url, body, content_type, headers, concurrency, seconds)
-    generator_ms = (children_cpu_s() - generator_before) * 1000
-    cpu = cpu_delta_ms(before, cpu_by_group(target.root_pid) if target.root_pid else {})
-    per_request = {group: ms / max(requests, 1) for group, ms in sorted(cpu.items())}
+    meter = CpuMeter(target.root_pid)
+    run = run_hey_closed(hey, target.url, body, content_type, headers, concurrency, seconds)
     label = f"{target.label} batch x{size} {'arrow' if content_type == ARROW else 'json'}"
-    return LoadResult(
-        label, concurrency, requests, failed, elapsed, *pct, size, per_request, generator_ms / max(requests, 1)
-    )
+    return load_result(label, concurrency, run, size, meter.stop(run.requests))
 
 
-def write_bodies(registry: str, world: str, batch_size: int, scratch: Path) -> dict[str, Path]:
+def write_bodies(world: str, batch_size: int, scratch: Path) -> dict[str, Path]:
     """Single and batch bodies (JSON and Arrow) of real applications of the world."""
-    from tala_ray.serving.arrow_body import encode_payloads
-    from tala_ray.traffic.replay import read_world_tables, sample_payloads
-
     payloads = sample_payloads(read_world_tables(world), batch_size, seed=0)
     payloads = (payloads * (batch_size // len(payloads) + 1))[:batch_size]
     paths = {
@@ -143,27 +91,6 @@ def serve_config(scratch: Path, registry: str, port: int, batch_size: int) -> tu
     path = scratch / "config.yaml"
     path.write_text(yaml.safe_dump(raw))
     return path, args["policy"]
-
-
-@contextmanager
-def serve_target(config: Path, port: int, ingress: str, api_key: str) -> Iterator[Target]:
-    """`tala-ray serve` on its own local Ray cluster (a child process tree: CPU is accounted to it)."""
-    env = os.environ | {"TALA_API_KEY": api_key}
-    command = [str(Path(sys.executable).parent / "tala-ray"), "serve", str(config)] + (
-        ["--haproxy"] if ingress == "haproxy" else []
-    )
-    log = open(config.parent / f"serve-{ingress}.log", "w")  # noqa: SIM115 - closed below
-    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        wait_http(f"http://127.0.0.1:{port}/healthz", 300, require_ok=True)  # HAProxy answers before the app is up
-        yield Target(f"serve ({ingress})", f"http://127.0.0.1:{port}/v1/decisions", process.pid)
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(60)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-        log.close()
 
 
 def measure(
@@ -203,18 +130,20 @@ def main() -> None:
     wrk, hey = ensure_tool("wrk", False), ensure_tool("hey", False)
     if hey is None:
         sys.exit(
-            "error: this benchmark needs `hey` (Debian package `hey`) for binary bodies; `bench/serve.py --install-tools` installs it"
+            "error: this benchmark needs `hey` (Debian package `hey`) for binary bodies;"
+            " `bench/serve.py --install-tools` installs it"
         )
     levels = [int(c) for c in args.concurrency.split(",")]
     batch_levels = [int(c) for c in args.batch_concurrency.split(",")]
     fraction = load_slo(args.slo).latency.at_load_fraction
     api_key = secrets.token_urlsafe(24)
     print(
-        f"load generators: {wrk or 'httpx'}, {hey}; {args.duration:g} s per level; cores {os.cpu_count()}; load average {os.getloadavg()[0]:.1f}"
+        f"load generators: {wrk or 'httpx'}, {hey}; {args.duration:g} s per level; cores {os.cpu_count()};"
+        f" load average {os.getloadavg()[0]:.1f}"
     )
     with tempfile.TemporaryDirectory(prefix="bench-decisions-") as scratch_dir:
         scratch = Path(scratch_dir)
-        bodies = write_bodies(args.registry, args.world, args.batch_size, scratch)
+        bodies = write_bodies(args.world, args.batch_size, scratch)
         port = free_port()
         config, policy = serve_config(scratch, args.registry, port, args.batch_size)
         baseline: dict[int, LoadResult] = {}
