@@ -114,7 +114,8 @@ def main() -> None:
 
     root = Path(args.worlds)
     print(
-        f"{'applicants':>11} {'events':>11} {'engine':>6} {'seconds':>8} {'rows/s':>9} {'events/s':>10} {'peak GiB':>9} {'ray/local':>9}"
+        f"{'applicants':>11} {'events':>11} {'engine':>6} {'seconds':>8} {'rows/s':>9} {'events/s':>10}"
+        f" {'peak GiB':>9} {'ray/local':>9}"
     )
     for size in args.sizes:
         world = ensure_world(root, size)

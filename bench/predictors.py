@@ -104,7 +104,10 @@ def main(argv: list[str] | None = None) -> int:
         frames = inputs_by_size(features, predictor.feature_names, args.sizes)
         for method in methods(predictor):
             call = getattr(predictor, method)
-            cells = [cpu_ms_per_call(lambda f=frames[n]: call(f), args.repeats, args.min_seconds) for n in args.sizes]
+            cells = [
+                cpu_ms_per_call(lambda f=frames[n], call=call: call(f), args.repeats, args.min_seconds)
+                for n in args.sizes
+            ]
             print(
                 f"{name:<28}{family:<20}{method:<15}"
                 + "".join(f"{best:>8.3f} /{median:>6.3f}" for best, median in cells),

@@ -31,7 +31,7 @@ class AucTimeline(tune.Callback):
         self.started = time.perf_counter()
         self.points: list[tuple[float, float]] = []
 
-    def on_trial_result(self, iteration, trials, trial, result, **info):
+    def on_trial_result(self, iteration, trials, trial, result, **info):  # noqa: ARG002 - Ray Tune calls it by keyword
         self.points.append((time.perf_counter() - self.started, float(result["auc"])))
 
     def time_to_best(self) -> tuple[float, float]:
