@@ -32,16 +32,14 @@ import pandas as pd
 
 def load_predictors(registry_uri: str, names: list[str] | None) -> dict[str, Any]:
     """name -> loaded predictor (credit or uplift, by the manifest's kind)."""
-    from tala_ray.core.registry import Registry, load_credit_predictor
-    from tala_ray.models.uplift import load_uplift_predictor
+    from tala_ray.core.registry import Registry
+    from tala_ray.models.predictors import load_predictor
 
     registry = Registry(registry_uri)
     predictors = {}
     for name in names or registry.names():
         ref = "champion" if "champion" in registry.aliases(name) else "latest"
-        kind = registry.manifest(name, registry.resolve(name, ref)).kind
-        load = load_credit_predictor if kind == "credit" else load_uplift_predictor
-        predictors[name] = load(registry_uri, name, ref)
+        predictors[name] = load_predictor(registry_uri, name, ref)
     return predictors
 
 

@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from tala_ray.core.errors import UserError
-from tala_ray.core.registry import load_credit_predictor
+from tala_ray.models.predictors import load_predictor
 from tala_ray.models.training_data import load_training_frame, split_frame
 from tala_ray.tuning.runner import run_experiment
 from tala_ray.tuning.spec import ExperimentSpec
@@ -70,7 +70,7 @@ def test_experiment_on_an_unplanned_csv(ray_cluster, tmp_path):
     assert "best_possible_auc" not in outcome.report  # no truth table for outside data
     assert 0 < outcome.report["quarantined_rows"] < 100  # rows without an outcome, counted
 
-    predictor = load_credit_predictor(str(tmp_path / "reg"), "odd_csv_gbm")
+    predictor = load_predictor(str(tmp_path / "reg"), "odd_csv_gbm", kind="credit")
     assert set(predictor.feature_names) == {"Months In Arrears", "monthly salary (KES)", "Region", "noise"}
     batch = pd.DataFrame(
         {

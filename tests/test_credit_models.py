@@ -168,7 +168,7 @@ def fitted_models():
 @pytest.mark.parametrize("case", CASES)
 @pytest.mark.parametrize("rows", [slice(0, 1), slice(3, 19), slice(0, 100)])
 def test_predictions_and_contributions_equal_the_plain_computation(fitted_models, case, rows):
-    from tala_ray.core.registry import CreditPredictor
+    from tala_ray.models.predictors import CreditPredictor
 
     model, frame = fitted_models[case], awkward_frame().iloc[rows]
     expected_p, expected_c = reference_scores(model, frame)
@@ -188,7 +188,7 @@ def test_predictions_and_contributions_equal_the_plain_computation(fitted_models
 
 def test_score_refuses_a_frame_without_a_model_feature(fitted_models):
     from tala_ray.core.errors import UserError
-    from tala_ray.core.registry import CreditPredictor
+    from tala_ray.models.predictors import CreditPredictor
 
     predictor = CreditPredictor("pd", "1", None, ["income", "debt", "country"], fitted_models["logistic"])
     with pytest.raises(UserError, match=r"needs columns \['debt'\]"):

@@ -23,7 +23,8 @@ import pytest
 import yaml
 
 from tala_ray.core.net import free_port
-from tala_ray.core.registry import Registry, load_credit_predictor
+from tala_ray.core.registry import Registry
+from tala_ray.models.predictors import load_predictor
 
 REPO = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
@@ -161,7 +162,7 @@ def test_tune_submitted_as_a_ray_job_lands_in_the_registry(researcher_job):
     assert "best_possible_auc" in manifest.extra
     assert registry.manifest("uplift", "1").kind == "uplift"
     assert registry.aliases("credit_pd")["champion"] == "1" and registry.aliases("uplift")["champion"] == "1"
-    assert load_credit_predictor(str(registry.uri), "credit_pd").version == "1"
+    assert load_predictor(str(registry.uri), "credit_pd", kind="credit").version == "1"
 
 
 def serve_cli(token: str | None, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:

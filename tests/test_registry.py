@@ -7,15 +7,9 @@ import pytest
 from test_credit_models import toy_credit_frame
 
 from tala_ray.core.errors import UserError
-from tala_ray.core.registry import (
-    ArtifactIntegrityError,
-    ArtifactMetadata,
-    FeatureSetMismatchError,
-    Registry,
-    load_credit_predictor,
-    parse_model_ref,
-)
+from tala_ray.core.registry import ArtifactIntegrityError, ArtifactMetadata, Registry, parse_model_ref
 from tala_ray.models.credit import ESTIMATORS
+from tala_ray.models.predictors import FeatureSetMismatchError, load_predictor
 
 
 def register_model(registry: Registry, family: str = "logistic", feature_set: str = "fs1", auc: float = 0.7):
@@ -40,16 +34,16 @@ def test_versions_aliases_and_load_by_alias(tmp_path):
     assert second.git_commit and set(second.files) >= {"model.json", "preprocessing.json", "model.txt", "report.md"}
 
     with pytest.raises(UserError, match="champion"):
-        load_credit_predictor(str(tmp_path / "reg"), "pd")
+        load_predictor(str(tmp_path / "reg"), "pd", kind="credit")
     registry.set_alias("pd", "champion", "2")
     registry.set_alias("pd", "challenger", "1")
-    predictor = load_credit_predictor(str(tmp_path / "reg"), "pd", expected_feature_set_version="fs1")
+    predictor = load_predictor(str(tmp_path / "reg"), "pd", expected_feature_set_version="fs1", kind="credit")
     assert predictor.version == "2" and predictor.feature_names == ["income", "debt", "country"]
     # Column order of the batch does not matter; the predictor selects its features.
     shuffled = frame[["country", "debt", "income"]].assign(extra=1.0)
     np.testing.assert_allclose(predictor.predict_proba(shuffled), model.predict_proba(frame)[:, 1])
     assert predictor.contributions(frame.head(3)).shape == (3, 3)
-    assert load_credit_predictor(str(tmp_path / "reg"), "pd", ref="challenger").version == "1"
+    assert load_predictor(str(tmp_path / "reg"), "pd", ref="challenger", kind="credit").version == "1"
     with pytest.raises(UserError, match=r"needs columns \['debt'\]"):
         predictor.predict_proba(frame.drop(columns=["debt"]))
     assert registry.resolve("pd") == "2" and registry.resolve("pd", "1") == "1"
@@ -62,7 +56,7 @@ def test_checksum_mismatch_is_refused(tmp_path):
     weights = tmp_path / "pd" / manifest.version / "coefficients.json"
     weights.write_bytes(weights.read_bytes().replace(b"[", b"[ 9.0,", 1))
     with pytest.raises(ArtifactIntegrityError, match="checksum mismatch for 'coefficients.json'"):
-        load_credit_predictor(str(tmp_path), "pd")
+        load_predictor(str(tmp_path), "pd", kind="credit")
 
 
 def test_feature_set_mismatch_is_refused(tmp_path):
@@ -70,7 +64,7 @@ def test_feature_set_mismatch_is_refused(tmp_path):
     manifest, _, _ = register_model(registry, feature_set="fs1")
     registry.set_alias("pd", "champion", manifest.version)
     with pytest.raises(FeatureSetMismatchError, match="'fs1'.*'fs2'"):
-        load_credit_predictor(str(tmp_path), "pd", expected_feature_set_version="fs2")
+        load_predictor(str(tmp_path), "pd", expected_feature_set_version="fs2", kind="credit")
 
 
 def test_bad_alias_unknown_version_and_incomplete_versions(tmp_path):

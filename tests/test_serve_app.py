@@ -21,8 +21,9 @@ from hypothesis import strategies as st
 
 from tala_ray.core.errors import UserError
 from tala_ray.core.net import free_port
-from tala_ray.core.registry import ArtifactMetadata, Registry, load_credit_predictor
+from tala_ray.core.registry import ArtifactMetadata, Registry
 from tala_ray.models.credit import LogisticCreditModel
+from tala_ray.models.predictors import load_predictor
 from tala_ray.policy.decision import PolicyParams, decide, reason_codes
 from tala_ray.serving.schemas import BatchDecisionResponse
 from tala_ray.traffic.replay import read_world_tables, request_payload
@@ -177,7 +178,6 @@ def test_health_is_open_everything_else_needs_the_key(service):
 
 def test_served_decisions_equal_the_offline_pipeline(service, registry, world, sample, bodies):
     from tala_ray.features.definitions import FEATURES, feature_set_version
-    from tala_ray.models.uplift import load_uplift_predictor
 
     single = [service.decide(body) for body in bodies[:5]]
     batch = service.decide_batch(bodies)
@@ -189,8 +189,8 @@ def test_served_decisions_equal_the_offline_pipeline(service, registry, world, s
 
     fsv = feature_set_version()
     features = world_features(world, sample)
-    credit = load_credit_predictor(registry.uri, CREDIT_MODEL, "champion", fsv)
-    uplift = load_uplift_predictor(registry.uri, "uplift", "champion", fsv)
+    credit = load_predictor(registry.uri, CREDIT_MODEL, "champion", fsv, kind="credit")
+    uplift = load_predictor(registry.uri, "uplift", "champion", fsv, kind="uplift")
     pd_offline = credit.predict_proba(features)
     uplift_offline = uplift.effect(features)
     params = PolicyParams.model_validate(service.raw["applications"][0]["args"]["policy"])

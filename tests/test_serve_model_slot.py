@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from tala_ray.core.errors import UserError
-from tala_ray.core.registry import ArtifactMetadata, Registry, load_credit_predictor
+from tala_ray.core.registry import ArtifactMetadata, Registry
 from tala_ray.models.credit import LogisticCreditModel
 from tala_ray.serving.model_slot import ModelConfig, ModelSlot
 
@@ -42,7 +42,7 @@ def test_failed_reloads_keep_the_old_model_and_say_why(tmp_path):
     missing = register_credit(registry, 4)
     (tmp_path / "registry" / "credit" / missing / "preprocessing.json").unlink()
 
-    slot = ModelSlot("credit", load_credit_predictor)
+    slot = ModelSlot("credit")
     with pytest.raises(UserError):  # nothing serving yet: the failure propagates (Serve reports it)
         slot.apply(config(registry, corrupted))
     slot.apply(config(registry, v1))

@@ -15,7 +15,8 @@ import ray.cloudpickle
 from ray import tune
 from test_credit_models import toy_credit_frame
 
-from tala_ray.core.registry import Registry, load_credit_predictor
+from tala_ray.core.registry import Registry
+from tala_ray.models.predictors import load_predictor
 from tala_ray.models.training_data import TrainingFrame
 from tala_ray.tuning.families import CreditFamilyBuilder
 from tala_ray.tuning.runner import ExperimentInterrupted, run_experiment
@@ -71,7 +72,7 @@ def test_mlp_with_asha_registers_a_loadable_winner(ray_cluster, tmp_path):
     assert files["roc.png"].startswith(b"\x89PNG")
     assert json.loads(files["report.json"])["test_metrics"]["auc"] == pytest.approx(outcome.test_metrics["auc"])
 
-    predictor = load_credit_predictor(str(tmp_path / "reg"), "toy_pd")
+    predictor = load_predictor(str(tmp_path / "reg"), "toy_pd", kind="credit")
     features, _ = toy_credit_frame(n=50, seed=9)
     p_default = predictor.predict_proba(features)
     assert p_default.shape == (50,) and ((p_default > 0) & (p_default < 1)).all()

@@ -9,7 +9,8 @@ import pytest
 from tala_ray.core.errors import UserError
 from tala_ray.data.world import simulate_chunk
 from tala_ray.models import uplift_metrics as um
-from tala_ray.models.uplift import UPLIFT_ESTIMATORS, estimator_from_files, load_uplift_predictor
+from tala_ray.models.predictors import load_predictor
+from tala_ray.models.uplift import UPLIFT_ESTIMATORS, estimator_from_files
 
 FAST = {"nuisance_n_estimators": 80, "cv": 2}
 MODIFIERS = ["bill_count_90d", "betting_installs", "inflow_payday_concentration", "country"]
@@ -66,7 +67,7 @@ def test_files_round_trip_and_tampered_files_are_refused(experiment, tmp_path):
     )
     registry.register("uplift", files, metadata)
     registry.set_alias("uplift", "champion", "1")
-    predictor = load_uplift_predictor(str(tmp_path), "uplift", expected_feature_set_version="fs-test")
+    predictor = load_predictor(str(tmp_path), "uplift", expected_feature_set_version="fs-test", kind="uplift")
     shuffled = X[list(reversed(X.columns))]  # columns are matched by name
     assert np.allclose(predictor.effect(shuffled), estimator.effect(X))
     assert predictor.version == "1" and predictor.feature_set_version == "fs-test"
@@ -75,7 +76,7 @@ def test_files_round_trip_and_tampered_files_are_refused(experiment, tmp_path):
 
     (tmp_path / "uplift" / "1" / "estimator.pkl").write_bytes(b"not the pickle that was registered")
     with pytest.raises(ArtifactIntegrityError):
-        load_uplift_predictor(str(tmp_path), "uplift")
+        load_predictor(str(tmp_path), "uplift", kind="uplift")
 
 
 def test_a_credit_model_is_not_loaded_as_uplift(tmp_path):
@@ -83,7 +84,7 @@ def test_a_credit_model_is_not_loaded_as_uplift(tmp_path):
 
     Registry(str(tmp_path)).register("pd", {"x.json": b"{}"}, ArtifactMetadata(kind="credit", family="logistic"))
     with pytest.raises(UserError, match="not an uplift model"):
-        load_uplift_predictor(str(tmp_path), "pd", ref="1")
+        load_predictor(str(tmp_path), "pd", ref="1", kind="uplift")
 
 
 def test_linear_dml_coefficients_name_the_columns(experiment):
@@ -123,7 +124,7 @@ def fitted_families(experiment) -> dict[str, object]:
 def test_effect_equals_econmls_own_effect_on_the_plain_preprocessing(experiment, fitted_families, family):
     from test_credit_models import reference_dense
 
-    from tala_ray.models.uplift import UpliftPredictor
+    from tala_ray.models.predictors import UpliftPredictor
 
     estimator = fitted_families[family]
     names = estimator.preprocessor_.feature_names

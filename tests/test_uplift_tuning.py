@@ -45,7 +45,7 @@ def test_experiment_cohort_is_tuned_selected_and_registered(ray_cluster, small_w
     from tala_ray.core.registry import Registry
     from tala_ray.features.definitions import feature_set_version
     from tala_ray.features.table import read_feature_table
-    from tala_ray.models.uplift import load_uplift_predictor
+    from tala_ray.models.predictors import load_predictor
     from tala_ray.tuning.runner import run_experiment
 
     model = {
@@ -79,8 +79,8 @@ def test_experiment_cohort_is_tuned_selected_and_registered(ray_cluster, small_w
     )
 
     table = read_feature_table(str(feature_table))
-    predictor = load_uplift_predictor(
-        str(tmp_path / "registry"), "uplift_exp", expected_feature_set_version=feature_set_version()
+    predictor = load_predictor(
+        str(tmp_path / "registry"), "uplift_exp", expected_feature_set_version=feature_set_version(), kind="uplift"
     )
     effect = predictor.effect(table.head(50))
     assert effect.shape == (50,) and np.isfinite(effect).all()

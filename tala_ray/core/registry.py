@@ -6,8 +6,9 @@ Layout under the registry root (a local directory, or an s3:// / gs:// URI):
     <name>/<version>/manifest.json   sha256 of every file plus lineage and metrics (written last)
     <name>/aliases.json              {"champion": "3", "challenger": "4"}
 
-A version without a manifest is incomplete and invisible. Every file is checked against its
-sha256 before anything is built from it, and built from the very bytes that were checked.
+A version without a manifest is incomplete and invisible. `read_verified` checks every file
+against its sha256, and the models are built from the very bytes that were checked
+(`tala_ray.models.predictors`). The registry knows bytes, manifests, aliases and lineage, not models.
 """
 
 from __future__ import annotations
@@ -16,20 +17,14 @@ import hashlib
 import json
 import os
 import subprocess
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
-import numpy as np
-import pandas as pd
 from pyarrow import fs as pafs
 from pydantic import BaseModel, ConfigDict, Field
 
 from tala_ray.core.errors import UserError
 from tala_ray.core.storage import join_path, resolve_filesystem
-
-if TYPE_CHECKING:
-    from tala_ray.models.preprocessing import FeatureBatch
 
 MANIFEST = "manifest.json"
 ALIASES = "aliases.json"
@@ -39,10 +34,6 @@ Alias = Literal["champion", "challenger"]
 
 class ArtifactIntegrityError(UserError):
     """A file's bytes do not match the sha256 its manifest recorded (or the file is missing)."""
-
-
-class FeatureSetMismatchError(UserError):
-    """The model was trained on a different feature-set version than the caller computes."""
 
 
 class ArtifactMetadata(BaseModel):
@@ -215,66 +206,3 @@ def check_name(name: str) -> None:
     allowed = name.replace("-", "").replace("_", "").replace(".", "")
     if not name or not allowed.isalnum() or name.startswith("."):
         raise UserError(f"model name {name!r}: use letters, digits, '-', '_' and '.' only")
-
-
-@dataclass(frozen=True)
-class CreditPredictor:
-    """A ready credit model: feature batch in, default probabilities (and contributions) out."""
-
-    name: str
-    version: str
-    feature_set_version: str | None
-    feature_names: list[str]
-    estimator: Any  # a fitted tala_ray.models.credit.CreditEstimator
-
-    def predict_proba(self, features: FeatureBatch) -> np.ndarray:
-        """Probability of default for each row, shape (n,)."""
-        return self.estimator.predict_proba(self._checked(features))[:, 1]
-
-    def contributions(self, features: FeatureBatch) -> pd.DataFrame:
-        """Per-feature contributions to each row's risk score (log-odds; positive raises the PD)."""
-        return self.estimator.contributions(self._checked(features))
-
-    def score(self, features: FeatureBatch) -> tuple[np.ndarray, pd.DataFrame]:
-        """`predict_proba(features)` and `contributions(features)` (exactly those values) from one
-        pass over the frame: what a caller that needs both should use, at little more than the cost
-        of one. Columns are matched by name; extra columns are ignored."""
-        return self.estimator.score(self._checked(features))
-
-    def _checked(self, features: FeatureBatch) -> FeatureBatch:
-        """The batch itself once it has every model feature (the estimator reads columns by name)."""
-        from tala_ray.models.preprocessing import missing_columns
-
-        missing = missing_columns(features, self.feature_names)
-        if missing:
-            raise UserError(f"features: {self.name}@{self.version} needs columns {missing} that the batch lacks")
-        return features
-
-
-def check_feature_set(manifest: ArtifactManifest, expected: str | None) -> None:
-    if expected is not None and manifest.feature_set_version != expected:
-        raise FeatureSetMismatchError(
-            f"model {manifest.name}@{manifest.version}: trained on feature set "
-            f"{manifest.feature_set_version!r}, but the caller computes {expected!r}"
-        )
-
-
-def load_credit_predictor(
-    registry_uri: str, name: str, ref: str = "champion", expected_feature_set_version: str | None = None
-) -> CreditPredictor:
-    """Resolve `ref` (alias or version), verify every model file's sha256, and build the predictor."""
-    from tala_ray.models.credit import estimator_from_files, model_files
-
-    registry = Registry(registry_uri)
-    manifest = registry.manifest(name, registry.resolve(name, ref))
-    if manifest.kind != "credit":
-        raise UserError(f"model {name}@{manifest.version}: is a {manifest.kind!r} model, not a credit model")
-    check_feature_set(manifest, expected_feature_set_version)
-    files = registry.read_verified(manifest, only=model_files(manifest.family))
-    return CreditPredictor(
-        name=name,
-        version=manifest.version,
-        feature_set_version=manifest.feature_set_version,
-        feature_names=manifest.feature_names,
-        estimator=estimator_from_files(files),
-    )

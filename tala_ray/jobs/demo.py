@@ -76,10 +76,9 @@ def _tune(spec_path: Path, features: Path, world: Path, trials: int, registry: P
 
 def _evaluate_on_holdout(options: DemoOptions, paths: dict[str, Path], policy: Any) -> dict[str, Any]:
     """Credit AUC against the best possible and the policy's profit against its rivals, on a fresh world."""
-    from tala_ray.core.registry import load_credit_predictor
     from tala_ray.evaluation.policy_value import compare_strategies
     from tala_ray.features.table import read_feature_table
-    from tala_ray.models.uplift import load_uplift_predictor
+    from tala_ray.models.predictors import load_predictor
     from tala_ray.traffic.replay import read_world_tables
 
     features = read_feature_table(str(paths["holdout_features"]))
@@ -88,8 +87,8 @@ def _evaluate_on_holdout(options: DemoOptions, paths: dict[str, Path], policy: A
         pd.read_parquet(paths["holdout_world"] / "truth").set_index("application_id").loc[features["application_id"]]
     )
     applications = world["applications"].set_index("application_id").loc[features["application_id"]]
-    credit = load_credit_predictor(str(paths["registry"]), CREDIT_MODEL)
-    uplift = load_uplift_predictor(str(paths["registry"]), UPLIFT_MODEL)
+    credit = load_predictor(str(paths["registry"]), CREDIT_MODEL, kind="credit")
+    uplift = load_predictor(str(paths["registry"]), UPLIFT_MODEL, kind="uplift")
     predicted_pd = credit.predict_proba(features)
     predicted_uplift = uplift.effect(features)
     true_pd = np.where(applications["treatment"] == 1, truth["pd_treated"], truth["pd_control"])

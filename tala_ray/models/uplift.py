@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 from tala_ray.core.errors import UserError
-from tala_ray.models.preprocessing import FeatureBatch, Preprocessor, missing_columns
+from tala_ray.models.preprocessing import FeatureBatch, Preprocessor
 
 HEADER_FILE = "uplift_model.json"
 PREPROCESSING_FILE = "preprocessing.json"
@@ -410,49 +410,3 @@ def estimator_from_files(files: dict[str, bytes]) -> UpliftEstimator:
     estimator.controls_ = None
     estimator.estimator_ = pickle.loads(files[ESTIMATOR_FILE])  # noqa: S301 - verified bytes only (see above)
     return estimator
-
-
-class UpliftPredictor:
-    """A ready uplift model: feature batch in, reduction in default probability out."""
-
-    def __init__(
-        self,
-        name: str,
-        version: str,
-        feature_set_version: str | None,
-        feature_names: list[str],
-        estimator: UpliftEstimator,
-    ) -> None:
-        self.name = name
-        self.version = version
-        self.feature_set_version = feature_set_version
-        self.feature_names = feature_names
-        self.estimator = estimator
-
-    def effect(self, features: FeatureBatch) -> np.ndarray:
-        """pd_control - pd_treated per row (positive: the intervention improves repayment)."""
-        missing = missing_columns(features, self.feature_names)
-        if missing:
-            raise UserError(f"features: {self.name}@{self.version} needs columns {missing} that the batch lacks")
-        return self.estimator.effect(features)  # the preprocessing reads its columns by name
-
-
-def load_uplift_predictor(
-    registry_uri: str, name: str, ref: str = "champion", expected_feature_set_version: str | None = None
-) -> UpliftPredictor:
-    """Resolve `ref`, verify every model file's sha256, and only then unpickle the estimator."""
-    from tala_ray.core.registry import Registry, check_feature_set
-
-    registry = Registry(registry_uri)
-    manifest = registry.manifest(name, registry.resolve(name, ref))
-    if manifest.kind != "uplift":
-        raise UserError(f"model {name}@{manifest.version}: is a {manifest.kind!r} model, not an uplift model")
-    check_feature_set(manifest, expected_feature_set_version)
-    files = registry.read_verified(manifest, only=MODEL_FILES)
-    return UpliftPredictor(
-        name=name,
-        version=manifest.version,
-        feature_set_version=manifest.feature_set_version,
-        feature_names=manifest.feature_names,
-        estimator=estimator_from_files(files),
-    )

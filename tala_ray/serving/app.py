@@ -8,6 +8,7 @@ from typing import Any
 from ray.serve import Application
 
 from tala_ray.core.errors import UserError
+from tala_ray.models.predictors import load_predictor
 from tala_ray.serving.args import AppArgs, ModelRef, RoutingConfig
 from tala_ray.serving.deployments import CreditModel, DecisionPolicy, FeatureTransform, UpliftModel
 from tala_ray.serving.idempotency import IdempotencyStore, LedgerConfig
@@ -24,12 +25,10 @@ def resolve_model(kind: str, ref: ModelRef, args: AppArgs, feature_set_version: 
     A model that fails to load fails the deploy with the reason; the running application keeps
     serving. Pinning the exact version makes every replica load the same artifact.
     """
-    from tala_ray.core.registry import load_credit_predictor
-    from tala_ray.models.uplift import load_uplift_predictor
-
-    loader = load_credit_predictor if kind == "credit" else load_uplift_predictor
     try:
-        predictor = loader(args.registry_uri, ref.name, ref=ref.ref, expected_feature_set_version=feature_set_version)
+        predictor = load_predictor(
+            args.registry_uri, ref.name, ref=ref.ref, expected_feature_set_version=feature_set_version, kind=kind
+        )
     except Exception as error:
         raise UserError(
             f"{kind} model {ref.name}@{ref.ref}: cannot be served: {type(error).__name__}: {error}"

@@ -25,7 +25,8 @@ log = logging.getLogger("ray.serve")
 
 
 def _measured(stage: str, compute: Callable[[], Any], rows: Callable[[Any], int] = len) -> Any:
-    """`compute()`, with its rows and milliseconds recorded under `stage` (`tala_batch_size`, `tala_model_latency_ms`)."""
+    """`compute()`, with its rows and milliseconds recorded under `stage` (`tala_batch_size`,
+    `tala_model_latency_ms`)."""
     started = time.perf_counter()
     result = compute()
     serving_metrics().observe_batch(stage, rows(result), (time.perf_counter() - started) * 1000)
@@ -51,9 +52,7 @@ class CreditModel:
     """Default probability and per-feature contributions (for reason codes) from a registry model."""
 
     def __init__(self) -> None:
-        from tala_ray.core.registry import load_credit_predictor
-
-        self._slot = ModelSlot("credit", load_credit_predictor)
+        self._slot = ModelSlot("credit")
 
     def reconfigure(self, user_config: dict[str, Any]) -> None:
         self._slot.apply(ModelConfig.model_validate(user_config))
@@ -78,9 +77,7 @@ class UpliftModel:
     """The intervention's reduction in default probability, from a registry model."""
 
     def __init__(self) -> None:
-        from tala_ray.models.uplift import load_uplift_predictor
-
-        self._slot = ModelSlot("uplift", load_uplift_predictor)
+        self._slot = ModelSlot("uplift")
 
     def reconfigure(self, user_config: dict[str, Any]) -> None:
         self._slot.apply(ModelConfig.model_validate(user_config))

@@ -72,13 +72,12 @@ class DecisionGraph:
     """Loaded predictors and policy: applications in, decision responses out."""
 
     def __init__(self, settings: InProcessSettings) -> None:
-        from tala_ray.core.registry import load_credit_predictor
         from tala_ray.features.definitions import feature_set_version
-        from tala_ray.models.uplift import load_uplift_predictor
+        from tala_ray.models.predictors import load_predictor
 
         fsv = feature_set_version()
-        self.credit = load_credit_predictor(settings.registry, settings.credit_model, settings.credit_ref, fsv)
-        self.uplift = load_uplift_predictor(settings.registry, settings.uplift_model, settings.uplift_ref, fsv)
+        self.credit = load_predictor(settings.registry, settings.credit_model, settings.credit_ref, fsv, kind="credit")
+        self.uplift = load_predictor(settings.registry, settings.uplift_model, settings.uplift_ref, fsv, kind="uplift")
         self.policy = settings.policy
         self.descriptions = graph.feature_descriptions()
 

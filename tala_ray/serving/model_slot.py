@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-log = logging.getLogger("ray.serve")
+from tala_ray.models.predictors import load_predictor
+from tala_ray.serving.metrics import serving_metrics
 
-Loader = Callable[..., Any]
+log = logging.getLogger("ray.serve")
 
 
 class ModelConfig(BaseModel):
@@ -31,11 +31,11 @@ class ModelConfig(BaseModel):
 
 
 class ModelSlot:
-    """The predictor a replica serves. A failed reload keeps the old predictor and records why."""
+    """The predictor of one kind ('credit' or 'uplift') a replica serves. A failed reload keeps the
+    old predictor and records why."""
 
-    def __init__(self, kind: str, loader: Loader) -> None:
+    def __init__(self, kind: str) -> None:
         self.kind = kind
-        self._loader = loader
         self.predictor: Any = None
         self.config: ModelConfig | None = None
         self.load_error: str | None = None
@@ -46,19 +46,18 @@ class ModelSlot:
             self.config = config
             return
         try:
-            predictor = self._loader(
+            predictor = load_predictor(
                 config.registry_uri,
                 config.name,
                 ref=config.version,
                 expected_feature_set_version=config.expected_feature_set_version,
+                kind=self.kind,
             )
         except Exception as error:
             if self.predictor is None:
                 raise
             self.load_error = f"{config.name}@{config.version}: {type(error).__name__}: {error}"
             log.error("%s model reload failed, still serving %s: %s", self.kind, self.served_version, self.load_error)
-            from tala_ray.serving.metrics import serving_metrics
-
             serving_metrics().model_load_failures.inc(tags={"model": self.kind})
             return
         log.info("%s model now serving %s@%s", self.kind, config.name, predictor.version)
