@@ -24,13 +24,6 @@ SUMMARY_COLUMNS = [
 ]
 
 
-def default_log_uri() -> str:
-    """Where the decision service writes by default: $TALA_DATA_ROOT/prediction_log."""
-    from tala_ray.core.settings import get_settings
-
-    return f"{get_settings().data_root}/prediction_log"
-
-
 @app.command()
 def read(
     uri: Annotated[
@@ -49,6 +42,7 @@ def read(
 
     from tala_ray.core.errors import UserError
     from tala_ray.monitoring.prediction_log import read_prediction_log
+    from tala_ray.serving.args import default_log_uri
 
     try:
         since_time = pd.Timestamp(since) if since else None

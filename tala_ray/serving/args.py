@@ -6,7 +6,13 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from tala_ray.core.settings import get_settings
 from tala_ray.policy.decision import PolicyParams
+
+
+def default_log_uri() -> str:
+    """Where the decision service writes its prediction log by default: $TALA_DATA_ROOT/prediction_log."""
+    return f"{get_settings().data_root}/prediction_log"
 
 
 class ModelRef(BaseModel):

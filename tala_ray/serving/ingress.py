@@ -20,9 +20,8 @@ from pydantic import BaseModel, ConfigDict
 from ray import serve
 
 from tala_ray.core.errors import UserError
-from tala_ray.features.columns import row_count, take
+from tala_ray.features.columns import row_count
 from tala_ray.features.online import request_columns
-from tala_ray.serving import graph
 from tala_ray.serving.args import BatchingConfig, RoutingConfig
 from tala_ray.serving.auth import load_api_keys
 from tala_ray.serving.batch_body import (
@@ -32,12 +31,12 @@ from tala_ray.serving.batch_body import (
     read_batch_body,
     read_decision_body,
 )
+from tala_ray.serving.graph import RawTables
 from tala_ray.serving.guard import RequestGuard
 from tala_ray.serving.heap import prepare_heap_for_serving
 from tala_ray.serving.idempotency import IdempotencyConflict, SharedIdempotency
-from tala_ray.serving.local_graph import LocalGraphConfig, local_steps
 from tala_ray.serving.metrics import serving_metrics
-from tala_ray.serving.records import LOG_COLUMN_TYPES, batch_response, decision_response, fingerprint, log_columns
+from tala_ray.serving.records import LOG_COLUMN_TYPES, batch_response, fingerprint, log_columns
 from tala_ray.serving.schemas import (
     BatchDecisionResponse,
     DecisionRequest,
@@ -45,6 +44,7 @@ from tala_ray.serving.schemas import (
     HealthResponse,
     ModelsResponse,
 )
+from tala_ray.serving.steps import Decided, GraphSteps, Role, StepConfigs, decide, local_steps, rescore
 
 log = logging.getLogger("ray.serve")
 
@@ -70,7 +70,6 @@ class IngressSettings(BaseModel):
     api_key_env: str
     api_key_file: str | None
     max_body_bytes: int
-    local_graph: LocalGraphConfig | None = None  # set: the fused layout (the steps run in this replica)
 
 
 @app.exception_handler(RequestValidationError)
@@ -93,28 +92,18 @@ class PendingDecision:
 @serve.deployment(name="DecisionIngress", max_ongoing_requests=128, ray_actor_options={"num_cpus": 0.1})
 @serve.ingress(app)
 class DecisionIngress:
-    """Calls features -> (credit, uplift) -> policy through handles (composed layout) or in this
-    replica (fused layout, `settings.local_graph`); logs every decision."""
+    """Runs the graph (`steps.decide`) through the steps' handles (composed layout) or in this
+    replica (fused layout); routes, logs and counts every decision."""
 
-    def __init__(
-        self,
-        features: Any,
-        credit_champion: Any,
-        credit_challenger: Any | None,
-        uplift: Any,
-        policy: Any,
-        idempotency_store: Any,
-        settings: dict[str, Any],
-    ) -> None:
+    def __init__(self, steps: GraphSteps | StepConfigs, idempotency_store: Any, settings: dict[str, Any]) -> None:
+        """`steps`: the step deployments' handles (composed layout), or the steps' configs to run
+        them in this replica (fused layout)."""
         from tala_ray.monitoring.prediction_log import PredictionLogWriter
 
         config = IngressSettings.model_validate(settings)
-        if config.local_graph is not None:
-            features, credit_champion, credit_challenger, uplift, policy = local_steps(config.local_graph)
         app.state.api_keys = load_api_keys(config.api_key_env, config.api_key_file)
         app.state.max_body_bytes = config.max_body_bytes
-        self._features, self._uplift, self._policy = features, uplift, policy
-        self._credit = {"champion": credit_champion, "challenger": credit_challenger}
+        self._steps = steps if isinstance(steps, GraphSteps) else local_steps(steps)
         self._log = PredictionLogWriter(
             config.prediction_log_uri, config.log_flush_interval_s, config.log_max_buffer_rows, LOG_COLUMN_TYPES
         )
@@ -132,7 +121,7 @@ class DecisionIngress:
         """
         try:
             routing = RoutingConfig.model_validate(user_config)
-            if routing.challenger_mode != "off" and self._credit["challenger"] is None:
+            if routing.challenger_mode != "off" and "challenger" not in self._steps.credit:
                 raise UserError("challenger_mode: needs a credit_challenger deployment in the application")
         except (ValueError, UserError) as error:
             if self._routing is None:
@@ -158,9 +147,10 @@ class DecisionIngress:
 
     @app.get("/v1/models", response_model=ModelsResponse)
     async def models(self) -> ModelsResponse:
-        challenger = self._credit["challenger"]
+        steps = self._steps
+        challenger = steps.credit.get("challenger")
         champion_info, uplift_info, policy = await asyncio.gather(
-            self._credit["champion"].info.remote(), self._uplift.info.remote(), self._policy.info.remote()
+            steps.credit["champion"].info.remote(), steps.uplift.info.remote(), steps.policy.info.remote()
         )
         return ModelsResponse(
             credit_champion=champion_info,
@@ -217,7 +207,7 @@ class DecisionIngress:
             self._metrics.errors.inc(tags={"stage": endpoint, "kind": "internal"})
             raise
 
-    def _choose_role(self) -> str:
+    def _choose_role(self) -> Role:
         routing = self._routing
         if routing.challenger_mode == "canary" and self._random.random() < routing.canary_weight:
             return "challenger"
@@ -232,22 +222,16 @@ class DecisionIngress:
         )
 
     async def _decide(
-        self, tables: graph.RawTables, started: list[float], idempotency_keys: list[str | None], batch_id: str | None
+        self, tables: RawTables, started: list[float], idempotency_keys: list[str | None], batch_id: str | None
     ) -> list[dict[str, Any]]:
-        """features -> credit and uplift (concurrently) -> policy -> declines' reasons; log and count every decision.
+        """The applications through the graph (`steps.decide`); log and count every decision.
 
         `tables`: the raw tables of the applications (a batch request's, or pending single
         decisions'); `started` and `idempotency_keys`: one per request (a batch is one request).
         Request ids are `<batch_id>:<position>` in a batch, fresh UUIDs for single decisions.
         """
-        features = await self._features.transform.remote(tables)
-        terms = graph.application_terms(tables)
-        count = row_count(features)
-        roles = [self._choose_role() for _ in range(count)]
-        credit, uplift = await asyncio.gather(
-            self._by_role("score", features, roles, graph.merge_rows), self._uplift.effect.remote(features)
-        )
-        decisions = await self._policy_with_reasons(features, roles, graph.policy_items(*terms, credit, uplift))
+        count = row_count(tables["applications"])
+        decided = await decide(self._steps, tables, [self._choose_role() for _ in range(count)])
         finished = time.perf_counter()
         if batch_id is None:
             ids = [str(uuid.uuid4()) for _ in range(count)]
@@ -255,61 +239,32 @@ class DecisionIngress:
         else:
             ids = [f"{batch_id}:{i}" for i in range(count)]
             keys, latencies = idempotency_keys * count, [(finished - started[0]) * 1000] * count
-        responses = [decision_response(*parts) for parts in zip(ids, decisions, credit, uplift, strict=True)]
-        columns = log_columns(responses, decisions, "decision", keys, latencies, datetime.now(UTC))
-        self._log.append_columns(columns, count, features=features)
+        responses = decided.responses(ids)
+        columns = log_columns(responses, decided.decisions, "decision", keys, latencies, datetime.now(UTC))
+        self._log.append_columns(columns, count, features=decided.features)
         outcomes = Counter((r["decision"], r["model_versions"]["credit_role"]) for r in responses)
         for (outcome, role), n in outcomes.items():
             self._metrics.decisions.inc(n, tags={"outcome": outcome, "credit_role": role})
         if self._routing.challenger_mode == "shadow":
-            self._spawn(self._shadow(features, terms, uplift, ids))
+            self._spawn(self._shadow(decided, ids))
         return responses
 
-    async def _policy_with_reasons(
-        self, features: graph.Columns, roles: list[str], items: dict[str, list[Any]]
-    ) -> list[dict[str, Any]]:
-        """The policy's decisions; each decline explained by the credit model that scored it."""
-        decisions = await self._policy.decide.remote(items)
-        positions = graph.declined(decisions)
-        if positions:
-            contributions = await self._by_role(
-                "explain", take(features, positions), [roles[i] for i in positions], graph.merge_contributions
-            )
-            reasons = await self._policy.reasons.remote(contributions)
-            for position, codes in zip(positions, reasons, strict=True):
-                decisions[position]["reason_codes"] = codes
-        return decisions
-
-    async def _by_role(self, method: str, features: graph.Columns, roles: list[str], merge: Callable[..., Any]) -> Any:
-        """`score` or `explain` of each row by the credit model its role names (one call per model;
-        `merge` puts the groups' results back in row order when there is more than one)."""
-        groups = {role: [i for i, r in enumerate(roles) if r == role] for role in set(roles)}
-
-        def call(role: str, positions: list[int]) -> Any:
-            subset = features if len(groups) == 1 else take(features, positions)
-            return getattr(self._credit[role], method).remote(subset)
-
-        results = await asyncio.gather(*(call(role, positions) for role, positions in groups.items()))
-        if len(results) == 1:
-            return results[0]
-        return merge(list(zip(groups.values(), results, strict=True)), len(roles))
-
-    async def _shadow(self, features: graph.Columns, terms: Any, uplift: list[Any], ids: list[str]) -> None:
+    async def _shadow(self, decided: Decided, ids: list[str]) -> None:
         """The challenger scores the same applications; its decisions are logged, never returned."""
         started = time.perf_counter()
         try:
-            roles = ["challenger"] * len(ids)
-            credit = await self._by_role("score", features, roles, graph.merge_rows)
-            decisions = await self._policy_with_reasons(features, roles, graph.policy_items(*terms, credit, uplift))
+            shadow = await rescore(self._steps, decided, ["challenger"] * len(ids))
         except Exception:
             self._metrics.errors.inc(tags={"stage": "shadow", "kind": "internal"})
             log.exception("shadow scoring failed")
             return
         latency_ms = (time.perf_counter() - started) * 1000
-        shadows = [decision_response(*parts) for parts in zip(ids, decisions, credit, uplift, strict=True)]
+        shadows = shadow.responses(ids)
         count = len(shadows)
-        columns = log_columns(shadows, decisions, "shadow", [None] * count, [latency_ms] * count, datetime.now(UTC))
-        self._log.append_columns(columns, count, features=features)
+        columns = log_columns(
+            shadows, shadow.decisions, "shadow", [None] * count, [latency_ms] * count, datetime.now(UTC)
+        )
+        self._log.append_columns(columns, count, features=shadow.features)
 
     def _spawn(self, coroutine: Any) -> None:
         task = asyncio.get_running_loop().create_task(coroutine)

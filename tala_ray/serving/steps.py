@@ -1,0 +1,193 @@
+"""The decision graph: its steps by name (`GraphSteps`), their configs, and the ONE order they run in.
+
+`decide`: features -> credit (each application by the credit model of its role: the champion, or
+the challenger on a canary) and uplift, concurrently -> policy -> the declines' reason codes,
+each explained by the credit model that scored it. Every layout runs this code:
+
+- composed: each step its own deployment (`bound_steps`); the ingress gets their handles;
+- fused: the same deployment classes inside the ingress replica (`local_steps`);
+- the in-process baseline (`inprocess.py`): `local_steps` too, without Serve.
+
+A step is called as `step.method.remote(...)` and awaited, a handle and a local step alike.
+A new step is a deployment class (`deployments.py`), a field of `GraphSteps` and `StepConfigs`
+built in `build_steps` and called in `decide` (here), and its arguments in `AppArgs` (`args.py`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from tala_ray.core.errors import UserError
+from tala_ray.features.columns import Columns, take
+from tala_ray.features.definitions import feature_set_version
+from tala_ray.models.predictors import load_predictor
+from tala_ray.policy.decision import PolicyParams
+from tala_ray.serving import graph
+from tala_ray.serving.args import AppArgs, ModelRef
+from tala_ray.serving.deployments import CreditModel, DecisionPolicy, FeatureTransform, UpliftModel
+from tala_ray.serving.local_graph import LocalStep
+from tala_ray.serving.model_slot import ModelConfig
+from tala_ray.serving.records import decision_response
+
+Role = Literal["champion", "challenger"]
+
+
+class StepConfigs(BaseModel):
+    """What each step is configured with (as a deployment: its `user_config`), the same in every layout."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    credit: dict[Role, ModelConfig] = Field(description="Role -> the credit model that scores its applications.")
+    uplift: ModelConfig
+    policy: PolicyParams
+
+
+def _pinned_version(kind: str, ref: ModelRef, args: AppArgs, fsv: str) -> str:
+    """Load the model once here (checksums, feature-set version) and return its exact version.
+
+    A model that fails to load fails the deploy with the reason; the running application keeps
+    serving. Pinning the exact version makes every replica load the same artifact.
+    """
+    try:
+        predictor = load_predictor(
+            args.registry_uri, ref.name, ref=ref.ref, expected_feature_set_version=fsv, kind=kind
+        )
+    except Exception as error:
+        raise UserError(
+            f"{kind} model {ref.name}@{ref.ref}: cannot be served: {type(error).__name__}: {error}"
+        ) from error
+    return str(predictor.version)
+
+
+def step_configs(args: AppArgs) -> StepConfigs:
+    """Each step's config from the application's args, every model alias resolved to a version."""
+    fsv = args.expected_feature_set_version or feature_set_version()
+
+    def model(kind: str, role: Role, ref: ModelRef) -> ModelConfig:
+        version = _pinned_version(kind, ref, args, fsv)
+        return ModelConfig(
+            registry_uri=args.registry_uri, name=ref.name, version=version, role=role, expected_feature_set_version=fsv
+        )
+
+    credit = {"champion": model("credit", "champion", args.credit_model)}
+    if args.credit_challenger is not None:
+        credit["challenger"] = model("credit", "challenger", args.credit_challenger)
+    return StepConfigs(credit=credit, uplift=model("uplift", "champion", args.uplift_model), policy=args.policy)
+
+
+@dataclass(frozen=True)
+class GraphSteps:
+    """The graph's steps by name: deployment handles (composed layout) or local steps (fused, baseline)."""
+
+    features: Any  # FeatureTransform: raw tables -> feature columns
+    credit: dict[Role, Any]  # CreditModel by role: feature columns -> scores; declines' columns -> contributions
+    uplift: Any  # UpliftModel: feature columns -> uplift
+    policy: Any  # DecisionPolicy: policy items -> decisions; contributions -> reason codes
+
+
+StepMaker = Callable[[Any, str, dict[str, Any] | None], Any]
+"""(deployment, its name in the application, its `user_config` or None) -> the step."""
+
+
+def build_steps(configs: StepConfigs, make: StepMaker) -> GraphSteps:
+    """Every step of the graph, each made by `make` from its deployment and config."""
+    return GraphSteps(
+        features=make(FeatureTransform, "FeatureTransform", None),
+        credit={
+            role: make(CreditModel, f"Credit{role.title()}", config.model_dump(mode="json"))
+            for role, config in configs.credit.items()
+        },
+        uplift=make(UpliftModel, "UpliftModel", configs.uplift.model_dump(mode="json")),
+        policy=make(DecisionPolicy, "DecisionPolicy", configs.policy.model_dump(mode="json")),
+    )
+
+
+def bound_steps(configs: StepConfigs) -> GraphSteps:
+    """The steps as bound deployments (composed layout): bound into the ingress, Serve hands it their handles."""
+
+    def bind(deployment: Any, name: str, user_config: dict[str, Any] | None) -> Any:
+        options = {"name": name} | ({} if user_config is None else {"user_config": user_config})
+        return deployment.options(**options).bind()
+
+    return build_steps(configs, bind)
+
+
+def local_steps(configs: StepConfigs) -> GraphSteps:
+    """The steps as the deployments' classes in this process (fused layout, in-process baseline)."""
+    return build_steps(configs, lambda deployment, _name, user_config: LocalStep(deployment, user_config))
+
+
+@dataclass(frozen=True)
+class Decided:
+    """One pass of the graph over some applications: each step's results, one per application."""
+
+    features: Columns
+    terms: tuple[np.ndarray, np.ndarray]  # requested amounts and terms (`graph.application_terms`)
+    credit: list[dict[str, Any]]
+    uplift: list[dict[str, Any]]
+    decisions: list[dict[str, Any]]
+
+    def responses(self, request_ids: list[str]) -> list[dict[str, Any]]:
+        """The decisions in `DecisionResponse`'s shape, one request id each."""
+        parts = zip(request_ids, self.decisions, self.credit, self.uplift, strict=True)
+        return [decision_response(*part) for part in parts]
+
+
+async def decide(steps: GraphSteps, tables: graph.RawTables, roles: list[Role]) -> Decided:
+    """The applications of the raw tables through the graph; `roles`: which credit model scores each."""
+    features = await steps.features.transform.remote(tables)
+    credit, uplift = await asyncio.gather(
+        _by_role(steps, "score", features, roles, graph.merge_rows), steps.uplift.effect.remote(features)
+    )
+    return await _policy(steps, features, graph.application_terms(tables), roles, credit, uplift)
+
+
+async def rescore(steps: GraphSteps, decided: Decided, roles: list[Role]) -> Decided:
+    """The same applications decided again with the credit models of `roles` (shadow scoring):
+    `decide` from the credit step on, the features and uplift taken as they were."""
+    credit = await _by_role(steps, "score", decided.features, roles, graph.merge_rows)
+    return await _policy(steps, decided.features, decided.terms, roles, credit, decided.uplift)
+
+
+async def _policy(
+    steps: GraphSteps,
+    features: Columns,
+    terms: tuple[np.ndarray, np.ndarray],
+    roles: list[Role],
+    credit: list[dict[str, Any]],
+    uplift: list[dict[str, Any]],
+) -> Decided:
+    """The policy's decisions; each decline explained by the credit model that scored it."""
+    decisions = await steps.policy.decide.remote(graph.policy_items(*terms, credit, uplift))
+    positions = graph.declined(decisions)
+    if positions:
+        contributions = await _by_role(
+            steps, "explain", take(features, positions), [roles[i] for i in positions], graph.merge_contributions
+        )
+        reasons = await steps.policy.reasons.remote(contributions)
+        for position, codes in zip(positions, reasons, strict=True):
+            decisions[position]["reason_codes"] = codes
+    return Decided(features, terms, credit, uplift, decisions)
+
+
+async def _by_role(
+    steps: GraphSteps, method: str, features: Columns, roles: list[Role], merge: Callable[..., Any]
+) -> Any:
+    """`score` or `explain` of each row by the credit model its role names (one call per model;
+    `merge` puts the groups' results back in row order when there is more than one)."""
+    groups = {role: [i for i, r in enumerate(roles) if r == role] for role in set(roles)}
+
+    def call(role: Role, positions: list[int]) -> Any:
+        subset = features if len(groups) == 1 else take(features, positions)
+        return getattr(steps.credit[role], method).remote(subset)
+
+    results = await asyncio.gather(*(call(role, positions) for role, positions in groups.items()))
+    if len(results) == 1:
+        return results[0]
+    return merge(list(zip(groups.values(), results, strict=True)), len(roles))
