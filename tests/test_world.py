@@ -104,3 +104,14 @@ def test_generation_on_ray_is_deterministic_and_writes_a_manifest(ray_cluster, t
     assert events.num_rows == manifest.tables["events"].rows
     other = generate_world(WorldSpec(applicants=2_500, seed=5, chunk_size=1_000), str(tmp_path / "c"), progress=False)
     assert other.content_hash != first.content_hash
+
+
+def test_amounts_are_local_currency_at_the_schemas_exchange_rates(chunk):
+    """The simulator prices loans in whole 5-USD steps at `schema.FX_PER_USD`, the rates the features use."""
+    from tala_ray.features import definitions
+
+    assert set(schema.FX_PER_USD) == set(schema.COUNTRIES)
+    assert definitions.FX_PER_USD is schema.FX_PER_USD
+    apps = chunk["applications"].merge(chunk["applicants"][["applicant_id", "country"]], on="applicant_id")
+    usd = apps["amount"] / apps["country"].map(schema.FX_PER_USD)
+    assert usd.between(5, 400).all() and np.allclose(usd / 5, np.round(usd / 5))

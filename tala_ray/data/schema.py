@@ -9,6 +9,8 @@ SCHEMA_VERSION = "1"
 TS = pa.timestamp("ms", tz="UTC")
 
 COUNTRIES = ("KE", "PH", "MX", "IN")
+# Exchange rates, local currency per USD: amounts in the tables are local; features and limits convert with these.
+FX_PER_USD: dict[str, float] = {"KE": 130.0, "PH": 56.0, "MX": 17.0, "IN": 83.0}
 EVENT_TYPES = ("mm_in", "mm_out", "airtime", "bill_pay", "app_install")
 APP_CATEGORIES = ("finance", "betting", "social", "productivity", "gaming")
 DEVICE_OS = ("android", "ios", "feature_phone")

@@ -28,18 +28,17 @@ MONTH_DAYS = 30.4
 @dataclass(frozen=True)
 class Country:
     share: float
-    fx_per_usd: float
     base_logit: float
 
 
 COUNTRY = {
-    "KE": Country(0.35, 130.0, -1.85),
-    "PH": Country(0.25, 56.0, -2.15),
-    "MX": Country(0.20, 17.0, -1.55),
-    "IN": Country(0.20, 83.0, -2.45),
+    "KE": Country(0.35, -1.85),
+    "PH": Country(0.25, -2.15),
+    "MX": Country(0.20, -1.55),
+    "IN": Country(0.20, -2.45),
 }
 COUNTRY_CODES = np.array(list(COUNTRY))
-FX_PER_USD = np.array([c.fx_per_usd for c in COUNTRY.values()])
+FX_PER_USD = np.array([schema.FX_PER_USD[code] for code in COUNTRY])  # by country index
 BASE_LOGIT = np.array([c.base_logit for c in COUNTRY.values()])
 OCCUPATIONS = np.array(["salaried", "trader", "casual"])
 OCCUPATION_SHARE = [0.35, 0.45, 0.20]
@@ -157,7 +156,9 @@ def _times_uniform(rng: np.random.Generator, start: np.ndarray, end: np.ndarray,
     return start[idx] + (rng.random(len(idx)) * (end[idx] - start[idx])).astype(np.int64)
 
 
-def _times_periodic(rng: np.random.Generator, a: Applicants, jitter_days: np.ndarray | float) -> tuple[np.ndarray, np.ndarray]:
+def _times_periodic(
+    rng: np.random.Generator, a: Applicants, jitter_days: np.ndarray | float
+) -> tuple[np.ndarray, np.ndarray]:
     """A monthly rhythm (pay days, bills): applicant index and time of each occurrence in the window."""
     n = len(a.ids)
     months = int(np.ceil((HISTORY_DAYS + POST_DAYS) / MONTH_DAYS)) + 1
@@ -217,7 +218,9 @@ def _draw_raw_events(rng: np.random.Generator, a: Applicants) -> RawEvents:
     # App installs: bettors install betting apps.
     idx, t = _poisson_events(rng, a, np.full(len(a.ids), 0.8))
     p_bet = _sigmoid(-2.4 + 1.8 * a.betting[idx])
-    rest = rng.choice(np.array(["finance", "social", "productivity", "gaming"]), size=len(idx), p=[0.3, 0.35, 0.15, 0.2])
+    rest = rng.choice(
+        np.array(["finance", "social", "productivity", "gaming"]), size=len(idx), p=[0.3, 0.35, 0.15, 0.2]
+    )
     category = np.where(rng.random(len(idx)) < p_bet, "betting", rest)
 
     ev = RawEvents(
@@ -294,7 +297,9 @@ def _draw_outcomes(rng: np.random.Generator, a: Applicants, b: Behaviour) -> Out
     propensity = np.where(cohort == "experiment", 0.5, old_policy)
     treatment = (rng.random(n) < propensity).astype(np.int8)
     defaulted = (rng.random(n) < np.where(treatment == 1, pd_treated, pd_control)).astype(np.int8)
-    return Outcomes(loan_usd, term_days, cohort, propensity, treatment, pd_control, pd_treated, defaulted, structural_logit)
+    return Outcomes(
+        loan_usd, term_days, cohort, propensity, treatment, pd_control, pd_treated, defaulted, structural_logit
+    )
 
 
 def _event_ids(applicant_ids: np.ndarray) -> np.ndarray:
@@ -347,7 +352,10 @@ def _draw_loans(rng: np.random.Generator, a: Applicants, o: Outcomes) -> pa.Tabl
     repaid = np.concatenate([repaid, later_repaid])
     term = rng.choice(LOAN_TERMS, size=len(idx), p=[0.3, 0.5, 0.2])
     late = np.where(repaid, rng.poisson(1.0 + 4.0 * _sigmoid(-a.discipline[idx])) * (rng.random(len(idx)) < 0.4), 90)
-    amount = np.clip(np.round(a.income_usd[idx] * np.exp(rng.normal(-1.4, 0.4, len(idx))) / 5) * 5, 5, 400) * FX_PER_USD[a.country_index[idx]]
+    amount = (
+        np.clip(np.round(a.income_usd[idx] * np.exp(rng.normal(-1.4, 0.4, len(idx))) / 5) * 5, 5, 400)
+        * FX_PER_USD[a.country_index[idx]]
+    )
     order = np.lexsort((disbursed, idx))
     first_loan_id = int(a.ids[0]) * 16 if len(a.ids) else 0
     return pa.table(

@@ -18,12 +18,11 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict
 
-from tala_ray.data.world import COUNTRY
+from tala_ray.data.schema import FX_PER_USD
 from tala_ray.features import columns, event_aggregates, join, loan_history, timeutil
 from tala_ray.features.columns import Columns, frame_columns, take
 from tala_ray.features.timeutil import DAY_MS
 
-FX_PER_USD = {code: c.fx_per_usd for code, c in COUNTRY.items()}
 CATEGORICAL = ("country", "device_os")
 
 
