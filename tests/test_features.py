@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta, timezone
 
 import numpy as np
 import pandas as pd
 import pytest
+from pydantic import ValidationError
 
 from tala_ray.data.generate import WorldSpec
 from tala_ray.data.world import simulate_chunk
 from tala_ray.features.definitions import FEATURES, compute_features, feature_set_version
+from tala_ray.features.online import ApplicationRequest
 from tala_ray.features.timeutil import datetime_ms, epoch_ms
+from tala_ray.traffic.replay import request_payload
 
 DAY = pd.Timedelta(days=1)
 APP_TIME = pd.Timestamp("2025-06-01T12:00:00Z")
@@ -226,3 +230,105 @@ def test_an_application_without_its_applicant_or_duplicate_applicants_are_refuse
 def test_a_request_datetime_converts_to_the_same_epoch_ms_as_the_batch_path(value):
     """The online path converts each datetime with integer arithmetic; the batch path with pandas."""
     assert datetime_ms(value) == epoch_ms(pd.Series([value]))[0]
+
+
+# The online request models refuse out-of-range values with an error naming the field and the bound
+# (issue 17: a signup in 1900, an application in 9999 or an infinite device price gave confident approvals).
+
+
+def valid_request() -> dict:
+    """A valid request: an applicant of 2025 with two events and two loans, all in the past."""
+    return {
+        "applicant": {
+            "country": "KE",
+            "signup_time": "2025-01-10T08:00:00+00:00",
+            "device_os": "android",
+            "device_price_usd": 80.0,
+            "device_age_months": 3,
+        },
+        "application": {"amount": 2600.0, "term_days": 30, "application_time": "2025-06-01T12:00:00+03:00"},
+        "events": [
+            {"event_time": "2025-05-01T10:00:00", "event_type": "mm_in", "amount": 1300.0},  # naive: UTC
+            {"event_time": "2025-05-02T10:00:00+00:00", "event_type": "app_install", "app_category": "betting"},
+        ],
+        "loans": [
+            {
+                "disbursed_time": "2025-03-01T00:00:00+00:00",
+                "due_time": "2025-03-31T00:00:00+00:00",
+                "amount": 500.0,
+                "repaid": True,
+                "days_late": 2,
+            },
+            {
+                "disbursed_time": "2025-04-01T00:00:00",
+                "due_time": "2025-04-15T00:00:00+00:00",
+                "amount": 800.0,
+                "repaid": True,
+                "days_late": 0,
+            },
+        ],
+    }
+
+
+def request_json(path: tuple, raw: str) -> str:
+    """`valid_request()` as JSON with the value at `path` replaced by the raw JSON text `raw`."""
+    body = valid_request()
+    target = body
+    for key in path[:-1]:
+        target = target[key]
+    target[path[-1]] = "__RAW__"
+    return json.dumps(body).replace('"__RAW__"', raw)
+
+
+def soon(minutes: float) -> str:
+    return (datetime.now(UTC) + timedelta(minutes=minutes)).isoformat()
+
+
+OUT_OF_RANGE = {
+    "signup in 1900": (("applicant", "signup_time"), '"1900-01-01T00:00:00Z"', "2007-01-01"),
+    "application in 9999": (("application", "application_time"), '"9999-01-01T00:00:00Z"', "clock"),
+    "infinite device price": (("applicant", "device_price_usd"), "Infinity", "finite"),
+    "device price of a house": (("applicant", "device_price_usd"), "2e6", "less than or equal to 10000"),
+    "negative device age": (("applicant", "device_age_months"), "-1", "greater than or equal to 0"),
+    "device older than mobile phones": (("applicant", "device_age_months"), "5000", "less than or equal to 240"),
+    "amount 1e309": (("application", "amount"), "1e309", "finite"),
+    "amount +Infinity": (("application", "amount"), '"+Infinity"', "finite"),
+    "amount NaN": (("application", "amount"), "NaN", "finite"),
+    "amount 1e12": (("application", "amount"), "1e12", "less than or equal to 650000"),
+    "event amount NaN": (("events", 0, "amount"), "NaN", "finite"),
+    "event amount -Infinity": (("events", 0, "amount"), "-Infinity", "finite"),
+    "event amount 1e15": (("events", 0, "amount"), "1e15", "less than or equal to 6500000"),
+    "loan amount NaN": (("loans", 1, "amount"), "NaN", "finite"),
+    "days late for a century": (("loans", 0, "days_late"), "36500", "less than or equal to 730"),
+    "event in 2100": (("events", 1, "event_time"), '"2100-01-01T00:00:00+00:00"', "clock"),
+    "event in 1990": (("events", 0, "event_time"), '"1990-01-01T00:00:00"', "2007-01-01"),
+    "event ten minutes ahead": (("events", 1, "event_time"), f'"{soon(10)}"', "clock"),
+    "loan disbursed in 9999": (("loans", 0, "disbursed_time"), '"9999-12-31T00:00:00+00:00"', "clock"),
+    "due before disbursed": (("loans", 0, "due_time"), '"2025-02-28T00:00:00+00:00"', "disbursed_time"),
+    "due after ten years": (("loans", 1, "due_time"), '"2035-04-01T00:00:00+00:00"', "365 days"),
+    "application before signup": (("application", "application_time"), '"2025-01-01T00:00:00+00:00"', "signup_time"),
+}
+
+
+@pytest.mark.parametrize("case", list(OUT_OF_RANGE))
+def test_an_out_of_range_request_value_is_refused_naming_the_field_and_bound(case):
+    path, raw, bound = OUT_OF_RANGE[case]
+    with pytest.raises(ValidationError) as caught:
+        ApplicationRequest.model_validate_json(request_json(path, raw))
+    errors = caught.value.errors(include_url=False)
+    assert [e["loc"] for e in errors] == [path], errors
+    assert bound in errors[0]["msg"], errors[0]["msg"]
+
+
+def test_valid_requests_pass_with_naive_aware_and_nearly_now_times():
+    ApplicationRequest.model_validate(valid_request())
+    ApplicationRequest.model_validate_json(request_json(("application", "application_time"), f'"{soon(1)}"'))
+    ApplicationRequest.model_validate_json(request_json(("applicant", "signup_time"), '"2007-01-01T00:00:00"'))
+    ApplicationRequest.model_validate_json(request_json(("events", 1, "event_time"), f'"{soon(-60 * 24 * 365)}"'))
+
+
+def test_every_application_of_a_simulated_world_is_a_valid_request(world):
+    """The bounds refuse none of the world's requests, future records included (the demo, replays)."""
+    applications = world["applications"].sample(200, random_state=1)
+    for _, row in applications.iterrows():
+        ApplicationRequest.model_validate(request_payload(world, row, include_future=True))

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime, timedelta
 
 import pyarrow as pa
 import pytest
 
 from tala_ray.data import schema
-from tala_ray.data.validation import SchemaMismatchError, check_schema, conform, split_valid
+from tala_ray.data.validation import SchemaMismatchError, check_schema, conform, split_joined, split_valid
 
 T = datetime(2025, 3, 1, tzinfo=UTC)
 
@@ -133,3 +134,106 @@ def test_compatible_types_are_conformed_to_the_contract():
     assert conformed.schema.names == schema.EVENTS.names
     assert conformed.column("event_time").type == schema.TS and conformed.column("amount").type == pa.float64()
     assert split_valid("events", conformed)[0].num_rows == 1
+
+
+# Out-of-range rows are quarantined with a reason code and a detail naming the field and the bound (issue 17).
+
+NOW = datetime.now(UTC)
+GOOD = {
+    "applicants": {
+        "applicant_id": 1,
+        "country": "KE",
+        "signup_time": T - timedelta(days=100),
+        "device_os": "android",
+        "device_price_usd": 80.0,
+        "device_age_months": 3,
+    },
+    "applications": {
+        "application_id": 1,
+        "applicant_id": 1,
+        "application_time": T,
+        "amount": 2600.0,
+        "term_days": 30,
+        "cohort": "experiment",
+        "treatment": 0,
+        "propensity": 0.5,
+        "defaulted": 0,
+    },
+    "events": {
+        "event_id": 1,
+        "applicant_id": 1,
+        "event_time": T - timedelta(days=3),
+        "event_type": "mm_in",
+        "amount": 1300.0,
+        "app_category": None,
+    },
+    "loans": {
+        "loan_id": 1,
+        "applicant_id": 1,
+        "disbursed_time": T - timedelta(days=60),
+        "due_time": T - timedelta(days=30),
+        "amount": 500.0,
+        "repaid": True,
+        "days_late": 0,
+    },
+}
+
+
+def rows(table: str, changes: list[dict]) -> pa.Table:
+    nullable = pa.schema([f.with_nullable(True) for f in schema.TABLES[table]])
+    return pa.Table.from_pylist([{**GOOD[table], **change} for change in changes], schema=nullable)
+
+
+OUT_OF_RANGE_ROWS = [
+    ("applicants", {"signup_time": datetime(1900, 1, 1, tzinfo=UTC)}, "impossible_timestamp", "2007-01-01"),
+    ("applicants", {"signup_time": NOW + timedelta(days=1)}, "future_timestamp", "clock"),
+    ("applicants", {"device_price_usd": math.inf}, "device_price_too_high", "10000"),
+    ("applicants", {"device_price_usd": math.nan}, "not_a_number", "device_price_usd"),
+    ("applicants", {"device_price_usd": -1.0}, "negative_device_price", "0"),
+    ("applicants", {"device_age_months": -1}, "negative_device_age", "0"),
+    ("applicants", {"device_age_months": 5000}, "device_too_old", "240"),
+    ("applications", {"application_time": datetime(9999, 1, 1, tzinfo=UTC)}, "future_timestamp", "clock"),
+    ("applications", {"application_time": datetime(2006, 12, 31, tzinfo=UTC)}, "impossible_timestamp", "2007-01-01"),
+    ("applications", {"amount": float("1e309")}, "amount_too_large", "650000"),
+    ("applications", {"amount": math.nan}, "not_a_number", "amount"),
+    ("applications", {"amount": 1e12}, "amount_too_large", "650000"),
+    ("applications", {"amount": None}, "missing_value", "amount"),
+    ("applications", {"term_days": 400}, "term_too_long", "365"),
+    ("events", {"amount": math.nan}, "not_a_number", "amount"),
+    ("events", {"amount": -math.inf}, "negative_amount", "0"),
+    ("events", {"amount": 1e15}, "amount_too_large", "6500000"),
+    ("events", {"event_time": NOW + timedelta(days=1)}, "future_timestamp", "clock"),
+    ("events", {"event_time": datetime(2100, 1, 1, tzinfo=UTC)}, "future_timestamp", "clock"),
+    ("loans", {"disbursed_time": datetime(2100, 1, 1, tzinfo=UTC)}, "future_timestamp", "clock"),
+    ("loans", {"due_time": T - timedelta(days=61)}, "impossible_timestamp", "disbursed_time"),
+    ("loans", {"due_time": T + timedelta(days=400)}, "loan_term_too_long", "365"),
+    ("loans", {"amount": math.nan}, "not_a_number", "amount"),
+    ("loans", {"amount": 1e10}, "amount_too_large", "650000"),
+    ("loans", {"days_late": 36_500}, "days_late_too_large", "730"),
+]
+
+
+@pytest.mark.parametrize(("table", "change", "reason", "bound"), OUT_OF_RANGE_ROWS)
+def test_an_out_of_range_row_is_quarantined_naming_the_field_and_bound(table, change, reason, bound):
+    good, bad = split_valid(table, rows(table, [{}, change, {}]))
+    assert good.num_rows == 2
+    assert bad.column("reason").to_pylist() == [reason]
+    detail = bad.column("detail")[0].as_py()
+    assert f"{table}.{next(iter(change))}" in detail and bound in detail, detail
+
+
+def test_an_application_before_its_applicants_signup_or_without_applicant_is_quarantined():
+    applicants = rows("applicants", [{"applicant_id": 1}, {"applicant_id": 2, "signup_time": T + timedelta(days=1)}])
+    applications = rows(
+        "applications",
+        [
+            {"application_id": 1, "applicant_id": 1},
+            {"application_id": 2, "applicant_id": 2},
+            {"application_id": 3, "applicant_id": 3},
+        ],
+    )
+    good, bad = split_joined(applications, applicants)
+    assert good.column("application_id").to_pylist() == [1]
+    assert bad.column("application_id").to_pylist() == [2, 3]
+    assert bad.column("reason").to_pylist() == ["application_before_signup", "missing_applicant"]
+    assert "applications.application_time" in bad.column("detail")[0].as_py()
