@@ -17,8 +17,9 @@ from collections.abc import Callable
 
 from tala_ray.data.world import simulate_chunk
 from tala_ray.features.online import request_columns
-from tala_ray.serving.arrow_body import decode_batch, encode_payloads
+from tala_ray.serving.arrow_body import decode_batch
 from tala_ray.serving.schemas import BatchDecisionRequest
+from tala_ray.traffic.arrow_encode import encode_payloads
 from tala_ray.traffic.replay import request_payload
 
 

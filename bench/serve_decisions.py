@@ -38,7 +38,7 @@ from bench._targets import ROOT, Target, serve_target, uvicorn_target  # noqa: E
 from bench._tools import ensure_tool, run_hey_closed  # noqa: E402
 from tala_ray.core.net import free_port  # noqa: E402
 from tala_ray.monitoring.slo import load_slo  # noqa: E402
-from tala_ray.serving.arrow_body import encode_payloads  # noqa: E402
+from tala_ray.traffic.arrow_encode import encode_payloads  # noqa: E402
 from tala_ray.traffic.replay import read_world_tables, sample_payloads  # noqa: E402
 
 CONFIG = ROOT / "serve_configs" / "credit_decision.yaml"

@@ -23,8 +23,9 @@ from fastapi.testclient import TestClient
 
 from tala_ray.core.registry import Registry
 from tala_ray.features.definitions import feature_set_version
-from tala_ray.serving.arrow_body import ARROW_STREAM_MEDIA_TYPE, encode_payloads
+from tala_ray.serving.arrow_schema import ARROW_STREAM_MEDIA_TYPE
 from tala_ray.serving.inprocess import InProcessSettings, create_app
+from tala_ray.traffic.arrow_encode import encode_payloads
 from tala_ray.traffic.replay import read_world_tables, sample_payloads
 
 APPLICATIONS, SINGLES, SEED = 300, 100, 3

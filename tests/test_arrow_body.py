@@ -19,16 +19,9 @@ from tala_ray.core.errors import UserError
 from tala_ray.data.world import simulate_chunk
 from tala_ray.features.definitions import feature_columns
 from tala_ray.features.online import MAX_EVENTS, MAX_LOANS, ApplicationRequest, request_columns
-from tala_ray.serving.arrow_body import (
-    MAX_DETAILS,
-    REQUEST_SCHEMA,
-    ArrowBodyError,
-    TooManyApplicationsError,
-    decode_batch,
-    encode_payloads,
-    payload_table,
-    table_bytes,
-)
+from tala_ray.serving.arrow_body import MAX_DETAILS, ArrowBodyError, TooManyApplicationsError, decode_batch
+from tala_ray.serving.arrow_schema import REQUEST_SCHEMA
+from tala_ray.traffic.arrow_encode import encode_payloads, payload_table, table_bytes
 from tala_ray.traffic.replay import request_payload
 
 LIMIT = 1_000
@@ -149,7 +142,7 @@ ODD_TIMES = [
 
 def test_encoded_times_with_offsets_fractions_or_no_zone_match_the_json_path():
     payloads = [hand_payload(events=1, loans=1) for _ in ODD_TIMES]
-    for payload, text in zip(payloads, ODD_TIMES):
+    for payload, text in zip(payloads, ODD_TIMES, strict=True):
         payload["applicant"]["signup_time"] = payload["events"][0]["event_time"] = text
         payload["loans"][0]["due_time"] = payload["application"]["application_time"] = text
     got = decode_batch(encode_payloads(payloads), LIMIT)
@@ -166,7 +159,7 @@ def test_timestamps_of_any_unit_and_zone_match_the_json_path(unit, tz):
     values = [us * per_second // 1_000_000 for us in micros]  # floored to the unit
     texts = ODD_TIMES if unit != "s" else [(EPOCH + timedelta(seconds=v)).isoformat() for v in values]
     payloads = [hand_payload(events=1, loans=0) for _ in texts]
-    for payload, text in zip(payloads, texts):
+    for payload, text in zip(payloads, texts, strict=True):
         payload["events"][0]["event_time"] = payload["applicant"]["signup_time"] = text
     times = pa.array(values, pa.timestamp(unit, tz="UTC")).cast(pa.timestamp(unit, tz=tz))
     n = len(texts)

@@ -1,12 +1,12 @@
-"""Arrow IPC stream bodies for `POST /v1/decisions/batch` (`Content-Type: application/vnd.apache.arrow.stream`).
+"""Server side of the Arrow IPC stream bodies of `POST /v1/decisions/batch`
+(`Content-Type: application/vnd.apache.arrow.stream`): decoding and validation.
 
-One row per application in `REQUEST_SCHEMA`: the applicant's and the application's fields flat at
-top level, `events` and `loans` as `list<struct>` columns (the JSON request, columnar).
+The format (one row per application, `events` and `loans` as `list<struct>` columns) and each
+field's rules are in `arrow_schema`; clients build bodies with `tala_ray.traffic.arrow_encode`.
 `decode_batch` turns a body into exactly the raw tables `online.request_columns` builds from the
 same applications sent as JSON (but the events' strings come as pandas Categoricals of the body's
 dictionary, which the feature code reads as codes without a Python string per event), after the
-same checks as the pydantic models of `online.py`;
-`encode_payloads` builds a body from JSON request dicts (for clients, the benchmark and the tests).
+same checks as the pydantic models of `online.py`.
 
 Accepted variants (liberal where the meaning is unambiguous, strict otherwise):
 
@@ -15,8 +15,6 @@ Accepted variants (liberal where the meaning is unambiguous, strict otherwise):
   must lie in the years 1 to 9999 (what a JSON datetime can hold). Strings, dates and plain
   integers are refused.
 - strings: `string`, `large_string`, `string_view`, or a dictionary of one of them (any index type).
-  `encode_payloads` writes the events' strings as dictionaries (`REQUEST_SCHEMA`): a smaller body,
-  and the server reads the codes as they are instead of hashing every string.
 - floats (`device_price_usd`, `amount`): any float or integer type.
 - integers (`device_age_months`, `term_days`, `days_late`): any integer type, or a float type
   holding whole numbers (what pandas makes of an integer column with nulls).
@@ -35,99 +33,30 @@ Arrow IPC stream (the Arrow file format included), no rows, more than `max_appli
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Literal, get_args
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-from pydantic import TypeAdapter, ValidationError
 
 from tala_ray.core.errors import UserError
 from tala_ray.features.columns import RAW_COLUMNS, Columns
-from tala_ray.features.online import MAX_EVENTS, MAX_LOANS, AppCategory, Country, DeviceOs, EventType, Timestamp
 from tala_ray.features.timeutil import datetime_ms
+from tala_ray.serving.arrow_schema import (
+    ARROW_STREAM_MEDIA_TYPE,
+    ARROW_TYPES,
+    LISTS,
+    TOP_RULES,
+    FieldRule,
+    Kind,
+    list_type,
+)
 
-ARROW_STREAM_MEDIA_TYPE = "application/vnd.apache.arrow.stream"
 MAX_DETAILS = 20
-
-Kind = Literal["str", "time", "float", "int", "bool"]
-
-
-@dataclass(frozen=True)
-class _Rule:
-    """One request field: its kind and the checks of the matching pydantic field."""
-
-    name: str
-    kind: Kind
-    required: bool = False
-    choices: tuple[str, ...] = ()
-    ge: int | None = None
-    gt: int | None = None
-    le: int | None = None
-
-
-_APPLICANT_RULES = (
-    _Rule("country", "str", required=True, choices=get_args(Country)),
-    _Rule("signup_time", "time", required=True),
-    _Rule("device_os", "str", choices=get_args(DeviceOs)),
-    _Rule("device_price_usd", "float", ge=0),
-    _Rule("device_age_months", "int", ge=0),
-)
-_APPLICATION_RULES = (
-    _Rule("amount", "float", required=True, gt=0),
-    _Rule("term_days", "int", required=True, gt=0, le=365),
-    _Rule("application_time", "time", required=True),
-)
-_EVENT_RULES = (
-    _Rule("event_time", "time", required=True),
-    _Rule("event_type", "str", required=True, choices=get_args(EventType)),
-    _Rule("amount", "float", ge=0),
-    _Rule("app_category", "str", choices=get_args(AppCategory)),
-)
-_LOAN_RULES = (
-    _Rule("disbursed_time", "time", required=True),
-    _Rule("due_time", "time", required=True),
-    _Rule("amount", "float", required=True, ge=0),
-    _Rule("repaid", "bool", required=True),
-    _Rule("days_late", "int", required=True, ge=0),
-)
-_TOP_RULES = _APPLICANT_RULES + _APPLICATION_RULES
-_LISTS: dict[str, tuple[tuple[_Rule, ...], int]] = {
-    "events": (_EVENT_RULES, MAX_EVENTS),
-    "loans": (_LOAN_RULES, MAX_LOANS),
-}
-
-_ARROW_TYPES: dict[Kind, pa.DataType] = {
-    "str": pa.string(),
-    "time": pa.timestamp("ms", tz="UTC"),
-    "float": pa.float64(),
-    "int": pa.int64(),
-    "bool": pa.bool_(),
-}
-
-
-_ITEM_STRING = pa.dictionary(pa.int32(), pa.string())  # list items repeat a few strings many times
-
-
-def _schema_field(rule: _Rule, item: bool = False) -> pa.Field:
-    data_type = _ITEM_STRING if item and rule.kind == "str" else _ARROW_TYPES[rule.kind]
-    return pa.field(rule.name, data_type, nullable=not rule.required)
-
-
-def _list_type(rules: tuple[_Rule, ...]) -> pa.DataType:
-    return pa.list_(pa.field("item", pa.struct([_schema_field(rule, item=True) for rule in rules]), nullable=False))
-
-
-REQUEST_SCHEMA: pa.Schema = pa.schema(
-    [
-        *(_schema_field(rule) for rule in _TOP_RULES),
-        *(pa.field(name, _list_type(rules), nullable=False) for name, (rules, _) in _LISTS.items()),
-    ]
-)
 
 
 class ArrowBodyError(UserError):
@@ -156,80 +85,6 @@ class TooManyApplicationsError(ArrowBodyError):
 
 def _body_error(msg: str) -> ArrowBodyError:
     return ArrowBodyError([{"loc": ["body"], "msg": msg}])
-
-
-# ---------------------------------------------------------------------------------------------
-# Encoding: JSON request dicts to an Arrow IPC stream.
-
-_TIME_LIST = TypeAdapter(list[Timestamp | None])
-
-
-def _encode_times(values: list[Any]) -> pa.Array:
-    """Times parsed as the JSON path parses them (naive = UTC), floored to milliseconds as `datetime_ms` does."""
-    micros = pa.array(_TIME_LIST.validate_python(values), pa.timestamp("us", tz="UTC"))
-    return pc.floor_temporal(micros, unit="millisecond").cast(_ARROW_TYPES["time"])
-
-
-def _encode_values(rule: _Rule, values: list[Any], path: str, item: bool = False) -> pa.Array:
-    """One field's values (JSON-like; None for missing) as an Arrow array of its schema type."""
-    data_type = _schema_field(rule, item).type
-    try:
-        if rule.kind == "time":
-            return _encode_times(values)
-        return pa.array(values, type=data_type)
-    except (ValidationError, pa.ArrowException, TypeError, ValueError) as error:
-        raise ValueError(f"payload field {path}: cannot encode as {data_type}: {error}") from error
-
-
-def _check_keys(records: Iterable[dict[str, Any]], allowed: Iterable[str], path: str) -> None:
-    names = set(allowed)
-    for record in records:
-        if not names.issuperset(record):
-            unknown = ", ".join(sorted(set(record) - names))
-            raise ValueError(f"payload field {path or 'request'}: unknown key(s) {unknown}")
-
-
-def _encode_list(payloads: list[dict[str, Any]], name: str, rules: tuple[_Rule, ...]) -> pa.Array:
-    """One list column (events or loans); a missing or null list is an empty one."""
-    lists = [payload.get(name) or [] for payload in payloads]
-    items = [item for records in lists for item in records]
-    _check_keys(items, (rule.name for rule in rules), name)
-    children = [
-        _encode_values(rule, [item.get(rule.name) for item in items], f"{name}.{rule.name}", item=True)
-        for rule in rules
-    ]
-    structs = pa.StructArray.from_arrays(children, fields=list(_list_type(rules).value_type))
-    offsets = np.concatenate([[0], np.cumsum([len(records) for records in lists])]).astype(np.int32)
-    return pa.ListArray.from_arrays(pa.array(offsets), structs, type=_list_type(rules))
-
-
-def payload_table(payloads: list[dict[str, Any]]) -> pa.Table:
-    """JSON request dicts (as `replay.request_payload` builds them) as a table in `REQUEST_SCHEMA`.
-    Values are not validated (that is `decode_batch`'s job); unknown keys and wrong types are errors."""
-    _check_keys(payloads, ("applicant", "application", *_LISTS), "")
-    columns: dict[str, pa.Array] = {}
-    for section, rules in (("applicant", _APPLICANT_RULES), ("application", _APPLICATION_RULES)):
-        records = [payload.get(section) or {} for payload in payloads]
-        _check_keys(records, (rule.name for rule in rules), section)
-        for rule in rules:
-            values = [record.get(rule.name) for record in records]
-            columns[rule.name] = _encode_values(rule, values, f"{section}.{rule.name}")
-    for name, (rules, _) in _LISTS.items():
-        columns[name] = _encode_list(payloads, name, rules)
-    return pa.Table.from_pydict(columns, schema=REQUEST_SCHEMA)
-
-
-def table_bytes(table: pa.Table) -> bytes:
-    """A table as an Arrow IPC stream."""
-    sink = pa.BufferOutputStream()
-    with pa.ipc.new_stream(sink, table.schema) as writer:
-        writer.write_table(table)
-    return sink.getvalue().to_pybytes()
-
-
-def encode_payloads(payloads: list[dict[str, Any]]) -> bytes:
-    """JSON request dicts (as `replay.request_payload` builds them) as an Arrow IPC stream body."""
-    return table_bytes(payload_table(payloads))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -270,7 +125,7 @@ def _duplicates(names: list[str]) -> list[str]:
     return sorted({name for name in names if names.count(name) > 1})
 
 
-def _field_problems(fields: list[pa.Field], rules: tuple[_Rule, ...], loc: list[str]) -> list[dict[str, Any]]:
+def _field_problems(fields: list[pa.Field], rules: tuple[FieldRule, ...], loc: list[str]) -> list[dict[str, Any]]:
     """Schema problems of one level: duplicate, unknown, missing required, or wrongly typed fields."""
     by_name = {rule.name: rule for rule in rules}
     names = [field.name for field in fields]
@@ -292,7 +147,7 @@ def _field_problems(fields: list[pa.Field], rules: tuple[_Rule, ...], loc: list[
     return problems
 
 
-def _list_problems(field: pa.Field, rules: tuple[_Rule, ...]) -> list[dict[str, Any]]:
+def _list_problems(field: pa.Field, rules: tuple[FieldRule, ...]) -> list[dict[str, Any]]:
     """Schema problems of one list column and of its struct fields."""
     loc = ["body", field.name]
     if pa.types.is_null(field.type):
@@ -304,12 +159,12 @@ def _list_problems(field: pa.Field, rules: tuple[_Rule, ...]) -> list[dict[str, 
 
 def _check_schema(schema: pa.Schema) -> None:
     """Raise `ArrowBodyError` listing every problem of the body's schema."""
-    top = [field for field in schema if field.name not in _LISTS]
-    lists = [field for field in schema if field.name in _LISTS]
-    problems = _field_problems(top, _TOP_RULES, ["body"])
+    top = [field for field in schema if field.name not in LISTS]
+    lists = [field for field in schema if field.name in LISTS]
+    problems = _field_problems(top, TOP_RULES, ["body"])
     problems += [{"loc": ["body", name], "msg": "duplicate column"} for name in _duplicates([f.name for f in lists])]
     for field in lists:
-        problems += _list_problems(field, _LISTS[field.name][0])
+        problems += _list_problems(field, LISTS[field.name][0])
     if problems:
         raise ArrowBodyError(problems[:MAX_DETAILS], len(problems))
 
@@ -381,7 +236,7 @@ def _valid(array: pa.Array) -> np.ndarray:
     return array.is_valid().to_numpy(zero_copy_only=False)
 
 
-def _times(rule: _Rule, array: pa.Array, level: _Level, problems: _Problems) -> tuple[np.ndarray, np.ndarray]:
+def _times(rule: FieldRule, array: pa.Array, level: _Level, problems: _Problems) -> tuple[np.ndarray, np.ndarray]:
     """Epoch milliseconds, floored as `datetime_ms` does, of a timestamp array of any unit."""
     valid = _valid(array)
     per_second = _PER_SECOND[array.type.unit]
@@ -394,7 +249,7 @@ def _times(rule: _Rule, array: pa.Array, level: _Level, problems: _Problems) -> 
 
 
 def _strings(
-    rule: _Rule, array: pa.Array, level: _Level, problems: _Problems
+    rule: FieldRule, array: pa.Array, level: _Level, problems: _Problems
 ) -> tuple[np.ndarray | pd.Categorical, np.ndarray]:
     """Through a dictionary: an object array (None for null) for top-level fields (they become
     feature values), a Categorical for list items (events: many rows, few distinct values)."""
@@ -419,7 +274,7 @@ def _categorical(words: list[str | None], codes: np.ndarray) -> pd.Categorical:
     return pd.Categorical.from_codes(remap[codes], categories=categories)
 
 
-def _numbers(rule: _Rule, array: pa.Array, level: _Level, problems: _Problems) -> tuple[np.ndarray, np.ndarray]:
+def _numbers(rule: FieldRule, array: pa.Array, level: _Level, problems: _Problems) -> tuple[np.ndarray, np.ndarray]:
     """float64 values (NaN for null) with the field's bounds checked (NaN fails them, as in pydantic),
     and whole numbers when the field is an integer given as floats."""
     valid = _valid(array)
@@ -434,11 +289,11 @@ def _numbers(rule: _Rule, array: pa.Array, level: _Level, problems: _Problems) -
     return values, valid
 
 
-def _booleans(rule: _Rule, array: pa.Array, level: _Level, problems: _Problems) -> tuple[np.ndarray, np.ndarray]:
+def _booleans(_rule: FieldRule, array: pa.Array, _level: _Level, _problems: _Problems) -> tuple[np.ndarray, np.ndarray]:
     return array.fill_null(False).to_numpy(zero_copy_only=False), _valid(array)
 
 
-_Converter = Callable[[_Rule, pa.Array, _Level, _Problems], tuple[np.ndarray, np.ndarray]]
+_Converter = Callable[[FieldRule, pa.Array, _Level, _Problems], tuple[np.ndarray, np.ndarray]]
 _CONVERTERS: dict[Kind, _Converter] = {
     "time": _times,
     "str": _strings,
@@ -448,11 +303,13 @@ _CONVERTERS: dict[Kind, _Converter] = {
 }
 
 
-def _decode_field(rule: _Rule, array: pa.Array, present: np.ndarray, level: _Level, problems: _Problems) -> np.ndarray:
+def _decode_field(
+    rule: FieldRule, array: pa.Array, present: np.ndarray, level: _Level, problems: _Problems
+) -> np.ndarray:
     """One field's values as `request_columns` gives them, with every problem recorded;
     `present` marks the rows that exist (False for null list elements)."""
     if pa.types.is_null(array.type):
-        array = pa.nulls(len(array), _ARROW_TYPES[rule.kind])
+        array = pa.nulls(len(array), ARROW_TYPES[rule.kind])
     values, valid = _CONVERTERS[rule.kind](rule, array, level, problems)
     if rule.required:
         problems.add(level, rule.name, present & ~valid, "must not be null")
@@ -460,7 +317,7 @@ def _decode_field(rule: _Rule, array: pa.Array, present: np.ndarray, level: _Lev
 
 
 def _decode_level(
-    arrays: dict[str, pa.Array], rules: tuple[_Rule, ...], present: np.ndarray, level: _Level, problems: _Problems
+    arrays: dict[str, pa.Array], rules: tuple[FieldRule, ...], present: np.ndarray, level: _Level, problems: _Problems
 ) -> Columns:
     """The fields of one level; a left-out optional field is all nulls."""
     missing = pa.nulls(len(present))
@@ -469,9 +326,9 @@ def _decode_level(
 
 def _decode_list(column: pa.Array | None, n: int, name: str, top: _Level, problems: _Problems) -> Columns:
     """One list column as its table (`applicant_id` = application position); a null list is empty."""
-    rules, max_items = _LISTS[name]
+    rules, max_items = LISTS[name]
     if column is None or pa.types.is_null(column.type):
-        column = pa.nulls(n, _list_type(rules))
+        column = pa.nulls(n, list_type(rules))
     lengths = pc.list_value_length(column).fill_null(0).to_numpy().astype(np.int64)
     problems.add(top, name, lengths > max_items, f"must have at most {max_items} items")
     items: pa.StructArray = column.flatten()
@@ -480,7 +337,7 @@ def _decode_list(column: pa.Array | None, n: int, name: str, top: _Level, proble
     rows = np.repeat(np.arange(n, dtype=np.int64), lengths)
     level = _Level(name, rows, np.arange(len(rows), dtype=np.int64) - np.repeat(starts, lengths))
     problems.add(level, None, ~present, "must not be null")
-    arrays = dict(zip([field.name for field in items.type], items.flatten()))
+    arrays = dict(zip([field.name for field in items.type], items.flatten(), strict=True))
     return {"applicant_id": rows, **_decode_level(arrays, rules, present, level, problems)}
 
 
@@ -495,7 +352,7 @@ def decode_batch(body: bytes, max_applications: int) -> dict[str, Columns]:
     positions = np.arange(n, dtype=np.int64)
     top = _Level(None, positions, None)
     problems = _Problems()
-    values = _decode_level(arrays, _TOP_RULES, np.ones(n, dtype=bool), top, problems)
+    values = _decode_level(arrays, TOP_RULES, np.ones(n, dtype=bool), top, problems)
     events = _decode_list(arrays.get("events"), n, "events", top, problems)
     loans = _decode_list(arrays.get("loans"), n, "loans", top, problems)
     problems.raise_if_any()

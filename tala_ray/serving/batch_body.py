@@ -3,7 +3,7 @@
 
 JSON (`application/json`, the default) is validated by pydantic straight from the bytes (no
 `json.loads` and dict in between: ~80 instead of ~120 us for one application), with FastAPI's
-422 detail shape; an Arrow IPC stream (`application/vnd.apache.arrow.stream`, see `arrow_body`) is decoded
+422 detail shape; an Arrow IPC stream (`application/vnd.apache.arrow.stream`, see `arrow_schema`) is decoded
 and validated column-wise, ~100x cheaper per application. Both give the same raw tables, the same
 422 detail shape (`loc` naming the application, record and field) and the same 413 over the limit.
 """
@@ -22,7 +22,8 @@ from pydantic import BaseModel, ValidationError
 
 from tala_ray.features.columns import row_count
 from tala_ray.features.online import request_columns
-from tala_ray.serving.arrow_body import ARROW_STREAM_MEDIA_TYPE, ArrowBodyError, TooManyApplicationsError, decode_batch
+from tala_ray.serving.arrow_body import ArrowBodyError, TooManyApplicationsError, decode_batch
+from tala_ray.serving.arrow_schema import ARROW_STREAM_MEDIA_TYPE
 from tala_ray.serving.graph import RawTables
 from tala_ray.serving.records import fingerprint
 from tala_ray.serving.schemas import BatchDecisionRequest, DecisionRequest
@@ -45,7 +46,8 @@ OPENAPI_REQUEST_BODY = {
             JSON_MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/BatchDecisionRequest"}},
             ARROW_STREAM_MEDIA_TYPE: {
                 "schema": {"type": "string", "format": "binary"},
-                "description": "An Arrow IPC stream, one row per application (tala_ray.serving.arrow_body.REQUEST_SCHEMA).",
+                "description": "An Arrow IPC stream, one row per application "
+                "(tala_ray.serving.arrow_schema.REQUEST_SCHEMA).",
             },
         },
     }
