@@ -22,15 +22,20 @@ from hypothesis import strategies as st
 from tala_ray.core.errors import UserError
 from tala_ray.core.net import free_port
 from tala_ray.core.registry import ArtifactMetadata, Registry
+from tala_ray.features.definitions import FEATURE_NAMES, FEATURES, compute_features, feature_set_version
 from tala_ray.models.credit import LogisticCreditModel
 from tala_ray.models.predictors import load_predictor
+from tala_ray.models.uplift import TLearnerUplift
+from tala_ray.monitoring.prediction_log import read_prediction_log
 from tala_ray.policy.decision import PolicyParams, decide, reason_codes
+from tala_ray.serving.arrow_schema import ARROW_STREAM_MEDIA_TYPE
+from tala_ray.serving.inprocess import create_app
+from tala_ray.serving.launch import deploy, load_serve_config
 from tala_ray.serving.schemas import BatchDecisionResponse
+from tala_ray.traffic.arrow_encode import encode_payloads
 from tala_ray.traffic.replay import read_world_tables, request_payload
 
 pytestmark = pytest.mark.ray
-for _module in ("tala_ray.features.online", "tala_ray.models.uplift", "tala_ray.monitoring.prediction_log"):
-    pytest.importorskip(_module, reason="the decision service needs the feature, uplift and prediction-log modules")
 
 CANARY_CONFIG = Path(__file__).resolve().parents[1] / "serve_configs" / "credit_decision_canary.yaml"
 CREDIT_MODEL = "credit_pd"  # the name serve_configs/*.yaml serve
@@ -42,8 +47,6 @@ ACKNOWLEDGED: list[str] = []  # request ids the service answered with 200, check
 
 def world_features(world: dict[str, pd.DataFrame], applications: pd.DataFrame) -> pd.DataFrame:
     """The offline (batch) features of `applications`, through the shared feature code."""
-    from tala_ray.features.definitions import compute_features
-
     ids = applications["applicant_id"]
     applicants = world["applicants"][world["applicants"]["applicant_id"].isin(ids)]
     events = world["events"][world["events"]["applicant_id"].isin(ids)]
@@ -61,8 +64,6 @@ def register_credit(registry: Registry, features: pd.DataFrame, y: np.ndarray, C
 
 def register_uplift(registry: Registry, features: pd.DataFrame, applications: pd.DataFrame, fsv: str) -> str:
     """A small T-learner fitted on repayment (so `effect` is the reduction in default probability)."""
-    from tala_ray.models.uplift import TLearnerUplift
-
     names = [c for c in features.columns if c != "application_id"]
     model = TLearnerUplift(nuisance_n_estimators=30, cv=2).fit(
         1 - applications["defaulted"].to_numpy(), applications["treatment"].to_numpy(), X=features[names]
@@ -79,8 +80,6 @@ def world(small_world) -> dict[str, pd.DataFrame]:
 @pytest.fixture(scope="module")
 def registry(world, tmp_path_factory) -> Registry:
     """v1 (champion) and v2 (challenger) credit models and one uplift model, trained on 1,500 applications."""
-    from tala_ray.features.definitions import feature_set_version
-
     fsv = feature_set_version()
     registry = Registry(str(tmp_path_factory.mktemp("registry")))
     train = world["applications"].sort_values("application_id").iloc[:1500]
@@ -103,8 +102,6 @@ class Service:
 
     def deploy(self, user_configs: dict[str, dict] | None = None, **args) -> None:
         """Redeploy with changed `args` (rebuilds the app) and/or `user_config` overrides (in place)."""
-        from tala_ray.serving.launch import deploy, load_serve_config
-
         application = self.raw["applications"][0]
         application["args"].update(args)
         for deployment in application["deployments"]:
@@ -177,8 +174,6 @@ def test_health_is_open_everything_else_needs_the_key(service):
 
 
 def test_served_decisions_equal_the_offline_pipeline(service, registry, world, sample, bodies):
-    from tala_ray.features.definitions import FEATURES, feature_set_version
-
     single = [service.decide(body) for body in bodies[:5]]
     batch = service.decide_batch(bodies)
     assert all(r.status_code == 200 for r in single) and batch.status_code == 200, batch.text[:500]
@@ -215,8 +210,6 @@ def test_in_process_baseline_decides_like_the_served_graph(service, registry, bo
     """The benchmark's baseline (same graph, one process, no Ray) answers what the service answers."""
     from fastapi.testclient import TestClient
 
-    from tala_ray.serving.inprocess import create_app
-
     policy = service.raw["applications"][0]["args"]["policy"]
     client = TestClient(create_app(registry=registry.uri, credit_model=CREDIT_MODEL, policy=policy))
     assert gc.get_freeze_count() > 0, "the loaded models are kept out of the collector's full passes"
@@ -224,8 +217,6 @@ def test_in_process_baseline_decides_like_the_served_graph(service, registry, bo
     served = service.decide_batch(bodies).json()["decisions"]
     for field in ("decision", "limit", "intervention", "default_probability", "uplift"):
         assert [d[field] for d in local] == pytest.approx([d[field] for d in served], abs=1e-9), field
-    from tala_ray.serving.arrow_body import ARROW_STREAM_MEDIA_TYPE, encode_payloads
-
     arrow = client.post(
         "/v1/decisions/batch", content=encode_payloads(bodies), headers={"Content-Type": ARROW_STREAM_MEDIA_TYPE}
     )
@@ -256,8 +247,6 @@ def test_bad_requests_get_422_or_413_naming_the_field(service, bodies):
 
 
 def test_an_arrow_batch_is_decided_exactly_like_the_same_json_batch(service, bodies):
-    from tala_ray.serving.arrow_body import ARROW_STREAM_MEDIA_TYPE, encode_payloads
-
     arrow = {"Content-Type": ARROW_STREAM_MEDIA_TYPE}
     response = service.client.post("/v1/decisions/batch", content=encode_payloads(bodies), headers=arrow)
     assert response.status_code == 200, response.text[:500]
@@ -291,8 +280,6 @@ def test_the_fused_graph_decides_exactly_like_the_composed_one(service, bodies):
     import copy
 
     from ray import serve
-
-    from tala_ray.serving.launch import deploy, load_serve_config
 
     raw = copy.deepcopy(service.raw)
     fused = copy.deepcopy(raw["applications"][0])
@@ -492,8 +479,6 @@ def test_metrics_reach_rays_prometheus_endpoint(service):
 
 
 def wait_for_log(service: Service, ready, timeout_s: float = 30.0) -> pd.DataFrame:
-    from tala_ray.monitoring.prediction_log import read_prediction_log
-
     deadline = time.monotonic() + timeout_s
     while True:
         try:
@@ -508,8 +493,6 @@ def wait_for_log(service: Service, ready, timeout_s: float = 30.0) -> pd.DataFra
 def test_graceful_shutdown_leaves_every_acknowledged_decision_in_the_log(service, bodies):
     from ray import serve
 
-    from tala_ray.monitoring.prediction_log import read_prediction_log
-
     service.deploy(log_flush_interval_s=300.0)  # new args: the old ingress replica shuts down (and flushes)
     last = [service.decide(body).json()["request_id"] for body in bodies[:10]]  # only a shutdown flush writes these
     serve.delete(APP)
@@ -521,8 +504,6 @@ def test_graceful_shutdown_leaves_every_acknowledged_decision_in_the_log(service
     assert len(ACKNOWLEDGED) > 300
     row = decided.iloc[0]
     assert row["latency_ms"] > 0 and row["credit_model_version"]
-    from tala_ray.features.definitions import FEATURE_NAMES
-
     logged = list(decided["features"])
     assert all(set(FEATURE_NAMES) <= set(features) for features in logged), "every decision logs every feature"
     assert all(isinstance(features["tenure_days"], float) for features in logged)
