@@ -23,7 +23,8 @@ def serve(
     haproxy: Annotated[
         bool,
         typer.Option(
-            help="Serve's fast ingress (HAProxy + direct ingress) on the local cluster; see docs/serving-performance.md."
+            help="Serve's fast ingress (HAProxy + direct ingress) on the local cluster; "
+            "see docs/serving-performance.md."
         ),
     ] = False,
 ) -> None:
