@@ -8,10 +8,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from tala_ray.evaluation.plots import qini_png, segments_png
+from tala_ray.evaluation.uplift_report import average_effects, evaluate_uplift, report_markdown
 from tala_ray.models.training_data import Lineage, TrainingFrame
-from tala_ray.models.uplift_report import average_effects, evaluate_uplift, qini_png, report_markdown, segments_png
+from tala_ray.policy.economics import Economics
 from tala_ray.tuning.spec import ExperimentSpec
-from tala_ray.tuning.uplift_families import EconomicsSpec
 
 PLANTED_EFFECT = 0.15  # the treatment lowers the bad rate by 15 points for everyone
 
@@ -49,7 +50,7 @@ def frame_of(table: pd.DataFrame) -> TrainingFrame:
 def test_evaluation_without_truth_reports_the_average_effect_and_segments():
     frame = frame_of(planted_table(600, seed=1))
     effect = np.full(600, 0.1)
-    evaluation = evaluate_uplift(effect, frame, EconomicsSpec(), seed=0)
+    evaluation = evaluate_uplift(effect, frame, Economics(), seed=0)
     figures = evaluation.figures
     assert "true_ate" not in figures and set(evaluation.segments) == {"risk decile"}
     assert figures["ate_adjusted"]["lower"] < PLANTED_EFFECT < figures["ate_adjusted"]["upper"]

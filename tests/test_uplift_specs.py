@@ -41,7 +41,7 @@ def _write(tmp_path: Path, **changes: object) -> Path:
         ({"model__search_space": {"n_estimators": 10}}, "unknown hyperparameters ['n_estimators']"),
         ({"model__cohort": "pilot"}, "model.x_learner.cohort"),
         ({"model__overlap": {"low": 0.6}}, "model.x_learner.overlap.low"),
-        ({"model__economics": {"intervention_cost_usd": -1}}, "intervention_cost_usd"),
+        ({"model__economics": {"intervention_cost": -1}}, "model.x_learner.economics.intervention_cost"),
         ({"model__treatment": "t"}, "model.x_learner.treatment: Extra inputs are not permitted"),
     ],
 )

@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 from sklearn.metrics import roc_auc_score
 
@@ -77,15 +76,14 @@ def _tune(spec_path: Path, features: Path, world: Path, trials: int, registry: P
 def _evaluate_on_holdout(options: DemoOptions, paths: dict[str, Path], policy: Any) -> dict[str, Any]:
     """Credit AUC against the best possible and the policy's profit against its rivals, on a fresh world."""
     from tala_ray.evaluation.policy_value import compare_strategies
+    from tala_ray.evaluation.truth import read_truth
     from tala_ray.features.table import read_feature_table
     from tala_ray.models.predictors import load_predictor
     from tala_ray.traffic.replay import read_world_tables
 
     features = read_feature_table(str(paths["holdout_features"]))
     world = read_world_tables(str(paths["holdout_world"]))
-    truth = (
-        pd.read_parquet(paths["holdout_world"] / "truth").set_index("application_id").loc[features["application_id"]]
-    )
+    truth = read_truth(str(paths["holdout_world"]), features["application_id"].to_numpy(), ("pd_control", "pd_treated"))
     applications = world["applications"].set_index("application_id").loc[features["application_id"]]
     credit = load_predictor(str(paths["registry"]), CREDIT_MODEL, kind="credit")
     uplift = load_predictor(str(paths["registry"]), UPLIFT_MODEL, kind="uplift")

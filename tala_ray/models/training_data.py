@@ -1,28 +1,20 @@
-"""A common training frame from a feature table or a dataset spec; splits; the truth join (evaluation only)."""
+"""A common training frame from a feature table or a dataset spec, and its splits."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
+from sklearn.model_selection import train_test_split
 
 from tala_ray.core.errors import UserError
-
-if TYPE_CHECKING:
-    from tala_ray.tuning.spec import DataSource, SplitSpec
+from tala_ray.data.dataset_spec import load_dataset, load_dataset_spec
+from tala_ray.features.table import KEY_COLUMNS, read_feature_manifest, read_feature_table
+from tala_ray.models.data_spec import Cohort, DataSource, SplitSpec
 
 # Columns of a feature table that are keys, design or outcome, never model inputs.
-NON_FEATURE_COLUMNS = (
-    "application_id",
-    "applicant_id",
-    "application_time",
-    "cohort",
-    "treatment",
-    "propensity",
-    "defaulted",
-)
+NON_FEATURE_COLUMNS = KEY_COLUMNS
 
 
 @dataclass(frozen=True)
@@ -77,6 +69,13 @@ class TrainingFrame:
 
 
 @dataclass(frozen=True)
+class PreparedData:
+    """The rows an experiment splits and tunes on; a family's subclass adds what its evaluation needs."""
+
+    frame: TrainingFrame
+
+
+@dataclass(frozen=True)
 class Splits:
     train: TrainingFrame
     valid: TrainingFrame
@@ -103,28 +102,29 @@ def frame_from_feature_table(
     )
 
 
-def load_training_frame(source: DataSource) -> TrainingFrame:
-    """Read the experiment's data: a feature table or a dataset spec."""
-    if source.source == "feature_table":
-        from tala_ray.features.table import read_feature_manifest, read_feature_table
-
-        manifest = read_feature_manifest(source.path)
-        if source.world:
-            check_same_world(source.world, manifest.world_content_hash)
-        lineage = Lineage(
-            source=source.path,
-            feature_set_version=manifest.feature_set_version,
-            data_content_hash=manifest.world_content_hash,
-            world=source.world,
-            quarantined_rows=manifest.quarantined_total,
-        )
-        return frame_from_feature_table(read_feature_table(source.path), lineage, manifest.feature_names)
-    return _frame_from_dataset_spec(source.path)
+def load_training_frame(source: DataSource, cohort: Cohort = "all") -> TrainingFrame:
+    """Read the experiment's data: a feature table (one cohort of it, or all) or a dataset spec."""
+    if source.source != "feature_table":
+        return _frame_from_dataset_spec(source.path)
+    manifest = read_feature_manifest(source.path)
+    if source.world:
+        check_same_world(source.world, manifest.world_content_hash)
+    lineage = Lineage(
+        source=source.path,
+        feature_set_version=manifest.feature_set_version,
+        data_content_hash=manifest.world_content_hash,
+        world=source.world,
+        quarantined_rows=manifest.quarantined_total,
+    )
+    table = read_feature_table(source.path)
+    if cohort != "all":
+        table = table[table["cohort"] == cohort].reset_index(drop=True)
+    return frame_from_feature_table(table, lineage, manifest.feature_names)
 
 
 def check_same_world(world: str, expected_hash: str | None) -> None:
     """The world given for evaluation must be the one the features were built from."""
-    from tala_ray.data.generate import read_manifest
+    from tala_ray.data.generate import read_manifest  # data.generate imports ray
 
     actual = read_manifest(world).content_hash
     if expected_hash is not None and actual != expected_hash:
@@ -135,8 +135,6 @@ def check_same_world(world: str, expected_hash: str | None) -> None:
 
 
 def _frame_from_dataset_spec(path: str) -> TrainingFrame:
-    from tala_ray.data.dataset_spec import load_dataset, load_dataset_spec
-
     loaded = load_dataset(load_dataset_spec(path))
     return TrainingFrame(
         features=loaded.features.reset_index(drop=True),
@@ -161,8 +159,6 @@ def split_frame(frame: TrainingFrame, spec: SplitSpec, seed: int) -> Splits:
             order[n - n_test :],
         )
     else:
-        from sklearn.model_selection import train_test_split
-
         positions = np.arange(n)
         rest, test = train_test_split(positions, test_size=n_test, stratify=frame.target, random_state=seed)
         train, valid = train_test_split(rest, test_size=n_valid, stratify=frame.target[rest], random_state=seed)
@@ -188,24 +184,3 @@ def combine(first: TrainingFrame, second: TrainingFrame) -> TrainingFrame:
         treatment=join(first.treatment, second.treatment),
         propensity=join(first.propensity, second.propensity),
     )
-
-
-def true_default_probability(world: str, ids: np.ndarray, treatment: np.ndarray) -> np.ndarray:
-    """Evaluation only: each application's true PD under the treatment it actually got (truth table)."""
-    import pyarrow.dataset as pads
-
-    from tala_ray.core.storage import join_path, resolve_filesystem
-
-    filesystem, root = resolve_filesystem(world)
-    truth = (
-        pads.dataset(join_path(root, "truth"), filesystem=filesystem, format="parquet")
-        .to_table(columns=["application_id", "pd_control", "pd_treated"])
-        .to_pandas()
-        .set_index("application_id")
-        .reindex(ids)
-    )
-    if truth["pd_control"].isna().any():
-        raise UserError(
-            f"data.world: {world!r} has no truth for some applications; is it the world the features came from?"
-        )
-    return np.where(treatment == 1, truth["pd_treated"].to_numpy(), truth["pd_control"].to_numpy())

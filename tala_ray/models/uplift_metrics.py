@@ -201,18 +201,28 @@ def pehe(predicted: np.ndarray, true_effect: np.ndarray) -> float:
 
 # Decisions.
 def intervention_benefit(effect: np.ndarray, value_per_effect: np.ndarray | float, cost: float) -> np.ndarray:
-    """Profit change from intervening: a default avoided saves value_per_effect (fee + loss); minus the cost."""
+    """Profit change from intervening: a default avoided saves value_per_effect (fee + loss); minus the cost.
+
+    The expected profit is linear in the default probability, so this is the difference of
+    `tala_ray.policy.economics.expected_profit` with and without the intervention, with
+    `value_per_effect = value_of_avoided_default(...)`."""
     return np.asarray(effect, dtype=np.float64) * value_per_effect - cost
 
 
 def policy_values(
-    predicted: np.ndarray, true_effect: np.ndarray, value_per_effect: np.ndarray | float, cost: float
+    predicted: np.ndarray,
+    true_effect: np.ndarray,
+    value_per_effect: np.ndarray | float,
+    cost: float,
+    to_reported_currency: np.ndarray | float = 1.0,
 ) -> dict[str, float]:
     """Mean profit change per application of: the model's policy, everyone, no one, and the oracle.
 
     The model's policy intervenes where its predicted effect is worth the cost; values use the truth.
+    `value_per_effect` and `cost` are in each application's currency; each application's profit
+    change is multiplied by `to_reported_currency` (a positive rate) before the means are taken.
     """
-    true_benefit = intervention_benefit(true_effect, value_per_effect, cost)
+    true_benefit = intervention_benefit(true_effect, value_per_effect, cost) * to_reported_currency
     model_treats = intervention_benefit(predicted, value_per_effect, cost) > 0
     return {
         "model": float(np.mean(true_benefit * model_treats)),

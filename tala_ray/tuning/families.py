@@ -1,33 +1,28 @@
-"""Model families: their spec (a discriminated union on `kind`) and the builder that trains them.
+"""The credit model families: their specs (the `model:` block, by `kind`) and the builder that trains them.
 
-To add a family (the uplift families live in `tala_ray/tuning/uplift_families.py`): add its spec class to
-`ModelFamily` and its builder to `FAMILY_BUILDERS`. A builder implements `FamilyBuilder`.
+The uplift families live in `tala_ray/tuning/uplift_families.py`; every family is listed in
+`tala_ray/tuning/catalog.py`. A builder implements `tala_ray.tuning.family.FamilyBuilder`.
 """
 
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Annotated, Any, ClassVar, Literal, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from tala_ray.evaluation.credit_report import evaluate_credit
+from tala_ray.evaluation.held_out import HeldOutEvaluation
 from tala_ray.models.credit import ESTIMATORS, CreditEstimator
 from tala_ray.models.metrics import binary_metrics
-from tala_ray.models.training_data import TrainingFrame
+from tala_ray.models.training_data import PreparedData, Splits, TrainingFrame, load_training_frame
+from tala_ray.tuning.family import Report
 from tala_ray.tuning.space import SearchSpace
-from tala_ray.tuning.uplift_families import (
-    UPLIFT_BUILDERS,
-    CausalForestFamily,
-    DRLearnerFamily,
-    LinearDMLFamily,
-    TLearnerFamily,
-    XLearnerFamily,
-)
 
-Report = Callable[[dict[str, float]], None]
+if TYPE_CHECKING:
+    from tala_ray.tuning.spec import ExperimentSpec
 
 
 class FamilySpec(BaseModel):
@@ -64,48 +59,15 @@ class MLPFamily(FamilySpec):
     estimator_class: ClassVar[type] = ESTIMATORS["mlp"]
 
 
-ModelFamily = Annotated[
-    LogisticFamily
-    | GBMFamily
-    | MLPFamily
-    | DRLearnerFamily
-    | XLearnerFamily
-    | TLearnerFamily
-    | CausalForestFamily
-    | LinearDMLFamily,
-    Field(discriminator="kind"),
-]
-
-
-class FamilyBuilder(Protocol):
-    """How the tuning runner trains, refits, evaluates and stores one family."""
-
-    registry_kind: str
-
-    def train_trial(
-        self, params: dict[str, Any], seed: int, train: TrainingFrame, valid: TrainingFrame, report: Report
-    ) -> None:
-        """Fit on `train`, calling `report` with validation metrics after every epoch / checkpoint."""
-
-    def refit(self, params: dict[str, Any], seed: int, train: TrainingFrame) -> Any:
-        """The final model on the given data."""
-
-    def predict(self, model: Any, frame: TrainingFrame) -> np.ndarray:
-        """The score the metrics are computed from (default probability for credit)."""
-
-    def evaluate(self, model: Any, frame: TrainingFrame) -> dict[str, float]:
-        """Metrics on a held-out frame."""
-
-    def files(self, model: Any) -> dict[str, bytes]:
-        """The model as files in safe formats, for the registry."""
-
-
 @dataclass(frozen=True)
 class CreditFamilyBuilder:
     """Trains a `CreditEstimator`; validation metrics: AUC, Gini, KS, Brier, log loss, calibration error."""
 
     family: str
     registry_kind: str = "credit"
+
+    def prepare(self, spec: ExperimentSpec, frame: TrainingFrame | None) -> PreparedData:
+        return PreparedData(frame=frame if frame is not None else load_training_frame(spec.data))
 
     def build(self, params: dict[str, Any], seed: int) -> CreditEstimator:
         return ESTIMATORS[self.family](**params, seed=seed)
@@ -124,15 +86,21 @@ class CreditFamilyBuilder:
         return self.build(params, seed).fit(train.features, train.target)
 
     def predict(self, model: CreditEstimator, frame: TrainingFrame) -> np.ndarray:
+        """The default probability of every row."""
         return model.predict_proba(frame.features)[:, 1]
 
-    def evaluate(self, model: CreditEstimator, frame: TrainingFrame) -> dict[str, float]:
-        return binary_metrics(frame.target, self.predict(model, frame))
+    def evaluate(
+        self,
+        spec: ExperimentSpec,
+        model: CreditEstimator,
+        splits: Splits,
+        prepared: PreparedData,  # noqa: ARG002 - the hook's signature; a credit model needs only the splits
+    ) -> HeldOutEvaluation:
+        """Test metrics, the lift over a logistic baseline, the gap to the best possible AUC; ROC, calibration."""
+        return evaluate_credit(self.predict(model, splits.test), splits, spec.seed, spec.model.kind)
 
     def files(self, model: CreditEstimator) -> dict[str, bytes]:
         return model.to_files()
 
 
-FAMILY_BUILDERS: dict[str, FamilyBuilder] = {
-    name: CreditFamilyBuilder(family=name) for name in ESTIMATORS
-} | UPLIFT_BUILDERS
+CREDIT_BUILDERS: dict[str, CreditFamilyBuilder] = {name: CreditFamilyBuilder(family=name) for name in ESTIMATORS}

@@ -1,4 +1,5 @@
-"""Run an `ExperimentSpec` on Ray Tune, then refit the winner, test it once and register it."""
+"""The experiment pipeline, the same for every family: spec -> prepare -> split -> Ray Tune -> best trial
+-> refit -> evaluate once on the test split -> register. The family's hooks: `tala_ray.tuning.family`."""
 
 from __future__ import annotations
 
@@ -11,11 +12,12 @@ from typing import Any
 
 from tala_ray.core.errors import UserError
 from tala_ray.models.metrics import METRIC_NAMES
-from tala_ray.models.training_data import Splits, TrainingFrame, combine, load_training_frame, split_frame
-from tala_ray.tuning.families import FAMILY_BUILDERS, FamilyBuilder
+from tala_ray.models.training_data import Splits, TrainingFrame, combine, split_frame
+from tala_ray.tuning.catalog import FAMILY_BUILDERS
+from tala_ray.tuning.family import FamilyBuilder
+from tala_ray.tuning.finalize import register_with_lineage, winner_report
 from tala_ray.tuning.space import to_tune_space
 from tala_ray.tuning.spec import ExperimentSpec
-from tala_ray.tuning.uplift_families import UPLIFT_KINDS
 
 log = logging.getLogger(__name__)
 
@@ -166,17 +168,13 @@ def run_experiment(
     `frame` replaces loading `spec.data`; `builder` replaces the family's entry in FAMILY_BUILDERS.
     `callbacks` are extra Ray Tune callbacks (benchmarks use them to time results).
     """
-    from tala_ray.tuning.finalize import register_winner
-
-    if spec.model.kind in UPLIFT_KINDS:
-        from tala_ray.tuning.uplift_families import run_uplift_experiment
-
-        return run_uplift_experiment(spec, registry_uri, runs_root, resume, overwrite, callbacks, frame)
     started = time.perf_counter()
     path = experiment_path(spec, runs_root)
     if overwrite and not resume and path.exists():
         shutil.rmtree(path)
-    splits = split_frame(frame if frame is not None else load_training_frame(spec.data), spec.split, spec.seed)
+    builder = builder or FAMILY_BUILDERS[spec.model.kind]
+    prepared = builder.prepare(spec, frame)
+    splits = split_frame(prepared.frame, spec.split, spec.seed)
     log.info(
         "experiment %s: train %d, valid %d, test %d rows",
         spec.name,
@@ -184,11 +182,13 @@ def run_experiment(
         len(splits.valid.target),
         len(splits.test.target),
     )
-    builder = builder or FAMILY_BUILDERS[spec.model.kind]
     best_params, best_valid, counts, path = tune_trials(spec, builder, splits, runs_root, resume, callbacks)
     model = builder.refit(best_params, spec.seed, combine(splits.train, splits.valid))
     tuning_seconds = time.perf_counter() - started
-    manifest, report = register_winner(spec, builder, model, best_params, splits, registry_uri, counts, tuning_seconds)
+    evaluation = builder.evaluate(spec, model, splits, prepared)
+    report, report_files = winner_report(spec, best_params, evaluation, counts, tuning_seconds)
+    files = {**builder.files(model), **report_files}
+    manifest = register_with_lineage(spec, builder.registry_kind, splits.test, report, files, registry_uri)
     return ExperimentOutcome(
         spec=spec,
         best_params=best_params,

@@ -9,58 +9,15 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from tala_ray.core.errors import UserError
 from tala_ray.core.specs import load_yaml_model
+from tala_ray.models.data_spec import DataSource, SplitSpec
 from tala_ray.models.metrics import CREDIT_METRIC_NAMES, HIGHER_IS_BETTER, METRIC_NAMES
 from tala_ray.models.uplift_metrics import UPLIFT_METRIC_NAMES
-from tala_ray.tuning.families import ModelFamily
+from tala_ray.tuning.catalog import ModelFamily
 from tala_ray.tuning.uplift_families import UPLIFT_KINDS
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
-
-
-class FeatureTableSource(_Strict):
-    """A feature table built by `tala-ray features build`; `world` enables truth-based evaluation."""
-
-    source: Literal["feature_table"]
-    path: str
-    world: str | None = Field(None, description="The generated world, for the best possible AUC (evaluation only).")
-
-
-class DatasetSpecSource(_Strict):
-    """Any CSV/Parquet described by a dataset spec YAML (`tala_ray.data.dataset_spec.DatasetSpec`)."""
-
-    source: Literal["dataset_spec"]
-    path: str
-
-
-DataSource = Annotated[FeatureTableSource | DatasetSpecSource, Field(discriminator="source")]
-
-
-class _Fractions(_Strict):
-    valid_fraction: float = Field(0.15, gt=0, lt=1)
-    test_fraction: float = Field(0.15, gt=0, lt=1)
-
-    @model_validator(mode="after")
-    def _leaves_training_data(self) -> _Fractions:
-        if self.valid_fraction + self.test_fraction >= 0.9:
-            raise ValueError("valid_fraction + test_fraction must leave at least 10% for training")
-        return self
-
-
-class OutOfTimeSplit(_Fractions):
-    """Train on the earliest applications, validate on the next ones, test on the latest."""
-
-    kind: Literal["out_of_time"]
-
-
-class RandomStratifiedSplit(_Fractions):
-    """Random split keeping the default rate equal across parts (for data without time)."""
-
-    kind: Literal["random_stratified"]
-
-
-SplitSpec = Annotated[OutOfTimeSplit | RandomStratifiedSplit, Field(discriminator="kind")]
 
 
 class ASHASpec(_Strict):

@@ -1,4 +1,4 @@
-"""An uplift model's evaluation on the test split, its plots (PNG), report, and registration.
+"""An uplift model judged on the test split: figures, segment tables, Qini curves and the Markdown report.
 
 Always (no ground truth needed): the average effect by AIPW with a confidence interval against
 the naive difference in means, the DR Qini curve and coefficient, and the effect by segment
@@ -6,29 +6,37 @@ the naive difference in means, the DR Qini curve and coefficient, and the effect
 table: the error of the average effect and whether the interval covers it, PEHE, the Qini
 coefficient (true individual effects) as a share of the oracle's, and the value of the policy
 "intervene when the effect is worth its cost" against everyone, no one and the oracle.
+
+The policy values each application as the serving policy does (`tala_ray.policy.economics`, in
+the application's local currency, the loan amount being `loan_amount_usd` x the country's FX rate);
+the report states its economics and gives the values per application converted to USD, so that
+applications in different currencies can be averaged.
 """
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from functools import partial
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from tala_ray.evaluation.held_out import HeldOutEvaluation
+from tala_ray.evaluation.plots import qini_png, segments_png
+from tala_ray.evaluation.truth import true_effects
+from tala_ray.features.definitions import FX_PER_USD
 from tala_ray.models import uplift_metrics as um
-
-if TYPE_CHECKING:
-    from tala_ray.core.registry import ArtifactManifest
-    from tala_ray.models.training_data import Splits, TrainingFrame
-    from tala_ray.tuning.runner import TrialCounts
-    from tala_ray.tuning.spec import ExperimentSpec
-    from tala_ray.tuning.uplift_families import EconomicsSpec, UpliftFamilyBuilder
+from tala_ray.models.preprocessing import Preprocessor
+from tala_ray.models.training_data import TrainingFrame
+from tala_ray.models.uplift_validation import OverlapTrimmed, validation_scores
+from tala_ray.policy.economics import Economics, value_of_avoided_default
 
 log = logging.getLogger(__name__)
+
+CURRENCY = "each application's local currency (as the serving policy); policy values converted to USD"
 
 
 @dataclass
@@ -40,34 +48,15 @@ class UpliftEvaluation:
     curves: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
 
 
-def true_effects(world: str, ids: np.ndarray) -> np.ndarray:
-    """Evaluation only: `true_uplift` (pd_control - pd_treated) of each application from the truth table."""
-    import pyarrow.dataset as pads
-
-    from tala_ray.core.errors import UserError
-    from tala_ray.core.storage import join_path, resolve_filesystem
-
-    filesystem, root = resolve_filesystem(world)
-    truth = (
-        pads.dataset(join_path(root, "truth"), filesystem=filesystem, format="parquet")
-        .to_table(columns=["application_id", "true_uplift"])
-        .to_pandas()
-        .set_index("application_id")["true_uplift"]
-        .reindex(ids)
-    )
-    if truth.isna().any():
-        raise UserError(
-            f"data.world: {world!r} has no truth for some applications; is it the world the features came from?"
-        )
-    return truth.to_numpy(dtype=np.float64)
-
-
-def value_per_effect(features: pd.DataFrame, economics: EconomicsSpec) -> np.ndarray | float:
-    """USD saved per unit of default probability avoided: (fee x term / 30 + loss given default) x amount."""
-    if {"loan_amount_usd", "term_days"} <= set(features.columns):
-        fee = economics.fee_rate_per_30_days * features["term_days"].to_numpy(dtype=np.float64) / 30
-        return (fee + economics.loss_given_default) * features["loan_amount_usd"].to_numpy(dtype=np.float64)
-    return 1.0
+def value_per_effect(features: pd.DataFrame, economics: Economics) -> tuple[np.ndarray | float, np.ndarray | float]:
+    """Per application: what one unit of default probability avoided is worth (local currency, the fee
+    forgone plus the loss on the local loan amount) and the USD per local unit; (1.0, 1.0) for data
+    without the loan's amount, term and country."""
+    if {"loan_amount_usd", "term_days", "country"} <= set(features.columns):
+        fx = features["country"].astype(str).map(FX_PER_USD).to_numpy(dtype=np.float64)
+        lent = features["loan_amount_usd"].to_numpy(dtype=np.float64) * fx
+        return value_of_avoided_default(lent, features["term_days"].to_numpy(dtype=np.float64), economics), 1.0 / fx
+    return 1.0, 1.0
 
 
 def average_effects(frame: TrainingFrame, seed: int, truth: np.ndarray | None = None) -> dict[str, Any]:
@@ -76,8 +65,6 @@ def average_effects(frame: TrainingFrame, seed: int, truth: np.ndarray | None = 
     It uses every row, not just the test split: the nuisance models are cross-fitted, so no row's
     own outcome predicts it, and the interval is as narrow as the data allow.
     """
-    from tala_ray.models.preprocessing import Preprocessor
-
     y = 1.0 - frame.target.astype(np.float64)
     t = frame.treatment.astype(np.int64)
     dense = Preprocessor.fit(frame.features).transform_dense(frame.features).astype(np.float64)
@@ -99,11 +86,9 @@ def average_effects(frame: TrainingFrame, seed: int, truth: np.ndarray | None = 
 
 
 def evaluate_uplift(
-    effect: np.ndarray, frame: TrainingFrame, economics: EconomicsSpec, seed: int, truth: np.ndarray | None = None
+    effect: np.ndarray, frame: TrainingFrame, economics: Economics, seed: int, truth: np.ndarray | None = None
 ) -> UpliftEvaluation:
     """Every figure of the report for `effect` (the model's predictions) on `frame`."""
-    from tala_ray.models.preprocessing import Preprocessor
-
     y = 1.0 - frame.target.astype(np.float64)
     t = frame.treatment.astype(np.int64)
     dense = Preprocessor.fit(frame.features).transform_dense(frame.features).astype(np.float64)
@@ -128,9 +113,8 @@ def evaluate_uplift(
     risk = 1.0 - nuisance.mu0  # default probability without the intervention
     evaluation.segments["risk decile"] = um.segment_effects(um.deciles(risk), pseudo, effect, truth)
     if truth is not None:
-        figures.update(
-            _against_truth(effect, truth, adjusted, naive, value_per_effect(frame.features, economics), economics)
-        )
+        value, usd_per_local = value_per_effect(frame.features, economics)
+        figures.update(_against_truth(effect, truth, adjusted, naive, value, usd_per_local, economics))
         evaluation.curves["model (true effects)"] = um.qini_curve(effect, truth)
         evaluation.curves["oracle (true effects)"] = um.qini_curve(truth, truth)
     return evaluation
@@ -142,7 +126,8 @@ def _against_truth(
     adjusted: um.EffectEstimate,
     naive: um.EffectEstimate,
     value: np.ndarray | float,
-    economics: EconomicsSpec,
+    usd_per_local: np.ndarray | float,
+    economics: Economics,
 ) -> dict[str, Any]:
     true_ate = float(np.mean(truth))
     oracle_qini = um.qini_coefficient(truth, truth)
@@ -158,67 +143,52 @@ def _against_truth(
         "qini_true": model_qini,
         "qini_oracle": oracle_qini,
         "qini_share_of_oracle": model_qini / oracle_qini if oracle_qini > 0 else float("nan"),
-        "policy_value_usd_per_application": um.policy_values(effect, truth, value, economics.intervention_cost_usd),
+        "policy_value_usd_per_application": um.policy_values(
+            effect, truth, value, economics.intervention_cost, usd_per_local
+        ),
     }
 
 
-# Plots.
-def _figure(width: float = 6, height: float = 4.5) -> tuple[Any, Any]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt.subplots(figsize=(width, height), dpi=100)
-
-
-def _png(figure: Any) -> bytes:
-    import matplotlib.pyplot as plt
-
-    buffer = io.BytesIO()
-    figure.tight_layout()
-    figure.savefig(buffer, format="png")
-    plt.close(figure)
-    return buffer.getvalue()
-
-
-def qini_png(curves: dict[str, tuple[np.ndarray, np.ndarray]]) -> bytes:
-    """Qini curves (gain per row above random, by share targeted) with the random line at zero."""
-    figure, axes = _figure()
-    for label, (fractions, curve) in curves.items():
-        axes.plot(fractions, curve, label=f"{label} (Qini {np.trapezoid(curve, fractions):.4f})")
-    axes.axhline(0.0, linestyle=":", color="grey", label="random targeting")
-    axes.set(
-        xlabel="share of applications targeted (highest predicted effect first)",
-        ylabel="repayment gain per application above random",
-        title="Qini curve (test)",
-    )
-    axes.legend(loc="best", fontsize=8)
-    return _png(figure)
-
-
-def segments_png(segments: dict[str, pd.DataFrame]) -> bytes:
-    """Per segment: the DR estimate with its 95% interval, the model's mean prediction and the truth."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, axes_list = plt.subplots(
-        1, max(1, len(segments)), figsize=(6 * max(1, len(segments)), 4.5), dpi=100, squeeze=False
-    )
-    for axes, (name, table) in zip(axes_list[0], segments.items(), strict=False):
-        x = np.arange(len(table))
-        errors = np.vstack([table["dr_estimate"] - table["dr_lower"], table["dr_upper"] - table["dr_estimate"]])
-        axes.errorbar(x - 0.15, table["dr_estimate"], yerr=errors, fmt="o", capsize=3, label="DR estimate (95% CI)")
-        axes.plot(x, table["predicted"], "s", label="model mean prediction")
-        if "true" in table:
-            axes.plot(x + 0.15, table["true"], "x", color="black", label="truth")
-        axes.axhline(0.0, linestyle=":", color="grey")
-        axes.set_xticks(x, [str(s) for s in table["segment"]])
-        axes.set(xlabel=name, ylabel="reduction in default probability", title=f"Effect by {name} (test)")
-        axes.legend(fontsize=8)
-    return _png(figure)
+def evaluate_uplift_model(
+    effect: np.ndarray, test: TrainingFrame, trimmed: OverlapTrimmed, economics: Economics, seed: int, cohort: str
+) -> HeldOutEvaluation:
+    """The refitted model's effects `effect` on the test split, and the average effect over all trimmed rows."""
+    world = test.lineage.world
+    truth = true_effects(world, test.ids) if world else None
+    evaluation = evaluate_uplift(effect, test, economics, seed, truth)
+    overall = average_effects(trimmed.frame, seed, true_effects(world, trimmed.frame.ids) if world else None)
+    metrics = {
+        **validation_scores(effect, test, seed),
+        "ate": overall["adjusted"]["estimate"],
+        "ate_std_error": overall["adjusted"]["std_error"],
+    }
+    for key in ("pehe", "qini_share_of_oracle", "ate_adjusted_error"):
+        if key in evaluation.figures:
+            metrics[key] = float(evaluation.figures[key])
+    figures: dict[str, Any] = {
+        "cohort": cohort,
+        "economics": {**economics.model_dump(), "currency": CURRENCY},
+        "average_effect": overall,
+        "test": evaluation.figures,
+        "overlap": trimmed.overlap.as_dict(),
+    }
+    if world:
+        untrimmed = trimmed.full.take(np.flatnonzero(~trimmed.overlap.keep))
+        figures["trimmed_rows_true_ate"] = (
+            float(np.mean(true_effects(world, untrimmed.ids))) if len(untrimmed.ids) else None
+        )
+    if trimmed.full.propensity is not None:
+        figures["propensity_recorded_vs_estimated_mae"] = float(
+            np.mean(np.abs(trimmed.full.propensity - trimmed.estimated_propensity))
+        )
+    segments = {k: v.to_dict(orient="records") for k, v in evaluation.segments.items()}
+    files = {
+        "qini.png": qini_png(evaluation.curves),
+        "segments.png": segments_png(evaluation.segments),
+        "segments.json": json.dumps(segments, indent=1, default=str).encode(),
+    }
+    markdown = partial(report_markdown, segments=evaluation.segments)
+    return HeldOutEvaluation(metrics=metrics, figures=figures, markdown=markdown, files=files)
 
 
 def report_markdown(report: dict[str, Any], segments: dict[str, pd.DataFrame]) -> str:
@@ -246,11 +216,19 @@ def report_markdown(report: dict[str, Any], segments: dict[str, pd.DataFrame]) -
         policy = figures["policy_value_usd_per_application"]
         lines += [
             f"- PEHE: {figures['pehe']:.4f}",
-            f"- Qini with true effects: {figures['qini_true']:.5f} = {figures['qini_share_of_oracle']:.2f} of the oracle's "
-            f"({figures['qini_oracle']:.5f})",
-            f"- policy value (USD per application): model {policy['model']:.3f} (treats {policy['model_treated_share']:.0%}), "
-            f"everyone {policy['treat_all']:.3f}, no one 0, oracle {policy['oracle']:.3f}",
+            f"- Qini with true effects: {figures['qini_true']:.5f} = {figures['qini_share_of_oracle']:.2f} "
+            f"of the oracle's ({figures['qini_oracle']:.5f})",
+            f"- policy value (USD per application): model {policy['model']:.3f} "
+            f"(treats {policy['model_treated_share']:.0%}), everyone {policy['treat_all']:.3f}, no one 0, "
+            f"oracle {policy['oracle']:.3f}",
         ]
+        if "economics" in report:
+            economics = report["economics"]
+            lines.append(
+                f"- the policy's economics: fee rate {economics['fee_rate_per_30_days']} per 30 days, loss given "
+                f"default {economics['loss_given_default']}, intervention cost {economics['intervention_cost']} "
+                "in the application's local currency (as the serving policy)"
+            )
     overlap = report["overlap"]
     lines += [
         f"- overlap: {overlap['below']} rows below {overlap['low']} and {overlap['above']} above {overlap['high']} "
@@ -288,66 +266,3 @@ def _markdown_table(table: pd.DataFrame) -> list[str]:
         "|" + " --- |" * len(table.columns),
         *(f"| {row} |" for row in rows),
     ]
-
-
-def register_uplift_winner(
-    spec: ExperimentSpec,
-    builder: UpliftFamilyBuilder,
-    model: Any,
-    best_params: dict[str, Any],
-    splits: Splits,
-    registry_uri: str,
-    counts: TrialCounts,
-    experiment_seconds: float,
-    overlap: um.OverlapReport,
-    full: TrainingFrame,
-    trimmed: TrainingFrame,
-    estimated_propensity: np.ndarray,
-) -> tuple[ArtifactManifest, dict[str, Any]]:
-    """Evaluate the refitted winner once on the test split, write its report, register it (champion if first)."""
-    test = splits.test
-    effect = builder.predict(model, test)
-    world = test.lineage.world
-    truth = true_effects(world, test.ids) if world else None
-    evaluation = evaluate_uplift(effect, test, spec.model.economics, spec.seed, truth)
-    overall = average_effects(trimmed, spec.seed, true_effects(world, trimmed.ids) if world else None)
-    validation = builder.evaluate(model, test, spec.seed)
-    metrics = {**validation, "ate": overall["adjusted"]["estimate"], "ate_std_error": overall["adjusted"]["std_error"]}
-    for key in ("pehe", "qini_share_of_oracle", "ate_adjusted_error"):
-        if key in evaluation.figures:
-            metrics[key] = float(evaluation.figures[key])
-    report: dict[str, Any] = {
-        "experiment": spec.name,
-        "model": spec.model_name,
-        "family": spec.model.kind,
-        "cohort": spec.model.cohort if spec.data.source == "feature_table" else "dataset",
-        "best_params": best_params,
-        "test_metrics": metrics,
-        "average_effect": overall,
-        "test": evaluation.figures,
-        "overlap": overlap.as_dict(),
-        "trials": vars(counts),
-        "experiment_seconds": round(experiment_seconds, 2),
-    }
-    if world:
-        untrimmed = full.take(np.flatnonzero(~overlap.keep))
-        report["trimmed_rows_true_ate"] = (
-            float(np.mean(true_effects(world, untrimmed.ids))) if len(untrimmed.ids) else None
-        )
-    if full.propensity is not None:
-        report["propensity_recorded_vs_estimated_mae"] = float(np.mean(np.abs(full.propensity - estimated_propensity)))
-    report_files = {
-        "qini.png": qini_png(evaluation.curves),
-        "segments.png": segments_png(evaluation.segments),
-        "report.md": report_markdown(report, evaluation.segments).encode(),
-        "report.json": json.dumps(report, indent=1, sort_keys=True, default=str).encode(),
-        "segments.json": json.dumps(
-            {k: v.to_dict(orient="records") for k, v in evaluation.segments.items()}, indent=1, default=str
-        ).encode(),
-    }
-    from tala_ray.tuning.finalize import register_with_lineage
-
-    manifest = register_with_lineage(
-        spec, "uplift", test, best_params, metrics, report, {**builder.files(model), **report_files}, registry_uri
-    )
-    return manifest, report
