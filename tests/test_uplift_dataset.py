@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 
 from tala_ray.evaluation.plots import qini_png, segments_png
-from tala_ray.evaluation.uplift_report import average_effects, evaluate_uplift, report_markdown
+from tala_ray.evaluation.uplift_report import average_effects, evaluate_uplift, report_markdown, value_per_effect
+from tala_ray.features.definitions import FX_PER_USD
 from tala_ray.models.training_data import Lineage, TrainingFrame
 from tala_ray.policy.economics import Economics
 from tala_ray.tuning.spec import ExperimentSpec
@@ -72,6 +73,16 @@ def test_evaluation_without_truth_reports_the_average_effect_and_segments():
     }
     text = report_markdown(report, evaluation.segments)
     assert "adjusted (AIPW)" in text and "truth" not in text and "## Effect by risk decile" in text
+
+
+def test_the_policy_value_is_reckoned_in_local_currency_and_reported_in_usd():
+    features = pd.DataFrame({"loan_amount_usd": [100.0, 100.0], "term_days": [30.0, 60.0], "country": ["KE", "MX"]})
+    economics = Economics(fee_rate_per_30_days=0.1, loss_given_default=0.9, intervention_cost=2.0)
+    value, usd_per_local = value_per_effect(features, economics)
+    fx = np.array([FX_PER_USD["KE"], FX_PER_USD["MX"]])
+    np.testing.assert_allclose(value, np.array([0.1 + 0.9, 0.2 + 0.9]) * 100.0 * fx)
+    np.testing.assert_allclose(usd_per_local, 1.0 / fx)
+    assert value_per_effect(features.drop(columns="country"), economics) == (1.0, 1.0)
 
 
 @pytest.mark.ray

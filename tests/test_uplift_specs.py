@@ -8,10 +8,13 @@ import pytest
 import yaml
 
 from tala_ray.core.errors import UserError
+from tala_ray.policy.decision import PolicyParams
+from tala_ray.policy.economics import Economics
 from tala_ray.tuning.spec import load_experiment_spec
 from tala_ray.tuning.uplift_families import UPLIFT_KINDS, hyperparameter_names
 
 SHIPPED = sorted(Path(__file__).parent.parent.glob("experiments/uplift_*.yaml"))
+SERVE_CONFIGS = sorted(Path(__file__).parent.parent.glob("serve_configs/*.yaml"))
 
 
 def test_shipped_uplift_specs_parse_and_cover_every_family():
@@ -19,6 +22,16 @@ def test_shipped_uplift_specs_parse_and_cover_every_family():
     assert {spec.model.cohort for spec in specs} == {"experiment", "historical"}
     assert {spec.model.kind for spec in specs} >= {"dr_learner", "x_learner", "causal_forest", "linear_dml"}
     assert all(spec.model.kind in UPLIFT_KINDS and spec.mode == "max" for spec in specs)
+
+
+def test_uplift_models_are_judged_under_the_economics_they_serve_under():
+    served = {
+        Economics(**PolicyParams.model_validate(app["args"]["policy"]).model_dump(include=set(Economics.model_fields)))
+        for path in SERVE_CONFIGS
+        for app in yaml.safe_load(path.read_text())["applications"]
+    }
+    assert served == {Economics()}
+    assert {load_experiment_spec(path).model.economics for path in SHIPPED} == {Economics()}
 
 
 def _write(tmp_path: Path, **changes: object) -> Path:
