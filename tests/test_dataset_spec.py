@@ -115,9 +115,12 @@ def test_profile_reports_rows_target_rate_missing_share_and_cardinality(csv_dir)
 
 def test_cli_profile_prints_and_fails_in_one_line(csv_dir):
     good = write_spec(csv_dir, path="loans.csv", target={"column": "status", "bad_value": "bad"})
-    run = lambda spec: subprocess.run(
-        [sys.executable, "-m", "tala_ray.cli", "data", "profile", spec], capture_output=True, text=True
-    )  # noqa: E731
+
+    def run(spec: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "tala_ray.cli", "data", "profile", spec], capture_output=True, text=True
+        )
+
     result = run(good)
     assert result.returncode == 0 and "region" in result.stdout and "rows:         5" in result.stdout
     bad = write_spec(csv_dir, path="loans.csv", target={"column": "nope"})
