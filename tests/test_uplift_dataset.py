@@ -8,9 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from tala_ray.data.schema import FX_PER_USD
 from tala_ray.evaluation.plots import qini_png, segments_png
 from tala_ray.evaluation.uplift_report import average_effects, evaluate_uplift, report_markdown, value_per_effect
-from tala_ray.features.definitions import FX_PER_USD
 from tala_ray.models.training_data import Lineage, TrainingFrame
 from tala_ray.policy.economics import Economics
 from tala_ray.tuning.spec import ExperimentSpec

@@ -24,10 +24,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from tala_ray.data.schema import FX_PER_USD
 from tala_ray.evaluation.held_out import HeldOutEvaluation
 from tala_ray.evaluation.plots import qini_png, segments_png
 from tala_ray.evaluation.truth import true_effects
-from tala_ray.features.definitions import FX_PER_USD
 from tala_ray.models import uplift_metrics as um
 from tala_ray.models.preprocessing import Preprocessor
 from tala_ray.models.training_data import TrainingFrame
