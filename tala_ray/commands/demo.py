@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import signal
-import threading
 from pathlib import Path
 from typing import Annotated
 
@@ -27,8 +25,12 @@ def demo(
     haproxy: Annotated[
         bool,
         typer.Option(
-            help="Serve's fast ingress (HAProxy + direct ingress) on the local cluster; see docs/serving-performance.md."
+            help="Serve through the shipped fast ingress (HAProxy + direct ingress; docs/serving-performance.md); "
+            "--no-haproxy: Serve's Python proxy."
         ),
+    ] = True,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Show Ray's, Serve's and Tune's logs live (else: WORKDIR/logs).")
     ] = False,
 ) -> None:
     """Generate a world, build features, tune credit and uplift models, promote, serve, send traffic, report."""
@@ -44,14 +46,6 @@ def demo(
         keep_serving=keep_serving,
         address=address,
         haproxy=haproxy,
+        verbose=verbose,
     )
-    report = run_demo(options, echo=typer.echo)
-    if keep_serving:
-        typer.echo(f"serving at {report['serving']['url']} (API key in {workdir}/api_key); Ctrl-C stops it")
-        stop = threading.Event()
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(signum, lambda *_: stop.set())
-        stop.wait()
-        from ray import serve
-
-        serve.shutdown()
+    run_demo(options)
