@@ -37,6 +37,7 @@ def test_every_numeric_and_time_field_has_a_finite_documented_bound():
         assert bound.why and bound.below and bound.above, bound
         assert math.isfinite(bound.low), bound
         assert math.isfinite(bound.high) or (bound.kind == "interval" and bound.joined), bound
+        assert bound.kind == "number" or not (bound.low_exclusive or bound.high_exclusive), bound
     assert len({(b.table, b.field, b.kind) for b in bounds.BOUNDS}) == len(bounds.BOUNDS)
 
 

@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 from pydantic import ValidationError
 
+from tala_ray.data import bounds, schema
 from tala_ray.data.generate import WorldSpec
 from tala_ray.data.world import simulate_chunk
 from tala_ray.features.definitions import FEATURES, compute_features, feature_set_version
@@ -303,7 +304,11 @@ OUT_OF_RANGE = {
     "event in 2100": (("events", 1, "event_time"), '"2100-01-01T00:00:00+00:00"', "clock"),
     "event in 1990": (("events", 0, "event_time"), '"1990-01-01T00:00:00"', "2007-01-01"),
     "event ten minutes ahead": (("events", 1, "event_time"), f'"{soon(10)}"', "clock"),
-    "loan disbursed in 9999": (("loans", 0, "disbursed_time"), '"9999-12-31T00:00:00+00:00"', "clock"),
+    "loan disbursed in 9999": (
+        ("loans", 0, "disbursed_time"),
+        '"9999-12-31T00:00:00+00:00"',
+        "clock",
+    ),  # and due before
     "due before disbursed": (("loans", 0, "due_time"), '"2025-02-28T00:00:00+00:00"', "disbursed_time"),
     "due after ten years": (("loans", 1, "due_time"), '"2035-04-01T00:00:00+00:00"', "365 days"),
     "application before signup": (("application", "application_time"), '"2025-01-01T00:00:00+00:00"', "signup_time"),
@@ -316,7 +321,8 @@ def test_an_out_of_range_request_value_is_refused_naming_the_field_and_bound(cas
     with pytest.raises(ValidationError) as caught:
         ApplicationRequest.model_validate_json(request_json(path, raw))
     errors = caught.value.errors(include_url=False)
-    assert [e["loc"] for e in errors] == [path], errors
+    also = [("loans", 0, "due_time")] if case == "loan disbursed in 9999" else []
+    assert [e["loc"] for e in errors] == [path, *also], errors
     assert bound in errors[0]["msg"], errors[0]["msg"]
 
 
@@ -332,3 +338,13 @@ def test_every_application_of_a_simulated_world_is_a_valid_request(world):
     applications = world["applications"].sample(200, random_state=1)
     for _, row in applications.iterrows():
         ApplicationRequest.model_validate(request_payload(world, row, include_future=True))
+
+
+def test_the_request_vocabularies_and_ranges_are_the_schemas_and_bounds():
+    properties = ApplicationRequest.model_json_schema()["$defs"]
+    assert properties["ApplicantInfo"]["properties"]["country"]["enum"] == list(schema.COUNTRIES)
+    assert properties["RawEvent"]["properties"]["event_type"]["enum"] == list(schema.EVENT_TYPES)
+    assert properties["RawEvent"]["properties"]["app_category"]["anyOf"][0]["enum"] == list(schema.APP_CATEGORIES)
+    assert properties["ApplicantInfo"]["properties"]["device_os"]["anyOf"][0]["enum"] == list(schema.DEVICE_OS)
+    amount = properties["ApplicationInfo"]["properties"]["amount"]
+    assert (amount["exclusiveMinimum"], amount["maximum"]) == (0, bounds.bound("applications", "amount").high)

@@ -237,3 +237,9 @@ def test_an_application_before_its_applicants_signup_or_without_applicant_is_qua
     assert bad.column("application_id").to_pylist() == [2, 3]
     assert bad.column("reason").to_pylist() == ["application_before_signup", "missing_applicant"]
     assert "applications.application_time" in bad.column("detail")[0].as_py()
+
+
+def test_an_applicant_without_device_details_is_good():
+    missing = {"device_os": None, "device_price_usd": None, "device_age_months": None}
+    good, bad = split_valid("applicants", rows("applicants", [missing]))
+    assert good.num_rows == 1 and bad.num_rows == 0

@@ -42,17 +42,13 @@ def write_quarantine(out: str, table: str, bad: pa.Table) -> None:
 def feature_rows(out: str, tables: dict[str, pa.Table]) -> pd.DataFrame:
     """Key columns plus features for every application of `tables` (validated rows of some applicants).
 
-    Applications whose applicant is unknown are quarantined with reason `missing_applicant`.
+    Applications whose applicant is unknown, or before their applicant's sign-up, are quarantined
+    (`validation.split_joined`).
     """
-    frames = {name: tables[name].to_pandas() for name in validation.RAW_TABLES}
-    applications, applicants = frames["applications"], frames["applicants"].drop_duplicates("applicant_id")
-    orphan = ~applications["applicant_id"].isin(applicants["applicant_id"])
-    if orphan.any():
-        bad = tables["applications"].filter(pa.array(orphan.to_numpy()))
-        write_quarantine(
-            out, "applications", bad.append_column(validation.REASON, pa.array(["missing_applicant"] * bad.num_rows))
-        )
-        applications = applications.loc[~orphan]
+    good, bad = validation.split_joined(tables["applications"], tables["applicants"])
+    write_quarantine(out, "applications", bad)
+    frames = {name: tables[name].to_pandas() for name in ("applicants", "events", "loans")}
+    applications, applicants = good.to_pandas(), frames["applicants"].drop_duplicates("applicant_id")
     features = compute_features(applications, applicants, frames["events"], frames["loans"])
     keys = applications[list(KEY_COLUMNS)].reset_index(drop=True)
     return pd.concat([keys, features.drop(columns="application_id")], axis=1)

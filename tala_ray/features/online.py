@@ -3,14 +3,18 @@ applicant's recent raw events and loan history), through the same `feature_colum
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
-from typing import Annotated, Literal, NotRequired
+from typing import Annotated, Any, Literal, NotRequired, Self
 
 import numpy as np
 import pandas as pd
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, NaiveDatetime
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, NaiveDatetime, ValidationError, model_validator
+from pydantic.fields import FieldInfo
+from pydantic_core import InitErrorDetails, PydanticCustomError
 from typing_extensions import TypedDict
 
+from tala_ray.data import bounds, schema
 from tala_ray.features.columns import Columns
 from tala_ray.features.definitions import feature_columns, feature_frame
 from tala_ray.features.timeutil import datetime_ms
@@ -18,11 +22,16 @@ from tala_ray.features.timeutil import datetime_ms
 MAX_EVENTS = 5_000
 MAX_LOANS = 200
 
-Country = Literal["KE", "PH", "MX", "IN"]
-DeviceOs = Literal["android", "ios", "feature_phone"]
-EventType = Literal["mm_in", "mm_out", "airtime", "bill_pay", "app_install"]
-AppCategory = Literal["finance", "betting", "social", "productivity", "gaming"]
+Country = Literal[*schema.COUNTRIES]
+DeviceOs = Literal[*schema.DEVICE_OS]
+EventType = Literal[*schema.EVENT_TYPES]
+AppCategory = Literal[*schema.APP_CATEGORIES]
 Timestamp = AwareDatetime | NaiveDatetime  # naive times are taken as UTC
+
+
+def _bounded(table: str, field: str, description: str | None = None, **default: Any) -> FieldInfo:
+    """A field whose range (and, for floats, finiteness) comes from `data.bounds`."""
+    return Field(**default, **bounds.bound(table, field).constraints(), description=description)
 
 
 class _Strict(BaseModel):
@@ -33,13 +42,13 @@ class ApplicantInfo(_Strict):
     country: Country
     signup_time: Timestamp
     device_os: DeviceOs | None = None
-    device_price_usd: float | None = Field(None, ge=0)
-    device_age_months: int | None = Field(None, ge=0)
+    device_price_usd: float | None = _bounded("applicants", "device_price_usd", default=None)
+    device_age_months: int | None = _bounded("applicants", "device_age_months", default=None)
 
 
 class ApplicationInfo(_Strict):
-    amount: float = Field(gt=0, description="Requested amount, local currency.")
-    term_days: int = Field(gt=0, le=365)
+    amount: float = _bounded("applications", "amount", "Requested amount, local currency.")
+    term_days: int = _bounded("applications", "term_days")
     application_time: Timestamp
 
 
@@ -50,7 +59,7 @@ class RawEvent(TypedDict):
 
     event_time: Timestamp
     event_type: EventType
-    amount: NotRequired[Annotated[float | None, Field(ge=0, description="Local currency; null for app installs.")]]
+    amount: NotRequired[Annotated[float | None, _bounded("events", "amount", "Local currency; null for app installs.")]]
     app_category: NotRequired[AppCategory | None]
 
 
@@ -59,19 +68,88 @@ class LoanRecord(TypedDict):
 
     disbursed_time: Timestamp
     due_time: Timestamp
-    amount: Annotated[float, Field(ge=0, description="Local currency.")]
+    amount: Annotated[float, _bounded("loans", "amount", "Local currency.")]
     repaid: bool
-    days_late: Annotated[int, Field(ge=0)]
+    days_late: Annotated[int, _bounded("loans", "days_late")]
+
+
+# Where each raw table's records sit in a request: (key, a list of records?).
+_LOCATIONS = {
+    "applicants": ("applicant", False),
+    "applications": ("application", False),
+    "events": ("events", True),
+    "loans": ("loans", True),
+}
+_TIME_BOUNDS = tuple(b for b in bounds.BOUNDS if b.kind != "number" and b.table in _LOCATIONS)
+
+
+def _ms_range(values: list[datetime]) -> tuple[int, int]:
+    """(earliest, latest) epoch ms of some times."""
+    try:
+        return datetime_ms(min(values)), datetime_ms(max(values))
+    except TypeError:  # naive (UTC) and aware times mixed
+        ms = [datetime_ms(value) for value in values]
+        return min(ms), max(ms)
+
+
+def _time_errors(records: Mapping[str, list[Mapping[str, Any]]], now_ms: int) -> list[InitErrorDetails]:
+    """Errors (loc, message naming the bound) for the times of a request outside `data.bounds`
+    (time and interval ranges are closed)."""
+    converted: dict[tuple[str, str], list[int]] = {}
+
+    def ms(table: str, field: str) -> list[int]:
+        if (table, field) not in converted:
+            converted[table, field] = [datetime_ms(row[field]) for row in records[table]]
+        return converted[table, field]
+
+    errors = []
+    for bound in _TIME_BOUNDS:
+        rows = records[bound.table]
+        if not rows:
+            continue
+        low, high = bound.limits(now_ms)
+        key, listed = _LOCATIONS[bound.table]
+        if bound.kind == "interval":
+            values = [
+                a - b for a, b in zip(ms(bound.table, bound.field), ms(bound.table, bound.relative_to), strict=True)
+            ]
+        elif listed:  # ~60 events: their earliest and latest first
+            earliest, latest = _ms_range([row[bound.field] for row in rows])
+            if low <= earliest and latest <= high:
+                continue
+            values = ms(bound.table, bound.field)
+        else:
+            values = ms(bound.table, bound.field)
+        for i, value in enumerate(values):
+            if not low <= value <= high:
+                message = PydanticCustomError(
+                    f"{bound.kind}_out_of_range",
+                    "Input should be {requirement}",
+                    {"requirement": bound.requirement(now_ms)},
+                )
+                loc = (key, i, bound.field) if listed else (key, bound.field)
+                errors.append(InitErrorDetails(type=message, loc=loc, input=rows[i][bound.field].isoformat()))
+    return errors
 
 
 class ApplicationRequest(_Strict):
     """One application with the raw data known about the applicant (events and loans may include
-    records at or after the application time: they are ignored, as in the batch job)."""
+    records at or after the application time: they are ignored, as in the batch job). Every number
+    and time lies in its range of `data.bounds`."""
 
     applicant: ApplicantInfo
     application: ApplicationInfo
     events: list[RawEvent] = Field(default_factory=list, max_length=MAX_EVENTS)
     loans: list[LoanRecord] = Field(default_factory=list, max_length=MAX_LOANS)
+
+    @model_validator(mode="after")
+    def _times_within_bounds(self) -> Self:
+        application = {**vars(self.application), "signup_time": self.applicant.signup_time}
+        records = {"applicants": [vars(self.applicant)], "applications": [application]}
+        errors = _time_errors(records | {"events": self.events, "loans": self.loans}, bounds.clock_ms())
+        if errors:
+            raise ValidationError.from_exception_data(type(self).__name__, errors)
+        return self
 
 
 def _times(values: list[datetime]) -> np.ndarray:
