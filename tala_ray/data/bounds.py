@@ -51,13 +51,13 @@ def _local(usd: float) -> int:
     return round(usd * WEAKEST_FX)
 
 
-def _text(value: float) -> str:
-    return str(int(value)) if float(value).is_integer() else repr(float(value))
-
-
 def _plain(value: float) -> float:
     """An integer when whole (pydantic then says 650000, not 650000.0)."""
     return int(value) if float(value).is_integer() else float(value)
+
+
+def _text(value: float) -> str:
+    return str(_plain(value))
 
 
 def _iso(ms: float) -> str:
