@@ -14,6 +14,7 @@ from tala_ray.commands import features as features_command
 from tala_ray.commands import log as log_command
 from tala_ray.commands import models as models_command
 from tala_ray.commands import serve as serve_command
+from tala_ray.commands import stream as stream_command
 from tala_ray.commands import tune as tune_command
 from tala_ray.core.errors import UserError
 from tala_ray.core.specs import validation_problems
@@ -30,6 +31,11 @@ app.add_typer(
     features_command.app, name="features", help="List feature definitions; build a feature table with Ray Data."
 )
 app.add_typer(serve_command.app, name="serve", help="Run the decision service from a Serve config file.")
+app.add_typer(
+    stream_command.app,
+    name="stream",
+    help="Event stream and online store: publish a world, consume, bootstrap, status.",
+)
 app.add_typer(tune_command.app, name="tune", help="Run an experiment spec on Ray Tune and register the winner.")
 app.add_typer(models_command.app, name="models", help="List, show, promote and compare registered models.")
 app.add_typer(log_command.app, name="log", help="Read the prediction log of the decision service.")

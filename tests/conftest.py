@@ -14,6 +14,8 @@ from tala_ray.data.generate import WorldSpec, generate_world
 
 SMALL_WORLD = WorldSpec(applicants=4_000, seed=11, chunk_size=1_000)
 
+pytest_plugins = ["streaming_fixtures"]  # the embedded Valkey server and stream config fixtures
+
 
 @pytest.fixture(scope="session")
 def ray_cluster():

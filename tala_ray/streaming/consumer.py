@@ -92,13 +92,14 @@ class Consumer:
     def _claim(self) -> list[Entry]:
         """Entries pending too long for another (or a former) consumer, now ours."""
         out: list[Entry] = []
-        for key in self.keys:
-            start = "0-0"
-            while len(out) < self.spec.batch:
+        for key in self.keys:  # up to `batch` entries of each partition, as a read takes
+            start, taken = "0-0", 0
+            while taken < self.spec.batch:
                 start, entries, deleted = self.client.xautoclaim(
-                    key, self.config.group, self.name, self.spec.claim_idle_ms, start, count=self.spec.batch
+                    key, self.config.group, self.name, self.spec.claim_idle_ms, start, count=self.spec.batch - taken
                 )
                 out += [(key.encode(), entry_id, fields.get(VALUE, b"")) for entry_id, fields in entries]
+                taken += len(entries)
                 if deleted:  # trimmed away before anyone applied them: nothing to apply, acknowledge
                     self.client.xack(key, self.config.group, *deleted)
                 if start in (b"0-0", "0-0"):

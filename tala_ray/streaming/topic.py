@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import redis
 from pydantic import BaseModel, ConfigDict, Field
+from redis.backoff import ExponentialWithJitterBackoff
+from redis.retry import Retry
 
 from tala_ray.core.errors import UserError
 from tala_ray.streaming.codec import record_time
@@ -42,9 +44,26 @@ class StreamConfig(BaseModel):
         return f"{self.prefix}:topics"
 
 
-def connect(url: str) -> redis.Redis:
-    """A client of the server at `url` (bytes replies; timeouts so a dead server is noticed)."""
-    return redis.Redis.from_url(url, socket_timeout=10, socket_connect_timeout=5)
+def connect(url: str, retries: int = 3) -> redis.Redis:
+    """A client of the server at `url`: bytes replies, timeouts so a dead server is noticed, and `retries`
+    quick reconnection attempts per command (0 for a caller that must answer fast, as serving does)."""
+    retry = Retry(ExponentialWithJitterBackoff(base=0.02, cap=0.5), retries)
+    return redis.Redis.from_url(url, socket_timeout=10, socket_connect_timeout=2, retry=retry)
+
+
+def open_topic(url: str, partitions: int | None = None, **fields) -> tuple[redis.Redis, StreamConfig]:
+    """A checked client and the topic's config: its partition count as recorded on the server, else
+    `partitions` (or the default) for a topic created by this client. `UserError` if the server is down."""
+    client = connect(url)
+    probe = StreamConfig(url=url, **fields)
+    try:
+        stored = client.hget(probe.topics_key, probe.topic)
+    except redis.RedisError as error:
+        raise UserError(f"the stream server at {url} is unavailable: {error}") from error
+    if stored is not None and partitions is not None and int(stored) != partitions:
+        raise UserError(f"--partitions {partitions}: topic {probe.topic!r} already has {int(stored)} partitions")
+    count = int(stored) if stored is not None else partitions or probe.partitions
+    return client, probe.model_copy(update={"partitions": count})
 
 
 def ensure_topic(client: redis.Redis, config: StreamConfig) -> None:
