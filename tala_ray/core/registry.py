@@ -1,14 +1,18 @@
-"""The model registry: versioned artifacts with sha256 manifests and aliases on any pyarrow filesystem.
+"""The model registry: versioned artifacts with signed sha256 manifests and aliases on any pyarrow filesystem.
 
 Layout under the registry root (a local directory, or an s3:// / gs:// URI):
 
     <name>/<version>/<files...>      model weights, preprocessing, report (written first)
+    <name>/<version>/manifest.sig    Ed25519 signature of manifest.json's bytes (`tala_ray.core.signing`)
     <name>/<version>/manifest.json   sha256 of every file plus lineage and metrics (written last)
     <name>/aliases.json              {"champion": "3", "challenger": "4"}
 
-A version without a manifest is incomplete and invisible. `read_verified` checks every file
-against its sha256, and the models are built from the very bytes that were checked
-(`tala_ray.models.predictors`). The registry knows bytes, manifests, aliases and lineage, not models.
+A version without a manifest is incomplete and invisible. `register` signs with the training
+job's key. Loaders take the manifest from `verified_manifest` (its signature checked against the
+trusted keys before a byte of it is parsed), then `read_verified` checks every file against its
+sha256, and the models are built from the very bytes that were checked (`tala_ray.models.predictors`).
+`manifest` reads a manifest for display without checking its signature. The registry knows bytes,
+manifests, signatures, aliases and lineage, not models.
 """
 
 from __future__ import annotations
@@ -23,10 +27,12 @@ from typing import Any, Literal
 from pyarrow import fs as pafs
 from pydantic import BaseModel, ConfigDict, Field
 
+from tala_ray.core import signing
 from tala_ray.core.errors import UserError
 from tala_ray.core.storage import join_path, resolve_filesystem
 
 MANIFEST = "manifest.json"
+SIGNATURE = "manifest.sig"
 ALIASES = "aliases.json"
 ALIAS_NAMES = ("champion", "challenger")
 Alias = Literal["champion", "challenger"]
@@ -84,16 +90,28 @@ def parse_model_ref(text: str) -> tuple[str, str | None]:
 
 
 class Registry:
-    """Versioned artifacts under one root URI."""
+    """Versioned artifacts under one root URI.
 
-    def __init__(self, uri: str) -> None:
+    `signing_key` signs what `register` and `sign` write, `trusted_keys` are what `verified_manifest`
+    accepts; unset, the configured keys (`TALA_SIGNING_KEY`, `TALA_TRUSTED_KEYS`), read when first needed.
+    """
+
+    def __init__(
+        self,
+        uri: str,
+        signing_key: signing.SigningKey | None = None,
+        trusted_keys: signing.TrustedKeys | None = None,
+    ) -> None:
         self.uri = uri
         self.filesystem, self.root = resolve_filesystem(uri)
+        self._signing_key = signing_key
+        self._trusted_keys = trusted_keys
 
     # Writing.
     def register(self, name: str, files: dict[str, bytes], metadata: ArtifactMetadata) -> ArtifactManifest:
-        """Store `files` as the next version of `name` and return its manifest."""
+        """Store `files` as the next version of `name`, signed, and return its manifest."""
         check_name(name)
+        key = self.signing_key()  # a missing key fails before a version is claimed
         version = self._claim_next_version(name)
         directory = join_path(self.root, name, version)
         for relative, data in files.items():
@@ -105,8 +123,29 @@ class Registry:
             created_at=datetime.now(UTC).isoformat(timespec="seconds"),
             files={relative: sha256(data) for relative, data in files.items()},
         )
-        self._write(join_path(directory, MANIFEST), manifest.model_dump_json(indent=1).encode())
+        data = manifest.model_dump_json(indent=1).encode()
+        self._write(join_path(directory, SIGNATURE), key.sign(data))  # before the manifest makes it visible
+        self._write(join_path(directory, MANIFEST), data)
         return manifest
+
+    def sign(self, name: str, version: str) -> str:
+        """Sign an existing version's manifest as it stands (after checking its files against it);
+        returns the signing key's id. For versions registered before signing, whose files you trust."""
+        data = self._manifest_bytes(name, version)
+        self.read_verified(ArtifactManifest.model_validate_json(data))
+        key = self.signing_key()
+        self._write(join_path(self.root, name, version, SIGNATURE), key.sign(data))
+        return key.key_id
+
+    def signing_key(self) -> signing.SigningKey:
+        if self._signing_key is None:
+            self._signing_key = signing.configured_signing_key()
+        return self._signing_key
+
+    def trusted_keys(self) -> signing.TrustedKeys:
+        if self._trusted_keys is None:
+            self._trusted_keys = signing.configured_trusted_keys()
+        return self._trusted_keys
 
     def set_alias(self, name: str, alias: Alias, version: str) -> None:
         """Point `alias` (champion or challenger) at an existing version."""
@@ -152,13 +191,33 @@ class Registry:
         raise UserError(f"model {name!r}: no version or alias {ref!r} (versions {versions}, aliases {aliases})")
 
     def manifest(self, name: str, version: str) -> ArtifactManifest:
+        """The manifest of a version as stored, its signature unchecked (to show; loaders use `verified_manifest`)."""
+        return ArtifactManifest.model_validate_json(self._manifest_bytes(name, version))
+
+    def verified_manifest(self, name: str, version: str) -> ArtifactManifest:
+        """The manifest of a version, parsed only after its bytes verified against a trusted key
+        (SignatureError otherwise), and only if it is the manifest of this very name and version."""
+        data = self._manifest_bytes(name, version)
+        signature_path = join_path(self.root, name, version, SIGNATURE)
+        signature = self._read(signature_path) if self._exists(signature_path) else None
+        self.trusted_keys().verify(data, signature, f"model {name}@{version}")
+        manifest = ArtifactManifest.model_validate_json(data)
+        if (manifest.name, manifest.version) != (name, version):
+            raise signing.SignatureError(
+                f"model {name}@{version}: holds the signed manifest of {manifest.name}@{manifest.version}; "
+                "refusing to load"
+            )
+        return manifest
+
+    def _manifest_bytes(self, name: str, version: str) -> bytes:
         path = join_path(self.root, name, version, MANIFEST)
         if not self._exists(path):
             raise UserError(f"model {name!r}: no version {version!r} in the registry at {self.uri!r}")
-        return ArtifactManifest.model_validate_json(self._read(path))
+        return self._read(path)
 
     def read_verified(self, manifest: ArtifactManifest, only: list[str] | None = None) -> dict[str, bytes]:
-        """The artifact's files (or `only` these), each checked against its recorded sha256."""
+        """The artifact's files (or `only` these), each checked against its recorded sha256 (trust them
+        only as far as `manifest` is trusted: from `verified_manifest`)."""
         files = {}
         for relative in only if only is not None else manifest.files:
             path = join_path(self.root, manifest.name, manifest.version, relative)

@@ -26,6 +26,16 @@ class Settings(BaseSettings):
         "unset starts an embedded server on loopback.",
     )
     stream_dir: str = Field("stream", description="Local data directory of the embedded stream server.")
+    signing_key: str | None = Field(
+        None,
+        description="Ed25519 private key (PEM) that signs registered manifests: the training job's; "
+        "unset: the local development key ~/.tala-ray/keys/signing.key, created on first use.",
+    )
+    trusted_keys: str | None = Field(
+        None,
+        description="Comma-separated Ed25519 public keys (PEM) whose manifest signatures loaders accept; "
+        "unset: the local development public key ~/.tala-ray/keys/signing.pub.",
+    )
 
 
 @lru_cache(maxsize=1)

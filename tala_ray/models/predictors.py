@@ -1,9 +1,13 @@
 """Ready models from the registry: credit and uplift predictors, and `load_predictor`, which builds
 the predictor a manifest's kind names.
 
-Loading resolves the reference (alias or version), checks the manifest's kind and feature set,
-verifies every model file against its sha256 (`Registry.read_verified`), and only then rebuilds
-the estimator from those very bytes (the uplift estimator is unpickled: verified bytes only).
+Loading resolves the reference (alias or version), verifies the manifest's signature against the
+trusted keys (`Registry.verified_manifest`: an unsigned or wrongly signed version is refused before
+any of its bytes is parsed), checks its kind and feature set, verifies every model file against
+the signed sha256 (`Registry.read_verified`), and only then rebuilds the estimator from those very
+bytes (the uplift estimator is unpickled: signed bytes only). Last, the model must score the fixed
+probe rows (`tala_ray.models.probe`) sanely, so a broken model fails its load (and a deploy)
+instead of answering errors.
 """
 
 from __future__ import annotations
@@ -19,10 +23,15 @@ from tala_ray.core.errors import UserError
 from tala_ray.core.registry import ArtifactManifest, Registry
 from tala_ray.models import credit, uplift
 from tala_ray.models.preprocessing import FeatureBatch, missing_columns
+from tala_ray.models.probe import bad_values, probe_features
 
 
 class FeatureSetMismatchError(UserError):
     """The model was trained on a different feature-set version than the caller computes."""
+
+
+class ProbeFailedError(UserError):
+    """The model does not score the fixed probe rows sanely: it is not served."""
 
 
 def _checked(predictor: CreditPredictor | UpliftPredictor, features: FeatureBatch) -> FeatureBatch:
@@ -99,6 +108,34 @@ BUILDERS: dict[str, Callable[[Registry, ArtifactManifest], Predictor]] = {"credi
 """Manifest kind -> the builder of its predictor (from the registry's verified files)."""
 
 
+def check_probe(predictor: Predictor) -> None:
+    """Refuse a predictor whose answers on the probe rows are not sane: finite default probabilities
+    in [0, 1] and finite contributions (credit), finite effects (uplift)."""
+    preprocessor = predictor.estimator.preprocessor_
+    features = probe_features(
+        list(dict.fromkeys([*predictor.feature_names, *preprocessor.feature_names])), preprocessor
+    )
+    try:
+        if isinstance(predictor, CreditPredictor):
+            probabilities, contributions = predictor.score(features)
+            problems = [
+                ("default probabilities", bad_values(probabilities, 0.0, 1.0)),
+                ("contributions", bad_values(contributions.to_numpy())),
+            ]
+        else:
+            problems = [("effects", bad_values(predictor.effect(features)))]
+    except Exception as error:
+        raise ProbeFailedError(
+            f"model {predictor.name}@{predictor.version}: the probe prediction failed "
+            f"({type(error).__name__}: {error}); refusing to serve it"
+        ) from error
+    for what, problem in problems:
+        if problem is not None:
+            raise ProbeFailedError(
+                f"model {predictor.name}@{predictor.version}: {what} {problem}; refusing to serve it"
+            )
+
+
 def check_feature_set(manifest: ArtifactManifest, expected: str | None) -> None:
     """Refuse a model trained on another feature-set version than `expected` (None: no check)."""
     if expected is not None and manifest.feature_set_version != expected:
@@ -142,9 +179,9 @@ def load_predictor(
     kind: str | None = None,
 ) -> Predictor:
     """The predictor of model `name` at `ref` (alias or version), built as its manifest's kind says;
-    `kind` given: a model of another kind is refused."""
+    `kind` given: a model of another kind is refused. Signature, checksums and the probe are checked."""
     registry = Registry(registry_uri)
-    manifest = registry.manifest(name, registry.resolve(name, ref))
+    manifest = registry.verified_manifest(name, registry.resolve(name, ref))
     if kind is not None and manifest.kind != kind:
         article = "an" if kind[:1] in "aeiou" else "a"
         raise UserError(f"model {name}@{manifest.version}: is a {manifest.kind!r} model, not {article} {kind} model")
@@ -152,4 +189,6 @@ def load_predictor(
         known = ", ".join(BUILDERS)
         raise UserError(f"model {name}@{manifest.version}: kind {manifest.kind!r} has no predictor (known: {known})")
     check_feature_set(manifest, expected_feature_set_version)
-    return BUILDERS[manifest.kind](registry, manifest)
+    predictor = BUILDERS[manifest.kind](registry, manifest)
+    check_probe(predictor)
+    return predictor
