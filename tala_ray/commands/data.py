@@ -1,4 +1,5 @@
-"""`tala-ray data ...`: the synthetic world; profiles of dataset specs."""
+"""`tala-ray data ...`: the synthetic world (with a live period and a planted scenario), outcomes
+released for the decisions served, profiles of dataset specs."""
 
 from __future__ import annotations
 
@@ -20,20 +21,41 @@ def generate(
     out: Annotated[str | None, typer.Option(help="Output directory or URI [default: $TALA_DATA_ROOT/world].")] = None,
     chunk_size: Annotated[int, typer.Option(min=1, help="Applicants per Ray task (bounds memory).")] = 20_000,
     overwrite: Annotated[bool, typer.Option(help="Replace a non-empty output directory.")] = False,
+    live_applicants: Annotated[
+        int, typer.Option(min=0, help="Applications in a live period after the training period (0: none).")
+    ] = 0,
+    live_days: Annotated[int, typer.Option(min=1, help="Length of the live period in days.")] = 56,
+    scenario: Annotated[
+        str, typer.Option(help="The change planted in the live period: none, income_shock, new_channel, betting_wave.")
+    ] = "none",
+    onset_day: Annotated[int, typer.Option(min=0, help="Day of the live period the change starts.")] = 28,
+    shock_country: Annotated[str, typer.Option(help="The country an income shock hits.")] = "KE",
     address: Address = None,
 ) -> None:
-    """Generate the synthetic lending world as Parquet tables plus a manifest."""
+    """Generate the synthetic lending world as Parquet tables plus a manifest (and a live period under live/)."""
     from tala_ray.core.ray_runtime import ensure_ray
     from tala_ray.data.generate import WorldSpec, check_output, generate_world
+    from tala_ray.data.scenarios import LiveSpec
 
     out = out or f"{get_settings().data_root}/world"
-    spec = WorldSpec(applicants=applicants, seed=seed, chunk_size=chunk_size)
+    live = LiveSpec(
+        applicants=live_applicants,
+        days=live_days,
+        scenario=scenario,
+        onset_day=onset_day,
+        country=shock_country,
+    )
+    spec = WorldSpec(applicants=applicants, seed=seed, chunk_size=chunk_size, live=live)
     check_output(out, overwrite)  # fail before starting Ray
     ensure_ray(address)
     manifest = generate_world(spec, out, overwrite=overwrite)
     rows = ", ".join(f"{name}={t.rows:,}" for name, t in manifest.tables.items())
     typer.echo(f"world written to {out} in {manifest.elapsed_seconds:.1f}s: {rows}")
     typer.echo(f"content hash {manifest.content_hash}")
+    if manifest.live is not None:
+        record = manifest.live
+        onset = "no change" if record.onset is None else f"from {record.onset:%Y-%m-%d}: {record.description}"
+        typer.echo(f"live period {record.live_start:%Y-%m-%d} to {record.live_end:%Y-%m-%d}, {record.name}: {onset}")
 
 
 @app.command()

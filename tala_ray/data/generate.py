@@ -3,6 +3,9 @@
 Each task simulates one fixed-size chunk and writes its part of every table straight to the
 output filesystem, so memory is bounded by the chunk size and the driver only sees file hashes.
 The chunk size, not the number of workers, fixes the random streams: output is deterministic.
+A live period (`WorldSpec.live`, after the training period, with a planted scenario) is written the
+same way under `live/`, with the live applications' potential outcomes; without one, the world is
+exactly what it was before live periods existed.
 """
 
 from __future__ import annotations
@@ -18,14 +21,17 @@ from pyarrow import fs as pafs
 from pydantic import BaseModel, ConfigDict, Field
 from tqdm import tqdm
 
-from tala_ray.data import schema
-from tala_ray.data.world import simulate_chunk
 from tala_ray.core.errors import UserError
 from tala_ray.core.storage import join_path, read_model, resolve_filesystem, write_model
+from tala_ray.data import schema
+from tala_ray.data.scenarios import LiveSpec, ScenarioRecord, scenario_record, simulate_live_chunk
+from tala_ray.data.world import simulate_chunk
 
 log = logging.getLogger(__name__)
 
 MANIFEST = "manifest.json"
+LIVE_DIR = "live"
+LIVE_TABLES = (*schema.TABLES, "potential_outcomes")
 
 
 class WorldSpec(BaseModel):
@@ -36,6 +42,11 @@ class WorldSpec(BaseModel):
     applicants: int = Field(gt=0, description="Number of applicants (one application each).")
     seed: int = Field(ge=0, description="Random seed: the same seed and size give identical tables.")
     chunk_size: int = Field(20_000, gt=0, description="Applicants per Ray task; bounds each task's memory.")
+    live: LiveSpec = Field(default_factory=LiveSpec, description="The live period after training (none by default).")
+
+    def chunk_counts(self) -> tuple[int, int]:
+        """How many training chunks and live chunks the world has."""
+        return -(-self.applicants // self.chunk_size), -(-self.live.applicants // self.chunk_size)
 
 
 class TableManifest(BaseModel):
@@ -52,6 +63,7 @@ class WorldManifest(BaseModel):
     tables: dict[str, TableManifest]
     content_hash: str
     elapsed_seconds: float
+    live: ScenarioRecord | None = None  # the live period's scenario, when the world has one
 
 
 class OutputExistsError(UserError):
@@ -64,19 +76,28 @@ def _parquet_bytes(table: pa.Table) -> bytes:
     return sink.getvalue().to_pybytes()
 
 
+def _chunk_tables(spec: WorldSpec, chunk_index: int, live: bool) -> tuple[str, dict[str, pa.Table]]:
+    """The directory prefix and the tables of one training or live chunk (live ids follow training's)."""
+    first = chunk_index * spec.chunk_size
+    if not live:
+        n = min(spec.chunk_size, spec.applicants - first)
+        return "", simulate_chunk(spec.seed, chunk_index, first, n)
+    n = min(spec.chunk_size, spec.live.applicants - first)
+    return f"{LIVE_DIR}/", simulate_live_chunk(spec.seed, chunk_index, spec.applicants + first, n, spec.live)
+
+
 @ray.remote(num_cpus=1)
-def _generate_chunk(spec: WorldSpec, chunk_index: int, out: str) -> dict[str, tuple[int, str, str]]:
+def _generate_chunk(spec: WorldSpec, chunk_index: int, out: str, live: bool) -> dict[str, tuple[int, str, str]]:
     """Simulate and write one chunk; return table -> (rows, relative path, sha256)."""
     filesystem, root = resolve_filesystem(out)
-    first_id = chunk_index * spec.chunk_size
-    n = min(spec.chunk_size, spec.applicants - first_id)
+    prefix, tables = _chunk_tables(spec, chunk_index, live)
     result = {}
-    for name, table in simulate_chunk(spec.seed, chunk_index, first_id, n).items():
-        relative = f"{name}/part-{chunk_index:05d}.parquet"
+    for name, table in tables.items():
+        relative = f"{prefix}{name}/part-{chunk_index:05d}.parquet"
         data = _parquet_bytes(table)
         with filesystem.open_output_stream(join_path(root, relative)) as stream:
             stream.write(data)
-        result[name] = (table.num_rows, relative, hashlib.sha256(data).hexdigest())
+        result[prefix + name] = (table.num_rows, relative, hashlib.sha256(data).hexdigest())
     return result
 
 
@@ -92,23 +113,28 @@ def check_output(out: str, overwrite: bool) -> None:
             raise OutputExistsError(f"output {out!r} exists and is not empty; pass --overwrite to replace it")
 
 
-def _prepare_output(out: str) -> None:
+def _table_names(spec: WorldSpec) -> list[str]:
+    return [*schema.TABLES, *([f"{LIVE_DIR}/{name}" for name in LIVE_TABLES] if spec.live.applicants else [])]
+
+
+def _prepare_output(out: str, spec: WorldSpec) -> None:
     filesystem, root = resolve_filesystem(out)
     if filesystem.get_file_info(root).type == pafs.FileType.Directory:
         filesystem.delete_dir_contents(root)
-    for name in schema.TABLES:
+    for name in _table_names(spec):
         filesystem.create_dir(join_path(root, name), recursive=True)
 
 
 def generate_world(spec: WorldSpec, out: str, overwrite: bool = False, progress: bool = True) -> WorldManifest:
     """Generate the world into `out` (a path or URI) on the current Ray cluster; return its manifest."""
     check_output(out, overwrite)
-    _prepare_output(out)
+    _prepare_output(out, spec)
     started = time.perf_counter()
-    chunks = -(-spec.applicants // spec.chunk_size)
-    pending = [_generate_chunk.remote(spec, i, out) for i in range(chunks)]
-    tables: dict[str, TableManifest] = {name: TableManifest(rows=0, files={}) for name in schema.TABLES}
-    with tqdm(total=chunks, desc="generating world (chunks)", disable=not progress) as bar:
+    chunks, live_chunks = spec.chunk_counts()
+    pending = [_generate_chunk.remote(spec, i, out, False) for i in range(chunks)]
+    pending += [_generate_chunk.remote(spec, i, out, True) for i in range(live_chunks)]
+    tables: dict[str, TableManifest] = {name: TableManifest(rows=0, files={}) for name in _table_names(spec)}
+    with tqdm(total=len(pending), desc="generating world (chunks)", disable=not progress) as bar:
         while pending:
             done, pending = ray.wait(pending, num_returns=1)
             for name, (rows, relative, digest) in ray.get(done[0]).items():
@@ -122,6 +148,7 @@ def generate_world(spec: WorldSpec, out: str, overwrite: bool = False, progress:
         tables=tables,
         content_hash=_content_hash(tables),
         elapsed_seconds=round(time.perf_counter() - started, 3),
+        live=scenario_record(spec.live) if spec.live.applicants else None,
     )
     write_model(out, MANIFEST, manifest)
     log.info("world written to %s: %s", out, {k: v.rows for k, v in tables.items()})

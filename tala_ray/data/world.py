@@ -81,11 +81,11 @@ class Applicants:
     device_age_months: np.ndarray
 
 
-def _draw_applicants(rng: np.random.Generator, first_id: int, n: int) -> Applicants:
+def _draw_applicants(rng: np.random.Generator, first_id: int, n: int, period: Period) -> Applicants:
     country_index = rng.choice(len(COUNTRY), size=n, p=[c.share for c in COUNTRY.values()])
     occupation = rng.choice(3, size=n, p=OCCUPATION_SHARE)
     income_usd = np.exp(rng.normal(np.log(160.0), 0.55, n)) * OCCUPATION_INCOME[occupation]
-    app_time = APPLICATION_START_MS + (rng.random(n) * APPLICATION_SPAN_DAYS * DAY_MS).astype(np.int64)
+    app_time = period.start_ms + (rng.random(n) * period.span_days * DAY_MS).astype(np.int64)
     tenure_days = 20 + rng.exponential(380.0, n)
     signup_time = app_time - (tenure_days * DAY_MS).astype(np.int64)
     window_start = np.maximum(signup_time, app_time - HISTORY_DAYS * DAY_MS)
@@ -150,6 +150,32 @@ class Outcomes:
     pd_treated: np.ndarray
     defaulted: np.ndarray
     structural_logit: np.ndarray
+    default_draw: np.ndarray  # the uniform behind `defaulted`: default under option t when below pd_t
+
+
+@dataclass(frozen=True)
+class Period:
+    """When a chunk's applications happen and how the world differs then. This base is the training
+    period, as drawn; a live scenario (`tala_ray.data.scenarios`) overrides the hooks."""
+
+    start_ms: int = APPLICATION_START_MS
+    span_days: int = APPLICATION_SPAN_DAYS
+
+    def applicants(self, a: Applicants) -> Applicants:
+        """The applicants as the period brings them."""
+        return a
+
+    def events(self, a: Applicants, ev: RawEvents) -> RawEvents:  # noqa: ARG002
+        """The raw events as the period changes them."""
+        return ev
+
+    def shock(self, a: Applicants, b: Behaviour, tau: np.ndarray) -> tuple[np.ndarray | float, np.ndarray]:  # noqa: ARG002
+        """A shift of this application's default logit (not in the earlier loans) and the
+        intervention's effect on the logit, as the period changes them."""
+        return 0.0, tau
+
+
+TRAINING = Period()
 
 
 def _times_uniform(rng: np.random.Generator, start: np.ndarray, end: np.ndarray, idx: np.ndarray) -> np.ndarray:
@@ -269,7 +295,7 @@ def _treatment_effect_logit(a: Applicants, b: Behaviour, rng: np.random.Generato
     return np.where(heavy_bettor, 0.65, by_occupation)
 
 
-def _draw_outcomes(rng: np.random.Generator, a: Applicants, b: Behaviour) -> Outcomes:
+def _draw_outcomes(rng: np.random.Generator, a: Applicants, b: Behaviour, period: Period) -> Outcomes:
     n = len(a.ids)
     loan_usd = np.clip(np.round(a.income_usd * np.exp(rng.normal(-1.2, 0.45, n)) / 5) * 5, 5, 400)
     term_days = rng.choice(LOAN_TERMS, size=n, p=[0.3, 0.5, 0.2])
@@ -289,16 +315,26 @@ def _draw_outcomes(rng: np.random.Generator, a: Applicants, b: Behaviour) -> Out
         + 0.9
     )
     structural_logit = known_logit + rng.normal(0.0, 0.25, n)
-    tau = _treatment_effect_logit(a, b, rng)
-    pd_control = _sigmoid(structural_logit)
-    pd_treated = _sigmoid(structural_logit + tau)
+    shift, tau = period.shock(a, b, _treatment_effect_logit(a, b, rng))
+    pd_control = _sigmoid(structural_logit + shift)
+    pd_treated = _sigmoid(structural_logit + shift + tau)
     cohort = np.where(rng.random(n) < EXPERIMENT_SHARE, "experiment", "historical")
     old_policy = np.clip(_sigmoid(1.4 * (known_logit + 1.9)), 0.05, 0.95)
     propensity = np.where(cohort == "experiment", 0.5, old_policy)
     treatment = (rng.random(n) < propensity).astype(np.int8)
-    defaulted = (rng.random(n) < np.where(treatment == 1, pd_treated, pd_control)).astype(np.int8)
+    default_draw = rng.random(n)
+    defaulted = (default_draw < np.where(treatment == 1, pd_treated, pd_control)).astype(np.int8)
     return Outcomes(
-        loan_usd, term_days, cohort, propensity, treatment, pd_control, pd_treated, defaulted, structural_logit
+        loan_usd,
+        term_days,
+        cohort,
+        propensity,
+        treatment,
+        pd_control,
+        pd_treated,
+        defaulted,
+        structural_logit,
+        default_draw,
     )
 
 
@@ -372,15 +408,28 @@ def _draw_loans(rng: np.random.Generator, a: Applicants, o: Outcomes) -> pa.Tabl
     )
 
 
+@dataclass
+class Simulation:
+    """A simulated chunk: its applicants' latent state, the outcomes' truth and the five tables."""
+
+    applicants: Applicants
+    outcomes: Outcomes
+    tables: dict[str, pa.Table]
+
+
 def simulate_chunk(seed: int, chunk_index: int, first_id: int, n: int) -> dict[str, pa.Table]:
-    """All five tables for applicants first_id .. first_id + n - 1."""
-    rng = np.random.default_rng([seed, chunk_index])
-    a = _draw_applicants(rng, first_id, n)
-    raw_events = _draw_raw_events(rng, a)
-    o = _draw_outcomes(rng, a, _behaviour(a, raw_events))
+    """All five tables for applicants first_id .. first_id + n - 1 (the training period)."""
+    return simulate(np.random.default_rng([seed, chunk_index]), first_id, n, TRAINING).tables
+
+
+def simulate(rng: np.random.Generator, first_id: int, n: int, period: Period) -> Simulation:
+    """Applicants first_id .. first_id + n - 1 applying during `period`, drawn from `rng`."""
+    a = period.applicants(_draw_applicants(rng, first_id, n, period))
+    raw_events = period.events(a, _draw_raw_events(rng, a))
+    o = _draw_outcomes(rng, a, _behaviour(a, raw_events), period)
     application_ids = 1_000_000_000 + a.ids
     ts = lambda ms: pa.array(ms, pa.int64()).cast(schema.TS)  # noqa: E731
-    return {
+    tables = {
         "applicants": pa.table(
             {
                 "applicant_id": a.ids,
@@ -419,3 +468,4 @@ def simulate_chunk(seed: int, chunk_index: int, first_id: int, n: int) -> dict[s
             schema=schema.TRUTH,
         ),
     }
+    return Simulation(a, o, tables)
