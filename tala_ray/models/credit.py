@@ -2,8 +2,10 @@
 
 scikit-learn contract: `__init__` stores hyperparameters only, `fit` returns self, learned state
 ends in `_`, `predict_proba` returns an (n, 2) array (column 1 = default). Each estimator also
-explains its scores (`contributions`) and turns itself into files in safe formats (`to_files`)
-and back (`from_files`): JSON, LightGBM's text model, numpy `.npz` without pickle.
+explains its scores (`contributions`) and turns itself into files in formats that run no code
+when loaded (`to_files`) and back (`from_files`): JSON (logistic coefficients, preprocessing),
+LightGBM's text model, and for the MLP a numpy `.npz` of its state dict read with
+`allow_pickle=False` into a network built from the hyperparameters (no pickle, no `torch.load`).
 """
 
 from __future__ import annotations

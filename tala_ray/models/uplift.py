@@ -11,11 +11,14 @@ coefficients). Nuisance models (outcome and propensity) are LightGBM with the `n
 hyperparameters. Features go through the shared `Preprocessor` (medians, one-hot levels), stored
 as JSON.
 
-Storage: EconML estimators have no safe native format, so the fitted estimator is pickled
-(`estimator.pkl`), and `from_files` unpickles it only from bytes the caller has checked against
-the sha256 in the registry manifest (`Registry.read_verified`); the preprocessing and the
-hyperparameters are JSON. Refitting at load time would be safe but slow and not reproducible
-bit for bit, so it is not done.
+Storage: EconML estimators have no format that runs no code, so the fitted estimator is pickled
+(`estimator.pkl`), and unpickling runs whatever the pickle says. It is therefore unpickled only
+from bytes the training job vouched for: `load_predictor` first verifies the manifest's Ed25519
+signature against the trusted keys (`Registry.verified_manifest`, before any byte is parsed), then
+each file against the signed sha256 (`Registry.read_verified`), and only then calls `from_files`.
+A checksum alone is no defence (whoever can write the file can rewrite the checksum beside it);
+the signature is. The preprocessing and the hyperparameters are JSON. Refitting at load time
+would be safe but slow and not reproducible bit for bit, so it is not done.
 """
 
 from __future__ import annotations
@@ -398,8 +401,9 @@ UPLIFT_ESTIMATORS: dict[str, type[UpliftEstimator]] = {
 def estimator_from_files(files: dict[str, bytes]) -> UpliftEstimator:
     """Rebuild a fitted estimator from its files.
 
-    Unpickles `estimator.pkl`: call it ONLY with bytes checked against the registry manifest's
-    sha256 (`Registry.read_verified`), never with files from anywhere else.
+    Unpickles `estimator.pkl`, which runs code: call it ONLY with bytes checked against the sha256
+    of a manifest whose signature verified (`Registry.verified_manifest`, then `read_verified`, as
+    `load_predictor` does), never with files from anywhere else.
     """
     header = json.loads(files[HEADER_FILE])
     family = header["family"]
@@ -408,5 +412,5 @@ def estimator_from_files(files: dict[str, bytes]) -> UpliftEstimator:
     estimator = UPLIFT_ESTIMATORS[family](**header["params"])
     estimator.preprocessor_ = Preprocessor.from_json(files[PREPROCESSING_FILE])
     estimator.controls_ = None
-    estimator.estimator_ = pickle.loads(files[ESTIMATOR_FILE])  # noqa: S301 - verified bytes only (see above)
+    estimator.estimator_ = pickle.loads(files[ESTIMATOR_FILE])  # noqa: S301 - signed bytes only (see above)
     return estimator
