@@ -9,12 +9,9 @@ the ingress replica) is the fast one; the composed layout scales each step on it
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 from typing import Any
-
-
-async def _resolved(value: Any) -> Any:
-    return value
 
 
 class _LocalMethod:
@@ -22,9 +19,14 @@ class _LocalMethod:
         self._method = method
 
     def remote(self, *args: Any) -> Any:
-        """An awaitable of the method's result, as a handle call returns."""
+        """An awaitable of the method's result, as a handle call returns: the method's own (a
+        coroutine method), or a finished future (awaiting it does not return to the event loop)."""
         result = self._method(*args)
-        return result if inspect.isawaitable(result) else _resolved(result)
+        if inspect.isawaitable(result):
+            return result
+        done = asyncio.get_running_loop().create_future()
+        done.set_result(result)
+        return done
 
 
 class LocalStep:

@@ -15,7 +15,6 @@ built in `build_steps` and called in `decide` (here), and its arguments in `AppA
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -142,10 +141,9 @@ class Decided:
 async def decide(steps: GraphSteps, tables: graph.RawTables, roles: list[Role]) -> Decided:
     """The applications of the raw tables through the graph; `roles`: which credit model scores each."""
     features = await steps.features.transform.remote(tables)
-    credit, uplift = await asyncio.gather(
-        _by_role(steps, "score", features, roles, graph.merge_rows), steps.uplift.effect.remote(features)
-    )
-    return await _policy(steps, features, graph.application_terms(tables), roles, credit, uplift)
+    uplift = steps.uplift.effect.remote(features)  # under way while the credit models score (handles)
+    credit = await _by_role(steps, "score", features, roles, graph.merge_rows)
+    return await _policy(steps, features, graph.application_terms(tables), roles, credit, await uplift)
 
 
 async def rescore(steps: GraphSteps, decided: Decided, roles: list[Role]) -> Decided:
@@ -179,15 +177,14 @@ async def _policy(
 async def _by_role(
     steps: GraphSteps, method: str, features: Columns, roles: list[Role], merge: Callable[..., Any]
 ) -> Any:
-    """`score` or `explain` of each row by the credit model its role names (one call per model;
-    `merge` puts the groups' results back in row order when there is more than one)."""
+    """`score` or `explain` of each row by the credit model its role names (one call per model, all
+    sent before the first is awaited; `merge` puts the groups' results back in row order when there
+    is more than one)."""
     groups = {role: [i for i, r in enumerate(roles) if r == role] for role in set(roles)}
-
-    def call(role: Role, positions: list[int]) -> Any:
-        subset = features if len(groups) == 1 else take(features, positions)
-        return getattr(steps.credit[role], method).remote(subset)
-
-    results = await asyncio.gather(*(call(role, positions) for role, positions in groups.items()))
-    if len(results) == 1:
-        return results[0]
-    return merge(list(zip(groups.values(), results, strict=True)), len(roles))
+    if len(groups) == 1:
+        return await getattr(steps.credit[roles[0]], method).remote(features)
+    calls = [
+        (positions, getattr(steps.credit[role], method).remote(take(features, positions)))
+        for role, positions in groups.items()
+    ]
+    return merge([(positions, await result) for positions, result in calls], len(roles))
