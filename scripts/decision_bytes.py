@@ -7,8 +7,9 @@ the first 100 as single JSON decisions, all 300 as one JSON batch and as one Arr
 them to OUT with sorted keys. `--compare BEFORE` then checks OUT's bytes against BEFORE's and
 exits 1, printing the first differing decision, when they differ.
 
-The models are served under the feature-set version they were trained on, said when the code's
-differs (the version hashes the feature code's source text, so reformatting the code changes it).
+The models are loaded as serving loads them (their manifests signed by a key of TALA_TRUSTED_KEYS)
+and served under the feature-set version they were trained on, said when the code's differs (the
+version hashes the feature code's source text, so reformatting the code changes it).
 """
 
 from __future__ import annotations
