@@ -229,3 +229,61 @@ def test_vectorised_reason_codes_follow_the_rules_with_ties():
         batch = reason_code_dicts_batch(matrix, features, descriptions, limit)
         for row, codes in zip(matrix, batch, strict=True):
             assert codes == _reasons_one_by_one(dict(zip(features, row.tolist(), strict=True)), descriptions, limit)
+
+
+# Several interventions: N options, each arm at its own cost.
+ARMS = PARAMS.model_copy(update={"intervention_costs": {"reminder": 1.0, INTERVENTION: 5.0}})
+
+
+def test_each_applicant_gets_the_arm_with_the_highest_profit_net_of_its_cost():
+    pd_control = np.array([0.15, 0.15, 0.04, 0.15])
+    uplift = {"reminder": np.array([0.05, 0.02, 0.0, -0.1]), INTERVENTION: np.array([0.04, 0.08, 0.0, -0.2])}
+    decisions = decide(pd_control, uplift, np.full(4, 400.0), np.full(4, 30), ARMS)
+    assert [d.intervention for d in decisions] == ["reminder", INTERVENTION, None, None]
+    assert [d.decision for d in decisions] == ["approve", "approve", "approve", "decline"]
+    assert list(decisions[0].expected_profit_by_option) == ["none", "reminder", INTERVENTION]
+    pd_reminder = 0.10
+    assert decisions[0].expected_profit == pytest.approx((1 - pd_reminder) * 0.12 * 400 - pd_reminder * 400 - 1.0)
+    by_option = decisions[1].expected_profit_by_option
+    assert by_option[INTERVENTION] == pytest.approx((1 - 0.07) * 0.12 * 400 - 0.07 * 400 - 5.0)
+    assert by_option["reminder"] == pytest.approx((1 - 0.13) * 0.12 * 400 - 0.13 * 400 - 1.0)
+
+
+def test_arms_as_a_mapping_or_as_matrix_columns_decide_alike():
+    rng = np.random.default_rng(3)
+    pds, amounts, terms = rng.uniform(0, 0.4, 80), rng.uniform(50, 3000, 80), rng.integers(7, 90, 80)
+    matrix = rng.normal(0.02, 0.05, (80, 2))
+    mapping = {"reminder": matrix[:, 0], INTERVENTION: matrix[:, 1]}
+    assert decide(pds, matrix, amounts, terms, ARMS) == decide(pds, mapping, amounts, terms, ARMS)
+    chosen = {d.intervention for d in decide(pds, matrix, amounts, terms, ARMS)}
+    assert {"reminder", INTERVENTION} <= chosen  # both arms are someone's best option
+
+
+def test_one_arm_named_in_intervention_costs_is_the_one_arm_policy():
+    rng = np.random.default_rng(4)
+    pds, ups = rng.uniform(0, 0.4, 60), rng.normal(0, 0.05, 60)
+    amounts, terms = rng.uniform(50, 3000, 60), rng.integers(7, 90, 60)
+    named = PARAMS.model_copy(update={"intervention_costs": {INTERVENTION: PARAMS.intervention_cost}})
+    assert decide(pds, ups, amounts, terms, named) == decide(pds, ups, amounts, terms, PARAMS)
+    assert decide(pds, {INTERVENTION: ups}, amounts, terms, PARAMS) == decide(pds, ups, amounts, terms, PARAMS)
+
+
+def test_uplift_arms_must_match_the_costed_arms():
+    one_row = (np.array([0.1]), np.array([400.0]), np.array([30]))
+    with pytest.raises(ValueError, match="do not match intervention_costs"):
+        decide(one_row[0], {"reminder": np.array([0.01])}, *one_row[1:], ARMS)
+    with pytest.raises(ValueError, match="columns for the 2 arms"):
+        decide(one_row[0], np.array([0.01]), *one_row[1:], ARMS)
+
+
+def test_intervention_costs_are_checked():
+    with pytest.raises(ValidationError, match="intervention_costs"):
+        PolicyParams(intervention_costs={"none": 1.0})
+    with pytest.raises(ValidationError, match="at least 0"):
+        PolicyParams(intervention_costs={"reminder": -1.0})
+    with pytest.raises(ValidationError, match="at least one arm"):
+        Economics(intervention_costs={})
+    costed = Economics(intervention_costs={"reminder": 0.5, INTERVENTION: 4.0})
+    assert costed.arm_costs() == {"reminder": 0.5, INTERVENTION: 4.0}
+    assert Economics().arm_costs() == {INTERVENTION: 1.0}
+    assert PolicyParams.model_validate(ARMS.model_dump(mode="json")) == ARMS  # survives a user_config round trip

@@ -1,9 +1,11 @@
 """The decision: pick the most profitable intervention, size the limit, explain a decline.
 
-Lending amount A with option t (no intervention, or the intervention at cost c) earns in
+Lending amount A with option t (no intervention, or an intervention arm at its cost c_t) earns in
 expectation `tala_ray.policy.economics.expected_profit` at that option's PD_t:
-`(1 - PD_t)·r·(term/30)·A - PD_t·L·A - c_t`, all in the application's local currency. The policy
-approves when the best option earns more than zero. Pure functions on NumPy arrays: no Ray, no I/O.
+`(1 - PD_t)·r·(term/30)·A - PD_t·L·A - c_t`, all in the application's local currency. The options
+are `none` and every arm of the economics (`Economics.arm_costs`: one intervention, or several), each
+arm's PD_t being the PD without intervention less that arm's uplift. The policy approves when the
+best option earns more than zero. Pure functions on NumPy arrays: no Ray, no I/O.
 """
 
 from __future__ import annotations
@@ -16,10 +18,11 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from tala_ray.data.schema import INTERVENTION
-from tala_ray.policy.economics import Economics, expected_profit
+from tala_ray.policy.economics import NO_INTERVENTION, Economics, expected_profit
 
-NO_INTERVENTION = "none"
+Uplift = np.ndarray | Sequence[float] | Mapping[str, np.ndarray | Sequence[float]]
+"""Each application's uplift (reduction in default probability): one array for a single intervention
+arm, or arm -> array (or an (applications x arms) matrix, columns in the economics' arm order)."""
 MAX_REASON_CODES = 4
 
 
@@ -90,15 +93,29 @@ def ladder_limits(pd_values: np.ndarray, ladder: tuple[LimitRung, ...]) -> np.nd
     return limits[np.searchsorted(bounds, pd_values, side="left")]
 
 
+def arm_uplifts(uplift: Uplift, economics: Economics) -> dict[str, np.ndarray]:
+    """Arm -> uplift array, in the economics' arm order; an arm without a cost, or a cost without an
+    uplift, is a ValueError naming them."""
+    arms = list(economics.arm_costs())
+    if isinstance(uplift, Mapping):
+        if set(uplift) != set(arms):
+            raise ValueError(f"uplift: arms {sorted(uplift)} do not match intervention_costs' arms {sorted(arms)}")
+        return {arm: np.asarray(uplift[arm], dtype=float) for arm in arms}
+    values = np.asarray(uplift, dtype=float)
+    columns = values.reshape(-1, 1) if values.ndim == 1 else values
+    if values.ndim not in (1, 2) or columns.shape[1] != len(arms):
+        raise ValueError(f"uplift: {columns.shape[1:]} columns for the {len(arms)} arms {arms}")
+    return {arm: values if values.ndim == 1 else columns[:, k] for k, arm in enumerate(arms)}
+
+
 def option_profits(
-    pd_control: np.ndarray, uplift: np.ndarray, amount: np.ndarray, term_days: np.ndarray, params: PolicyParams
+    pd_control: np.ndarray, uplift: Uplift, amount: np.ndarray, term_days: np.ndarray, params: PolicyParams
 ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-    """Expected profit and offered amount per option ({none, intervention}) for every application."""
-    pd_by_option = {
-        NO_INTERVENTION: np.clip(pd_control, 0.0, 1.0),
-        INTERVENTION: np.clip(pd_control - uplift, 0.0, 1.0),
-    }
-    cost_by_option = {NO_INTERVENTION: 0.0, INTERVENTION: params.intervention_cost}
+    """Expected profit and offered amount per option (none, then each arm) for every application."""
+    arms = arm_uplifts(uplift, params)
+    pd_by_option = {NO_INTERVENTION: np.clip(pd_control, 0.0, 1.0)}
+    pd_by_option |= {arm: np.clip(pd_control - arm_uplift, 0.0, 1.0) for arm, arm_uplift in arms.items()}
+    cost_by_option = {NO_INTERVENTION: 0.0, **params.arm_costs()}
     profits, offered = {}, {}
     for option, pd_t in pd_by_option.items():
         lent = np.minimum(amount, ladder_limits(pd_t, params.limit_ladder))
@@ -109,21 +126,21 @@ def option_profits(
 
 
 def decide(
-    pd_control: np.ndarray, uplift: np.ndarray, amount: np.ndarray, term_days: np.ndarray, params: PolicyParams
+    pd_control: np.ndarray, uplift: Uplift, amount: np.ndarray, term_days: np.ndarray, params: PolicyParams
 ) -> list[PolicyDecision]:
     """Approve with the most profitable option when its expected profit is positive.
 
-    Ties go to the first option (no intervention: nothing is spent for no gain).
+    Ties go to the earlier option (no intervention first, then the arms in order: nothing is spent for no gain).
     """
     return [PolicyDecision(**fields) for fields in decision_dicts(pd_control, uplift, amount, term_days, params)]
 
 
 def decision_dicts(
-    pd_control: np.ndarray, uplift: np.ndarray, amount: np.ndarray, term_days: np.ndarray, params: PolicyParams
+    pd_control: np.ndarray, uplift: Uplift, amount: np.ndarray, term_days: np.ndarray, params: PolicyParams
 ) -> list[dict[str, Any]]:
     """`decide` as plain dicts (`PolicyDecision`'s fields), computed column-wise: what serving sends on."""
-    arrays = [np.asarray(a, dtype=float) for a in (pd_control, uplift, amount, term_days)]
-    profits, offered = option_profits(*arrays, params)
+    pd_control, amount, term_days = (np.asarray(a, dtype=float) for a in (pd_control, amount, term_days))
+    profits, offered = option_profits(pd_control, uplift, amount, term_days, params)
     options = list(profits)
     table = np.column_stack([profits[o] for o in options])
     best = np.argmax(table, axis=1)

@@ -9,11 +9,18 @@ and the uplift experiments' evaluation all use this formula with the same `Econo
 from __future__ import annotations
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from tala_ray.data.schema import INTERVENTION
+
+NO_INTERVENTION = "none"  # the option without an intervention (the control arm)
 
 
 class Economics(BaseModel):
-    """Fee, loss and intervention cost; amounts are in the application's local currency (the loan's)."""
+    """Fee, loss and intervention costs; amounts are in the application's local currency (the loan's).
+
+    One intervention (`reminder_ontime_discount`) costs `intervention_cost`; several arms each name
+    their own cost in `intervention_costs` (arm -> cost), in the order the options are offered."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -22,6 +29,32 @@ class Economics(BaseModel):
     intervention_cost: float = Field(
         1.0, ge=0.0, description="Cost c of the intervention per loan, in the application's local currency."
     )
+    intervention_costs: dict[str, float] | None = Field(
+        None,
+        exclude_if=lambda costs: costs is None,
+        description="Several interventions: arm -> its cost per loan (local currency); intervention_cost unused.",
+    )
+
+    @model_validator(mode="after")
+    def _one_cost_per_arm(self) -> Economics:
+        if self.intervention_costs is None:
+            return self
+        if not self.intervention_costs:
+            raise ValueError("intervention_costs: name at least one arm")
+        if NO_INTERVENTION in self.intervention_costs:
+            raise ValueError(f"intervention_costs: {NO_INTERVENTION!r} is the option without an intervention")
+        negative = [arm for arm, cost in self.intervention_costs.items() if not cost >= 0.0]
+        if negative:
+            raise ValueError(f"intervention_costs: the costs of {negative} must be at least 0")
+        return self
+
+    def arm_costs(self) -> dict[str, float]:
+        """Each intervention arm's cost, in the order the options are offered."""
+        return (
+            dict(self.intervention_costs)
+            if self.intervention_costs is not None
+            else {INTERVENTION: self.intervention_cost}
+        )
 
 
 def expected_profit(
