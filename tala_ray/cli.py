@@ -11,6 +11,7 @@ from pydantic import ValidationError
 from tala_ray.commands import data
 from tala_ray.commands import demo as demo_command
 from tala_ray.commands import features as features_command
+from tala_ray.commands import keys as keys_command
 from tala_ray.commands import log as log_command
 from tala_ray.commands import models as models_command
 from tala_ray.commands import serve as serve_command
@@ -37,7 +38,10 @@ app.add_typer(
     help="Event stream and online store: publish a world, consume, bootstrap, status.",
 )
 app.add_typer(tune_command.app, name="tune", help="Run an experiment spec on Ray Tune and register the winner.")
-app.add_typer(models_command.app, name="models", help="List, show, promote and compare registered models.")
+app.add_typer(
+    models_command.app, name="models", help="List, show, verify, promote, compare and sign registered models."
+)
+app.add_typer(keys_command.app, name="keys", help="Make the Ed25519 key pair that signs registry manifests.")
 app.add_typer(log_command.app, name="log", help="Read the prediction log of the decision service.")
 app.add_typer(
     demo_command.app, name="demo", help="The main job end to end: world, features, tuning, serving, traffic, report."

@@ -86,3 +86,22 @@ def test_parse_model_ref():
     assert parse_model_ref("pd") == ("pd", None)
     with pytest.raises(UserError):
         parse_model_ref("@3")
+
+
+def test_versions_are_signed_as_registered_and_signing_later_checks_the_files_first(tmp_path):
+    registry = Registry(str(tmp_path))
+    manifest, _, _ = register_model(registry)
+    directory = tmp_path / "pd" / manifest.version
+    assert registry.verified_manifest("pd", manifest.version) == manifest
+    assert registry.signer("pd", manifest.version) == registry.signing_key().key_id
+    assert "manifest.sig" not in manifest.files  # the signature vouches for the manifest, which lists the files
+
+    (directory / "manifest.sig").unlink()  # a version from before signing: shown, not loaded
+    assert registry.manifest("pd", manifest.version) == manifest
+    with pytest.raises(UserError, match="not signed"):
+        registry.verified_manifest("pd", manifest.version)
+    weights = directory / "coefficients.json"
+    weights.write_bytes(weights.read_bytes().replace(b"[", b"[ 9.0,", 1))
+    with pytest.raises(ArtifactIntegrityError, match="checksum mismatch for 'coefficients.json'"):
+        registry.sign("pd", manifest.version)  # never vouches for files that do not match
+    assert not (directory / "manifest.sig").exists()

@@ -1,4 +1,4 @@
-"""`tala-ray models ...`: list, show, promote and compare registered models."""
+"""`tala-ray models ...`: list, show, verify, promote, compare and sign registered models."""
 
 from __future__ import annotations
 
@@ -53,6 +53,30 @@ def show(
     typer.echo(json.dumps(payload, indent=2, sort_keys=True))
 
 
+def _verified(store, name: str, ref: str | None) -> str:  # noqa: ANN001 - a Registry (imported inside)
+    """Load the version as serving would (signature, checksums, probe rows); a refused one is a UserError.
+    Returns the one-line verdict."""
+    from tala_ray.models.predictors import load_predictor
+
+    version = load_predictor(store.uri, name, ref=store.resolve(name, ref)).version
+    manifest = store.verified_manifest(name, version)
+    return (
+        f"{name}@{version}: ok ({manifest.kind}/{manifest.family}, manifest signed by key "
+        f"{store.signer(name, version)}, its model files match it, probe rows scored)"
+    )
+
+
+@app.command()
+def verify(
+    ref: Annotated[str, typer.Argument(help="NAME, NAME@VERSION or NAME@ALIAS.")], registry: RegistryOption = None
+) -> None:
+    """Load one version as serving would: its manifest's signature, every file's sha256, the probe rows."""
+    from tala_ray.core.registry import parse_model_ref
+
+    store = _registry(registry)
+    typer.echo(_verified(store, *parse_model_ref(ref)))
+
+
 @app.command()
 def promote(
     name: Annotated[str, typer.Argument(help="Model name.")],
@@ -60,10 +84,40 @@ def promote(
     alias: Annotated[str, typer.Option(help="champion or challenger.")] = "champion",
     registry: RegistryOption = None,
 ) -> None:
-    """Point an alias (what serving loads) at a version."""
+    """Point an alias (what serving loads) at a version, once it loads as serving would (`verify`)."""
+    from tala_ray.core.registry import check_alias
+
     store = _registry(registry)
+    check_alias(alias)
+    _verified(store, name, version)
     store.set_alias(name, alias, version)  # type: ignore[arg-type]  (validated inside)
     typer.echo(f"{name}@{alias} -> {version}")
+
+
+@app.command()
+def sign(
+    refs: Annotated[list[str] | None, typer.Argument(help="NAME@VERSION (or NAME: its latest version).")] = None,
+    every: Annotated[bool, typer.Option("--all", help="Every version of every model in the registry.")] = False,
+    registry: RegistryOption = None,
+) -> None:
+    """Sign versions registered before signing, with the training key ($TALA_SIGNING_KEY).
+
+    Only for artifacts you trust: the signature vouches for every file the manifest lists, and an
+    uplift model's estimator.pkl runs code when loaded. Each version's files are checked against its
+    manifest first.
+    """
+    from tala_ray.core.errors import UserError
+    from tala_ray.core.registry import parse_model_ref
+
+    store = _registry(registry)
+    if every == bool(refs):
+        raise UserError("models sign: give NAME@VERSION references or --all (one of them)")
+    if every:
+        targets = [(name, version) for name in store.names() for version in store.versions(name)]
+    else:
+        targets = [(name, store.resolve(name, ref)) for name, ref in map(parse_model_ref, refs or [])]
+    for name, version in targets:
+        typer.echo(f"{name}@{version}: manifest signed by key {store.sign(name, version)}")
 
 
 @app.command()

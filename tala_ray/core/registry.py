@@ -149,8 +149,7 @@ class Registry:
 
     def set_alias(self, name: str, alias: Alias, version: str) -> None:
         """Point `alias` (champion or challenger) at an existing version."""
-        if alias not in ALIAS_NAMES:
-            raise UserError(f"alias: {alias!r} is not one of {list(ALIAS_NAMES)}")
+        check_alias(alias)
         self.manifest(name, version)  # must exist
         aliases = self.aliases(name) | {alias: version}
         self._write(join_path(self.root, name, ALIASES), json.dumps(aliases, indent=1, sort_keys=True).encode())
@@ -198,9 +197,7 @@ class Registry:
         """The manifest of a version, parsed only after its bytes verified against a trusted key
         (SignatureError otherwise), and only if it is the manifest of this very name and version."""
         data = self._manifest_bytes(name, version)
-        signature_path = join_path(self.root, name, version, SIGNATURE)
-        signature = self._read(signature_path) if self._exists(signature_path) else None
-        self.trusted_keys().verify(data, signature, f"model {name}@{version}")
+        self._check_signature(name, version, data)
         manifest = ArtifactManifest.model_validate_json(data)
         if (manifest.name, manifest.version) != (name, version):
             raise signing.SignatureError(
@@ -208,6 +205,15 @@ class Registry:
                 "refusing to load"
             )
         return manifest
+
+    def signer(self, name: str, version: str) -> str:
+        """The id of the trusted key that signed the version's manifest (SignatureError when none did)."""
+        return self._check_signature(name, version, self._manifest_bytes(name, version))
+
+    def _check_signature(self, name: str, version: str, manifest: bytes) -> str:
+        path = join_path(self.root, name, version, SIGNATURE)
+        signature = self._read(path) if self._exists(path) else None
+        return self.trusted_keys().verify(manifest, signature, f"model {name}@{version}")
 
     def _manifest_bytes(self, name: str, version: str) -> bytes:
         path = join_path(self.root, name, version, MANIFEST)
@@ -259,6 +265,11 @@ class Registry:
         self.filesystem.create_dir(path.rsplit("/", 1)[0], recursive=True)
         with self.filesystem.open_output_stream(path) as stream:
             stream.write(data)
+
+
+def check_alias(alias: str) -> None:
+    if alias not in ALIAS_NAMES:
+        raise UserError(f"alias: {alias!r} is not one of {list(ALIAS_NAMES)}")
 
 
 def check_name(name: str) -> None:

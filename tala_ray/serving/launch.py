@@ -9,6 +9,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from tala_ray.core.errors import UserError
+from tala_ray.core.signing import key_environment
 from tala_ray.core.specs import read_yaml_mapping, validation_problems
 from tala_ray.serving.args import AppArgs, RoutingConfig
 
@@ -147,6 +148,10 @@ def deploy(config: Any, timeout_s: float = 300.0, settle_s: float = 2.0) -> None
     from ray import serve
     from ray.serve._private.api import serve_start
 
+    for application in config.applications:  # replicas verify model signatures with the keys given here
+        env_vars = {**key_environment(), **application.runtime_env.get("env_vars", {})}
+        if env_vars:
+            application.runtime_env = {**application.runtime_env, "env_vars": env_vars}
     client = serve_start(http_options=config.http_options.model_dump(), proxy_location=config.proxy_location)
     client.deploy_apps(config, _blocking=False)
     names = [application.name for application in config.applications]
