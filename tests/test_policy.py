@@ -281,9 +281,9 @@ def test_intervention_costs_are_checked():
         PolicyParams(intervention_costs={"none": 1.0})
     with pytest.raises(ValidationError, match="at least 0"):
         PolicyParams(intervention_costs={"reminder": -1.0})
-    with pytest.raises(ValidationError, match="at least one arm"):
-        Economics(intervention_costs={})
-    costed = Economics(intervention_costs={"reminder": 0.5, INTERVENTION: 4.0})
-    assert costed.arm_costs() == {"reminder": 0.5, INTERVENTION: 4.0}
-    assert Economics().arm_costs() == {INTERVENTION: 1.0}
+    with pytest.raises(ValidationError, match="at least one intervention arm"):
+        PolicyParams(intervention_costs={})
+    assert ARMS.arm_costs() == {"reminder": 1.0, INTERVENTION: 5.0}
+    assert PolicyParams().arm_costs() == {INTERVENTION: 1.0}
+    assert "intervention_costs" not in PolicyParams().model_dump()  # a one-arm policy's config is as it was
     assert PolicyParams.model_validate(ARMS.model_dump(mode="json")) == ARMS  # survives a user_config round trip

@@ -3,7 +3,7 @@
 Lending amount A with option t (no intervention, or an intervention arm at its cost c_t) earns in
 expectation `tala_ray.policy.economics.expected_profit` at that option's PD_t:
 `(1 - PD_t)·r·(term/30)·A - PD_t·L·A - c_t`, all in the application's local currency. The options
-are `none` and every arm of the economics (`Economics.arm_costs`: one intervention, or several), each
+are `none` and every arm of the policy (`PolicyParams.arm_costs`: one intervention, or several), each
 arm's PD_t being the PD without intervention less that arm's uplift. The policy approves when the
 best option earns more than zero. Pure functions on NumPy arrays: no Ray, no I/O.
 """
@@ -18,11 +18,11 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from tala_ray.policy.economics import NO_INTERVENTION, Economics, expected_profit
+from tala_ray.policy.economics import NO_INTERVENTION, Economics, InterventionCosts, arm_costs, expected_profit
 
 Uplift = np.ndarray | Sequence[float] | Mapping[str, np.ndarray | Sequence[float]]
 """Each application's uplift (reduction in default probability): one array for a single intervention
-arm, or arm -> array (or an (applications x arms) matrix, columns in the economics' arm order)."""
+arm, or arm -> array (or an (applications x arms) matrix, columns in the policy's arm order)."""
 MAX_REASON_CODES = 4
 
 
@@ -52,6 +52,12 @@ class PolicyParams(Economics):
         description="Rungs in increasing max_pd; above the last rung nothing is lent.",
     )
     max_reason_codes: int = Field(MAX_REASON_CODES, ge=1, le=MAX_REASON_CODES)
+    intervention_costs: InterventionCosts | None = Field(
+        None,
+        exclude_if=lambda costs: costs is None,
+        description="Several interventions: arm -> its cost per loan (local currency), in the uplift model's "
+        "arm order; intervention_cost is then unused. Default: the one intervention at intervention_cost.",
+    )
 
     @model_validator(mode="after")
     def _ladder_increasing(self) -> PolicyParams:
@@ -59,6 +65,10 @@ class PolicyParams(Economics):
         if any(b <= a for a, b in zip(bounds, bounds[1:], strict=False)):
             raise ValueError(f"limit_ladder: max_pd must strictly increase, got {bounds}")
         return self
+
+    def arm_costs(self) -> dict[str, float]:
+        """Each intervention arm's cost, in the arms' order (`tala_ray.policy.economics.arm_costs`)."""
+        return arm_costs(self, self.intervention_costs)
 
 
 class ReasonCode(BaseModel):
@@ -93,10 +103,10 @@ def ladder_limits(pd_values: np.ndarray, ladder: tuple[LimitRung, ...]) -> np.nd
     return limits[np.searchsorted(bounds, pd_values, side="left")]
 
 
-def arm_uplifts(uplift: Uplift, economics: Economics) -> dict[str, np.ndarray]:
-    """Arm -> uplift array, in the economics' arm order; an arm without a cost, or a cost without an
+def arm_uplifts(uplift: Uplift, params: PolicyParams) -> dict[str, np.ndarray]:
+    """Arm -> uplift array, in the policy's arm order; an arm without a cost, or a cost without an
     uplift, is a ValueError naming them."""
-    arms = list(economics.arm_costs())
+    arms = list(params.arm_costs())
     if isinstance(uplift, Mapping):
         if set(uplift) != set(arms):
             raise ValueError(f"uplift: arms {sorted(uplift)} do not match intervention_costs' arms {sorted(arms)}")

@@ -8,19 +8,18 @@ and the uplift experiments' evaluation all use this formula with the same `Econo
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from tala_ray.data.schema import INTERVENTION
 
-NO_INTERVENTION = "none"  # the option without an intervention (the control arm)
+NO_INTERVENTION = "none"  # the option without an intervention (the control arm, treatment code 0)
 
 
 class Economics(BaseModel):
-    """Fee, loss and intervention costs; amounts are in the application's local currency (the loan's).
-
-    One intervention (`reminder_ontime_discount`) costs `intervention_cost`; several arms each name
-    their own cost in `intervention_costs` (arm -> cost), in the order the options are offered."""
+    """Fee, loss and intervention cost; amounts are in the application's local currency (the loan's)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -29,32 +28,30 @@ class Economics(BaseModel):
     intervention_cost: float = Field(
         1.0, ge=0.0, description="Cost c of the intervention per loan, in the application's local currency."
     )
-    intervention_costs: dict[str, float] | None = Field(
-        None,
-        exclude_if=lambda costs: costs is None,
-        description="Several interventions: arm -> its cost per loan (local currency); intervention_cost unused.",
-    )
 
-    @model_validator(mode="after")
-    def _one_cost_per_arm(self) -> Economics:
-        if self.intervention_costs is None:
-            return self
-        if not self.intervention_costs:
-            raise ValueError("intervention_costs: name at least one arm")
-        if NO_INTERVENTION in self.intervention_costs:
-            raise ValueError(f"intervention_costs: {NO_INTERVENTION!r} is the option without an intervention")
-        negative = [arm for arm, cost in self.intervention_costs.items() if not cost >= 0.0]
-        if negative:
-            raise ValueError(f"intervention_costs: the costs of {negative} must be at least 0")
-        return self
 
-    def arm_costs(self) -> dict[str, float]:
-        """Each intervention arm's cost, in the order the options are offered."""
-        return (
-            dict(self.intervention_costs)
-            if self.intervention_costs is not None
-            else {INTERVENTION: self.intervention_cost}
-        )
+def _checked_arm_costs(costs: dict[str, float]) -> dict[str, float]:
+    if not costs:
+        raise ValueError("name at least one intervention arm")
+    if NO_INTERVENTION in costs:
+        raise ValueError(f"{NO_INTERVENTION!r} is the option without an intervention, not an arm")
+    negative = [arm for arm, cost in costs.items() if not cost >= 0.0]
+    if negative:
+        raise ValueError(f"the costs of {negative} must be at least 0")
+    return costs
+
+
+InterventionCosts = Annotated[dict[str, float], AfterValidator(_checked_arm_costs)]
+"""Several interventions: arm -> its cost per loan (local currency). The order is the arms' order:
+arm k (from 1) is treatment code k of the data, code 0 being no intervention."""
+
+
+def arm_costs(economics: Economics, intervention_costs: dict[str, float] | None) -> dict[str, float]:
+    """Each intervention arm's cost, in the arms' order: the named arms, or else the one intervention
+    (`reminder_ontime_discount`) at the economics' `intervention_cost`."""
+    if intervention_costs is None:
+        return {INTERVENTION: economics.intervention_cost}
+    return dict(intervention_costs)
 
 
 def expected_profit(
