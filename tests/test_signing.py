@@ -29,7 +29,9 @@ from tala_ray.core.signing import SignatureError, generate_key_pair, load_signin
 from tala_ray.models.credit import LogisticCreditModel
 from tala_ray.models.predictors import ProbeFailedError, load_predictor
 from tala_ray.models.uplift import UPLIFT_ESTIMATORS
+from tala_ray.serving.args import AppArgs
 from tala_ray.serving.model_slot import ModelConfig, ModelSlot
+from tala_ray.serving.steps import step_configs
 
 
 class WritesMarker:
@@ -63,8 +65,13 @@ def uplift_model():
     return UPLIFT_ESTIMATORS["t_learner"](nuisance_n_estimators=10, cv=2).fit(y, t, X=X), X
 
 
+FSV = "fs-signing-test"
+
+
 def register_uplift(registry: Registry, estimator, X: pd.DataFrame, files: dict[str, bytes] | None = None) -> str:
-    metadata = ArtifactMetadata(kind="uplift", family=estimator.family, feature_names=list(X.columns))
+    metadata = ArtifactMetadata(
+        kind="uplift", family=estimator.family, feature_set_version=FSV, feature_names=list(X.columns)
+    )
     return registry.register("uplift", files or estimator.to_files(), metadata).version
 
 
@@ -73,7 +80,9 @@ def register_credit(registry: Registry, nan_coefficient: bool = False) -> tuple[
     model = LogisticCreditModel().fit(X, y)
     if nan_coefficient:
         model.coef_[0] = np.nan
-    metadata = ArtifactMetadata(kind="credit", family="logistic", feature_names=list(X.columns))
+    metadata = ArtifactMetadata(
+        kind="credit", family="logistic", feature_set_version=FSV, feature_names=list(X.columns)
+    )
     return registry.register("credit", model.to_files(), metadata).version, model
 
 
@@ -197,6 +206,25 @@ def test_a_signed_model_that_scores_the_probe_badly_is_not_served(tmp_path, upli
     nan_uplift = register_uplift(registry, UPLIFT_ESTIMATORS["dr_learner"](), X, files)
     with pytest.raises(ProbeFailedError, match=rf"uplift@{nan_uplift}: effects not finite on the probe rows"):
         load_predictor(registry.uri, "uplift", ref=nan_uplift, kind="uplift")
+
+
+def test_the_app_refuses_to_deploy_a_refused_model_before_any_replica_starts(tmp_path, uplift_model):
+    registry = Registry(str(tmp_path))
+    good_credit, _ = register_credit(registry)
+    broken_credit, _ = register_credit(registry, nan_coefficient=True)
+    good_uplift = register_uplift(registry, *uplift_model)
+    unsigned_uplift = register_uplift(registry, *uplift_model)
+    (tmp_path / "uplift" / unsigned_uplift / "manifest.sig").unlink()
+
+    def configs(credit: str, uplift: str):
+        refs = {"credit_model": {"name": "credit", "ref": credit}, "uplift_model": {"name": "uplift", "ref": uplift}}
+        return step_configs(AppArgs(registry_uri=registry.uri, expected_feature_set_version=FSV, **refs))
+
+    assert configs(good_credit, good_uplift).credit["champion"].version == good_credit
+    with pytest.raises(UserError, match=rf"credit model credit@{broken_credit}: cannot be served: ProbeFailedError"):
+        configs(broken_credit, good_uplift)
+    with pytest.raises(UserError, match=rf"uplift model uplift@{unsigned_uplift}: cannot be served: SignatureError"):
+        configs(good_credit, unsigned_uplift)
 
 
 @pytest.fixture
