@@ -23,6 +23,7 @@ from tala_ray.streaming.publisher import PublishSpec, ordered_records, publish
 from tala_ray.streaming.server import ensure_embedded, running_server, start_server, stop_server
 from tala_ray.streaming.status import stream_status
 from tala_ray.streaming.store import OnlineStore, StoreUnavailableError, UnknownApplicantError
+from tala_ray.streaming.supervisor import ScalingSpec, desired_consumers
 from tala_ray.streaming.topic import StreamConfig, connect, offset_before_time, seek
 
 T0 = 1_740_000_000_000
@@ -63,6 +64,13 @@ def test_partitions_are_kafkas_default_partitioner_on_the_applicant_id():
     partitions = applicant_partitions(ids, 8)
     assert partitions.tolist() == key_partitions([str(i).encode() for i in ids], 8).tolist()
     assert np.bincount(partitions, minlength=8).min() > 20_000 / 8 * 0.9
+
+
+def test_consumers_follow_the_backlog_within_their_bounds():
+    spec = ScalingSpec(minimum=1, maximum=4, backlog_per_consumer=1_000)
+    wanted = [desired_consumers(backlog, spec) for backlog in (0, 1, 1_000, 1_001, 3_500, 10**6)]
+    assert wanted == [1, 1, 1, 2, 4, 4]
+    assert desired_consumers(0, spec.model_copy(update={"minimum": 0})) == 0
 
 
 def test_wire_records_decode_to_the_rows_they_were_encoded_from(tables):

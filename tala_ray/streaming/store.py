@@ -153,6 +153,10 @@ class OnlineStore:
 
     def raw(self, applicant_ids: list[int]) -> tuple[list[list[bytes]], list[dict[bytes, bytes]]]:
         """Each applicant's event members (time order) and hash."""
+        try:
+            self._check_format()
+        except (redis.ConnectionError, redis.TimeoutError) as error:
+            raise StoreUnavailableError(f"the online store is unavailable: {error}") from error
         pipe = self.client.pipeline(transaction=False)
         for applicant_id in applicant_ids:
             pipe.zrange(f"{self.prefix}:ev:{applicant_id}", 0, -1)
