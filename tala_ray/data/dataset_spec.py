@@ -7,6 +7,7 @@ id_column: loan_id           # optional (default: row number)
 target:
   column: status
   bad_value: bad             # the value meaning "bad" / default (default: 1)
+  # or a continuous outcome (amount repaid, days late): {column: days_late, type: continuous}
 treatment_column: reminder   # optional, values 0/1 (or true/false)
 features: all_others         # or a list of columns
 types: {region: categorical, score: numeric}   # optional; the rest is inferred
@@ -25,23 +26,33 @@ import pandas as pd
 import pyarrow.csv as pacsv
 import pyarrow.dataset as pads
 from pyarrow import fs as pafs
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from tala_ray.core.errors import UserError
 from tala_ray.core.specs import load_yaml_model
 from tala_ray.core.storage import is_uri, resolve_filesystem
 
 ColumnType = Literal["numeric", "categorical"]
+TargetType = Literal["binary", "continuous"]
 REASON = "reason"
 
 
 class TargetSpec(BaseModel):
+    """The outcome: binary (1 = bad, the value `bad_value` names) or continuous (a number, in its units)."""
+
     model_config = ConfigDict(extra="forbid")
 
     column: str = Field(description="The outcome column.")
+    type: TargetType = Field("binary", description="binary (bad / good) or continuous (amount repaid, days late).")
     bad_value: str | int | float | bool = Field(
-        1, description="The value that means bad (default); every other value is good."
+        1, description="The value that means bad (default); every other value is good. Binary targets only."
     )
+
+    @model_validator(mode="after")
+    def _bad_value_is_binary(self) -> TargetSpec:
+        if self.type == "continuous" and "bad_value" in self.model_fields_set:
+            raise ValueError("target.bad_value: a continuous target has no bad value; drop it or use type: binary")
+        return self
 
 
 class DatasetSpec(BaseModel):
@@ -69,7 +80,7 @@ class DatasetSpec(BaseModel):
 
 @dataclass(frozen=True)
 class LoadedDataset:
-    """Model inputs, binary target (1 = bad), optional treatment, ids, and the rows set aside."""
+    """Model inputs, target (binary: 1 = bad; continuous: float64), optional treatment, ids, and the rows set aside."""
 
     spec: DatasetSpec
     features: pd.DataFrame
@@ -175,6 +186,22 @@ def _binary_target(spec: DatasetSpec, target: pd.Series) -> np.ndarray:
     return bad.to_numpy(dtype=np.int64)
 
 
+def _continuous_target(spec: DatasetSpec, target: pd.Series) -> np.ndarray:
+    numbers = pd.to_numeric(target.astype("object"), errors="coerce").astype(np.float64)
+    unparsed = ~np.isfinite(numbers.to_numpy())
+    if unparsed.any():
+        raise UserError(
+            f"dataset spec: target column {spec.target.column!r} is continuous (target.type) but holds "
+            f"{target[unparsed].iloc[0]!r}, not a finite number"
+        )
+    if numbers.nunique() < 3:
+        raise UserError(
+            f"dataset spec: target column {spec.target.column!r} has {numbers.nunique()} distinct values; "
+            "target.type continuous needs a number that varies (use type: binary for a two-valued outcome)"
+        )
+    return numbers.to_numpy()
+
+
 def _typed_features(spec: DatasetSpec, frame: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, ColumnType]]:
     columns, types = {}, {}
     for column in frame.columns:
@@ -222,7 +249,9 @@ def load_dataset(spec: DatasetSpec) -> LoadedDataset:
     return LoadedDataset(
         spec=spec,
         features=features,
-        target=_binary_target(spec, frame[spec.target.column]),
+        target=(_continuous_target if spec.target.type == "continuous" else _binary_target)(
+            spec, frame[spec.target.column]
+        ),
         ids=ids,
         treatment=treatment,
         feature_types=types,

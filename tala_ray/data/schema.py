@@ -15,7 +15,8 @@ EVENT_TYPES = ("mm_in", "mm_out", "airtime", "bill_pay", "app_install")
 APP_CATEGORIES = ("finance", "betting", "social", "productivity", "gaming")
 DEVICE_OS = ("android", "ios", "feature_phone")
 COHORTS = ("experiment", "historical")
-INTERVENTION = "reminder_ontime_discount"
+INTERVENTION = "reminder_ontime_discount"  # the one intervention of a world with one arm
+NO_INTERVENTION = "none"  # treatment code 0; the intervention arms are codes 1, 2, ...
 
 APPLICANTS = pa.schema(
     [
@@ -74,6 +75,26 @@ TRUTH = pa.schema(
         pa.field("occupation", pa.string(), nullable=False),
     ]
 )
+
+
+def truth_pd_column(arm: str) -> str:
+    """The truth table's column of the default probability under an option (none or an arm)."""
+    return {NO_INTERVENTION: "pd_control", INTERVENTION: "pd_treated"}.get(arm, f"pd_{arm}")
+
+
+def truth_expected_column(outcome: str, arm: str) -> str:
+    """The truth table's column of a continuous outcome's expected value under an option."""
+    return f"expected_{outcome}_{arm}"
+
+
+# Outcomes an application may carry beyond the contract (a world generated with a continuous outcome):
+# checked and kept when present, carried into the feature table, never a model input.
+APPLICATION_OUTCOMES = pa.schema(
+    [
+        pa.field("days_late", pa.float64()),  # days after the due date until repaid; a default counts as write-off
+    ]
+)
+OPTIONAL_COLUMNS: dict[str, pa.Schema] = {"applications": APPLICATION_OUTCOMES}
 
 TABLES: dict[str, pa.Schema] = {
     "applicants": APPLICANTS,

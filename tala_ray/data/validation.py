@@ -43,8 +43,9 @@ def _compatible(actual: pa.DataType, expected: pa.DataType) -> bool:
 
 
 def check_schema(table: str, actual: pa.Schema) -> None:
-    """Raise `SchemaMismatchError` naming the table and column when `actual` breaks the contract."""
-    for field in schema.TABLES[table]:
+    """Raise `SchemaMismatchError` naming the table and column when `actual` breaks the contract
+    (an optional column, `schema.OPTIONAL_COLUMNS`, is checked when present)."""
+    for field in _contract(table, actual):
         if field.name not in actual.names:
             raise SchemaMismatchError(f"table {table!r}: required column {field.name!r} is missing")
         found = actual.field(field.name).type
@@ -52,9 +53,16 @@ def check_schema(table: str, actual: pa.Schema) -> None:
             raise SchemaMismatchError(f"table {table!r}: column {field.name!r} has type {found}, expected {field.type}")
 
 
+def _contract(table: str, actual: pa.Schema) -> pa.Schema:
+    """The contract's columns, then the optional columns `actual` has."""
+    optional = [f for f in schema.OPTIONAL_COLUMNS.get(table, pa.schema([])) if f.name in actual.names]
+    return pa.schema([*schema.TABLES[table], *optional])
+
+
 def conform(table: str, batch: pa.Table) -> pa.Table:
-    """The contract's columns only, cast to the contract's types (after `check_schema` passed)."""
-    target = schema.TABLES[table]
+    """The contract's columns (and the optional ones present) only, cast to the contract's types
+    (after `check_schema` passed)."""
+    target = _contract(table, batch.schema)
     columns = [batch.column(f.name) for f in target]
     casted = [c.cast(pa.string()) if pa.types.is_dictionary(c.type) else c for c in columns]
     nullable = pa.schema([f.with_nullable(True) for f in target])

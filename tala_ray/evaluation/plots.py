@@ -60,7 +60,10 @@ def calibration_png(y_true: np.ndarray, p_default: np.ndarray, bins: int = 10) -
     return _png(figure)
 
 
-def qini_png(curves: dict[str, tuple[np.ndarray, np.ndarray]]) -> bytes:
+REPAYMENT_GAIN = "repayment gain"  # what a binary (default) model's effects are; a continuous one names its outcome
+
+
+def qini_png(curves: dict[str, tuple[np.ndarray, np.ndarray]], gain: str = REPAYMENT_GAIN) -> bytes:
     """Qini curves (gain per row above random, by share targeted) with the random line at zero."""
     figure, (axes,) = _figure(6, 4.5)
     for label, (fractions, curve) in curves.items():
@@ -68,14 +71,14 @@ def qini_png(curves: dict[str, tuple[np.ndarray, np.ndarray]]) -> bytes:
     axes.axhline(0.0, linestyle=":", color="grey", label="random targeting")
     axes.set(
         xlabel="share of applications targeted (highest predicted effect first)",
-        ylabel="repayment gain per application above random",
+        ylabel=f"{gain} per application above random",
         title="Qini curve (test)",
     )
     axes.legend(loc="best", fontsize=8)
     return _png(figure)
 
 
-def segments_png(segments: dict[str, pd.DataFrame]) -> bytes:
+def segments_png(segments: dict[str, pd.DataFrame], effect: str = "reduction in default probability") -> bytes:
     """Per segment: the DR estimate with its 95% interval, the model's mean prediction and the truth."""
     figure, axes_list = _figure(6, 4.5, columns=max(1, len(segments)))
     for axes, (name, table) in zip(axes_list, segments.items(), strict=False):  # no segments: one empty panel
@@ -87,6 +90,6 @@ def segments_png(segments: dict[str, pd.DataFrame]) -> bytes:
             axes.plot(x + 0.15, table["true"], "x", color="black", label="truth")
         axes.axhline(0.0, linestyle=":", color="grey")
         axes.set_xticks(x, [str(s) for s in table["segment"]])
-        axes.set(xlabel=name, ylabel="reduction in default probability", title=f"Effect by {name} (test)")
+        axes.set(xlabel=name, ylabel=effect, title=f"Effect by {name} (test)")
         axes.legend(fontsize=8)
     return _png(figure)

@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 from tala_ray.core.storage import join_path, resolve_filesystem
 from tala_ray.data import validation
 from tala_ray.features.definitions import compute_features
-from tala_ray.features.table import KEY_COLUMNS, QUARANTINE_DIR
+from tala_ray.features.table import KEY_COLUMNS, OUTCOME_COLUMNS, QUARANTINE_DIR
 
 
 def validate_batch(out: str, table: str, batch: pa.Table) -> pa.Table:
@@ -50,5 +50,5 @@ def feature_rows(out: str, tables: dict[str, pa.Table]) -> pd.DataFrame:
     frames = {name: tables[name].to_pandas() for name in ("applicants", "events", "loans")}
     applications, applicants = good.to_pandas(), frames["applicants"].drop_duplicates("applicant_id")
     features = compute_features(applications, applicants, frames["events"], frames["loans"])
-    keys = applications[list(KEY_COLUMNS)].reset_index(drop=True)
+    keys = applications[[*KEY_COLUMNS, *(c for c in OUTCOME_COLUMNS if c in applications)]].reset_index(drop=True)
     return pd.concat([keys, features.drop(columns="application_id")], axis=1)

@@ -13,6 +13,7 @@ from pyarrow import fs as pafs
 from pydantic import BaseModel, ConfigDict
 
 from tala_ray.core.storage import join_path, read_model, resolve_filesystem, write_model
+from tala_ray.data.schema import APPLICATION_OUTCOMES
 from tala_ray.features.definitions import FeatureDefinition
 
 MANIFEST = "manifest.json"
@@ -20,6 +21,7 @@ TABLE_DIR = "table"
 QUARANTINE_DIR = "quarantine"
 PARTITION_COLUMN = "cohort"
 KEY_COLUMNS = ("application_id", "applicant_id", "application_time", "cohort", "treatment", "propensity", "defaulted")
+OUTCOME_COLUMNS = tuple(APPLICATION_OUTCOMES.names)  # carried after the keys when the world has them
 
 
 class FeatureManifest(BaseModel):
@@ -67,7 +69,8 @@ def read_feature_table(path: str) -> pd.DataFrame:
     table = _dataset(path, TABLE_DIR).to_table()
     cohort = table.column(PARTITION_COLUMN).cast(pa.string())
     table = table.set_column(table.schema.get_field_index(PARTITION_COLUMN), PARTITION_COLUMN, cohort)
-    frame = table.select([*KEY_COLUMNS, *manifest.feature_names]).to_pandas()
+    outcomes = [name for name in OUTCOME_COLUMNS if name in table.column_names]
+    frame = table.select([*KEY_COLUMNS, *outcomes, *manifest.feature_names]).to_pandas()
     return frame.sort_values("application_id", kind="stable").reset_index(drop=True)
 
 

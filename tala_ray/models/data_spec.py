@@ -6,6 +6,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from tala_ray.data.dataset_spec import TargetType
+
 # A feature table's cohort: the randomised experiment, the confounded history, or both.
 Cohort = Literal["experiment", "historical", "all"]
 
@@ -14,12 +16,31 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class TargetColumn(_Strict):
+    """A feature table's outcome column and its type (binary: 1 = default; continuous: in its units)."""
+
+    column: str = Field(description="An outcome column of the feature table, e.g. `days_late`.")
+    type: TargetType = "binary"
+
+
+DEFAULT_TARGET = TargetColumn(column="defaulted", type="binary")
+
+
 class FeatureTableSource(_Strict):
     """A feature table built by `tala-ray features build`; `world` enables truth-based evaluation."""
 
     source: Literal["feature_table"]
     path: str
     world: str | None = Field(None, description="The generated world, for the best possible AUC (evaluation only).")
+    target: TargetColumn | None = Field(
+        None,
+        exclude_if=lambda target: target is None,
+        description="The outcome to model; default: `defaulted` (binary).",
+    )
+
+    @property
+    def target_column(self) -> TargetColumn:
+        return self.target or DEFAULT_TARGET
 
 
 class DatasetSpecSource(_Strict):

@@ -9,12 +9,12 @@ import pandas as pd
 from sklearn.model_selection import train_test_split
 
 from tala_ray.core.errors import UserError
-from tala_ray.data.dataset_spec import load_dataset, load_dataset_spec
-from tala_ray.features.table import KEY_COLUMNS, read_feature_manifest, read_feature_table
-from tala_ray.models.data_spec import Cohort, DataSource, SplitSpec
+from tala_ray.data.dataset_spec import TargetType, load_dataset, load_dataset_spec
+from tala_ray.features.table import KEY_COLUMNS, OUTCOME_COLUMNS, read_feature_manifest, read_feature_table
+from tala_ray.models.data_spec import DEFAULT_TARGET, Cohort, DataSource, SplitSpec, TargetColumn
 
 # Columns of a feature table that are keys, design or outcome, never model inputs.
-NON_FEATURE_COLUMNS = KEY_COLUMNS
+NON_FEATURE_COLUMNS = (*KEY_COLUMNS, *OUTCOME_COLUMNS)
 
 
 @dataclass(frozen=True)
@@ -30,7 +30,9 @@ class Lineage:
 
 @dataclass(frozen=True)
 class TrainingFrame:
-    """Model inputs plus target (1 = default) and, where known, time, treatment and propensity."""
+    """Model inputs plus target and, where known, time, treatment (arm codes: 0 = none) and propensity.
+
+    A binary target is 1 = default; a continuous one (`target_type`) is a number in its units."""
 
     features: pd.DataFrame
     target: np.ndarray
@@ -39,13 +41,23 @@ class TrainingFrame:
     treatment: np.ndarray | None = None
     propensity: np.ndarray | None = None
     lineage: Lineage = field(default_factory=lambda: Lineage(source="in-memory"))
+    target_type: TargetType = "binary"
+    target_name: str = DEFAULT_TARGET.column
 
     def __post_init__(self) -> None:
         if self.features.shape[1] == 0:
             raise UserError("data: no feature columns")
+        if self.target_type == "continuous":
+            if not np.isfinite(np.asarray(self.target, dtype=np.float64)).all():
+                raise UserError(f"data: the continuous target {self.target_name!r} must be finite numbers")
+            return
         labels = set(np.unique(self.target).tolist())
         if not labels <= {0, 1}:
             raise UserError(f"data: the target must be binary 0/1 (1 = default), found values {sorted(labels)[:5]}")
+
+    @property
+    def is_binary(self) -> bool:
+        return self.target_type == "binary"
 
     @property
     def feature_names(self) -> list[str]:
@@ -83,22 +95,32 @@ class Splits:
 
 
 def frame_from_feature_table(
-    table: pd.DataFrame, lineage: Lineage, feature_names: list[str] | None = None
+    table: pd.DataFrame, lineage: Lineage, feature_names: list[str] | None = None, target: TargetColumn = DEFAULT_TARGET
 ) -> TrainingFrame:
-    """A training frame from a feature table's columns: `feature_names`, or all but the key columns."""
+    """A training frame from a feature table's columns: `feature_names`, or all but the key and outcome
+    columns; the target is `target`'s column (default: `defaulted`, binary)."""
     names = feature_names or [c for c in table.columns if c not in NON_FEATURE_COLUMNS]
-    missing = [c for c in ("application_id", "application_time", "defaulted", *names) if c not in table.columns]
+    if target.column not in table.columns:
+        outcomes = [c for c in ("defaulted", *OUTCOME_COLUMNS) if c in table.columns]
+        raise UserError(
+            f"data.target.column: {target.column!r} is not a column of feature table {lineage.source!r} "
+            f"(outcomes: {outcomes})"
+        )
+    missing = [c for c in ("application_id", "application_time", *names) if c not in table.columns]
     if missing:
         raise UserError(f"feature table {lineage.source!r}: missing columns {missing}")
     features = table[names]
+    values = table[target.column]
     return TrainingFrame(
         features=features.reset_index(drop=True),
-        target=table["defaulted"].to_numpy(dtype=np.int64),
+        target=values.to_numpy(dtype=np.int64 if target.type == "binary" else np.float64),
         ids=table["application_id"].to_numpy(),
         times=table["application_time"].to_numpy(),
         treatment=table["treatment"].to_numpy(dtype=np.int64) if "treatment" in table else None,
         propensity=table["propensity"].to_numpy(dtype=np.float64) if "propensity" in table else None,
         lineage=lineage,
+        target_type=target.type,
+        target_name=target.column,
     )
 
 
@@ -119,7 +141,7 @@ def load_training_frame(source: DataSource, cohort: Cohort = "all") -> TrainingF
     table = read_feature_table(source.path)
     if cohort != "all":
         table = table[table["cohort"] == cohort].reset_index(drop=True)
-    return frame_from_feature_table(table, lineage, manifest.feature_names)
+    return frame_from_feature_table(table, lineage, manifest.feature_names, source.target_column)
 
 
 def check_same_world(world: str, expected_hash: str | None) -> None:
@@ -136,12 +158,15 @@ def check_same_world(world: str, expected_hash: str | None) -> None:
 
 def _frame_from_dataset_spec(path: str) -> TrainingFrame:
     loaded = load_dataset(load_dataset_spec(path))
+    target = loaded.spec.target
     return TrainingFrame(
         features=loaded.features.reset_index(drop=True),
-        target=np.asarray(loaded.target, dtype=np.int64),
+        target=np.asarray(loaded.target, dtype=np.int64 if target.type == "binary" else np.float64),
         ids=np.asarray(loaded.ids),
         treatment=None if loaded.treatment is None else np.asarray(loaded.treatment, dtype=np.int64),
         lineage=Lineage(source=path, data_content_hash=loaded.content_hash, quarantined_rows=len(loaded.quarantined)),
+        target_type=target.type,
+        target_name=target.column,
     )
 
 
@@ -159,14 +184,22 @@ def split_frame(frame: TrainingFrame, spec: SplitSpec, seed: int) -> Splits:
             order[n - n_test :],
         )
     else:
-        positions = np.arange(n)
-        rest, test = train_test_split(positions, test_size=n_test, stratify=frame.target, random_state=seed)
-        train, valid = train_test_split(rest, test_size=n_valid, stratify=frame.target[rest], random_state=seed)
+        positions, strata = np.arange(n), _strata(frame)
+        rest, test = train_test_split(positions, test_size=n_test, stratify=strata, random_state=seed)
+        train, valid = train_test_split(rest, test_size=n_valid, stratify=strata[rest], random_state=seed)
     splits = Splits(train=frame.take(train), valid=frame.take(valid), test=frame.take(test))
     for name in ("train", "valid", "test"):
-        if np.unique(getattr(splits, name).target).size != 2:
+        if frame.is_binary and np.unique(getattr(splits, name).target).size != 2:
             raise UserError(f"split: the {name} part has only one class; use more data or larger fractions")
     return splits
+
+
+def _strata(frame: TrainingFrame) -> np.ndarray:
+    """What a random split keeps equal across parts: the binary target, or a continuous one's quintile."""
+    if frame.is_binary:
+        return frame.target
+    ranks = pd.Series(frame.target).rank(method="first").to_numpy()
+    return np.minimum((5 * (ranks - 1) / len(ranks)).astype(np.int64), 4)
 
 
 def combine(first: TrainingFrame, second: TrainingFrame) -> TrainingFrame:

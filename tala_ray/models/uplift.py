@@ -3,7 +3,12 @@
 Every estimator keeps EconML's names: `fit(Y, T, *, X, W=None)` returns self, `effect(X)` is the
 change in the outcome caused by the intervention (E[Y(1) - Y(0) | X]), and `effect_interval(X)`
 its confidence band where the EconML estimator gives one. The tuning code fits them on the
-repayment indicator (1 - defaulted), so `effect` is the reduction in default probability.
+repayment indicator (1 - defaulted), so `effect` is the reduction in default probability, or on a
+continuous outcome (days late), so `effect` is the treated-minus-control change in its units.
+
+Several interventions: `T` holds arm codes 0 (none) .. K-1 (EconML's discrete treatment with several
+values); `effect(X, T1=k)` is arm k's effect against none and `arm_effects(X)` all of them (rows x
+arms 1 .. K-1). One intervention is the case K = 2, with `arm_effects(X)` = `effect(X)` as a column.
 
 Families: `dr_learner` (DRLearner, LightGBM final stage), `x_learner` and `t_learner`
 (metalearners), `causal_forest` (CausalForestDML) and `linear_dml` (LinearDML, readable
@@ -95,10 +100,16 @@ class UpliftEstimator:
 
     # EconML contract.
     def fit(self, Y: np.ndarray, T: np.ndarray, *, X: pd.DataFrame, W: pd.DataFrame | None = None) -> UpliftEstimator:
-        """Fit on outcomes `Y`, binary treatment `T` (0/1), effect modifiers `X` and controls `W`."""
+        """Fit on outcomes `Y`, treatment arm codes `T` (0 = none, 1 .. K-1; binary 0/1 for one
+        intervention), effect modifiers `X` and controls `W`."""
         T = np.asarray(T).astype(np.int64)
-        if set(np.unique(T).tolist()) != {0, 1}:
-            raise UserError("treatment: needs both arms (0 and 1) in the training data")
+        found = sorted(np.unique(T).tolist())
+        if found != list(range(max(2, len(found)))):
+            if max(found, default=0) <= 1:
+                raise UserError("treatment: needs both arms (0 and 1) in the training data")
+            raise UserError(
+                f"treatment: needs every arm code from 0 to {max(found)} in the training data; found {found}"
+            )
         if W is not None and not self._accepts_controls():
             raise UserError(f"W: {self.family} takes no controls; pass every column as X")
         self.preprocessor_ = Preprocessor.fit(X)
@@ -122,14 +133,29 @@ class UpliftEstimator:
     def _accepts_controls(self) -> bool:
         return True
 
-    def effect(self, X: FeatureBatch) -> np.ndarray:
-        """E[Y(1) - Y(0) | X] per row, shape (n,): EconML's `effect(X, T0=0, T1=1)`, exactly."""
+    @property
+    def n_arms_(self) -> int:
+        """K: no intervention and the K - 1 intervention arms the estimator was fitted on."""
+        return int(self.estimator_._d_t[0]) + 1
+
+    def effect(self, X: FeatureBatch, T1: int = 1) -> np.ndarray:
+        """E[Y(T1) - Y(0) | X] per row, shape (n,): EconML's `effect(X, T0=0, T1=T1)`, exactly."""
         dense = self._dense(X)
         step = self.treatment_step_
-        if step is None:
-            return np.asarray(self.estimator_.effect(dense), dtype=np.float64).reshape(-1)
-        # EconML's LinearCateEstimator.effect for one binary treatment and a vector outcome.
-        return np.einsum("mt,mt->m", self._constant_marginal_effect(dense), np.repeat(step, len(dense), axis=0))
+        if step is not None and T1 == 1:
+            # EconML's LinearCateEstimator.effect for one binary treatment and a vector outcome.
+            return np.einsum("mt,mt->m", self._constant_marginal_effect(dense), np.repeat(step, len(dense), axis=0))
+        self._check_arm(T1)
+        effect = self.estimator_.effect(dense) if T1 == 1 else self.estimator_.effect(dense, T0=0, T1=T1)
+        return np.asarray(effect, dtype=np.float64).reshape(-1)
+
+    def arm_effects(self, X: FeatureBatch) -> np.ndarray:
+        """Every intervention arm's effect against none: rows x arms 1 .. K-1 (`effect(X, T1=k)` by column)."""
+        return np.column_stack([self.effect(X, T1=arm) for arm in range(1, self.n_arms_)])
+
+    def _check_arm(self, arm: int) -> None:
+        if not 1 <= arm < self.n_arms_:
+            raise UserError(f"T1: arm {arm} is not an intervention arm of this model (1 to {self.n_arms_ - 1})")
 
     def _constant_marginal_effect(self, dense: np.ndarray) -> np.ndarray:
         """EconML's `const_marginal_effect` (shape (n, 1)); metalearners compute it without its wrappers."""
@@ -149,11 +175,15 @@ class UpliftEstimator:
         _, t0, t1 = estimator._expand_treatments(None, 0, 1)
         return np.asarray(t1 - t0, dtype=np.float64).reshape(1, 1)
 
-    def effect_interval(self, X: pd.DataFrame, alpha: float = 0.05) -> tuple[np.ndarray, np.ndarray]:
-        """Lower and upper (1 - alpha) bounds of each row's effect (families with inference only)."""
+    def effect_interval(self, X: pd.DataFrame, alpha: float = 0.05, T1: int = 1) -> tuple[np.ndarray, np.ndarray]:
+        """Lower and upper (1 - alpha) bounds of each row's effect of arm `T1` (families with inference only)."""
         if not self.has_intervals:
             raise UserError(f"model.kind: {self.family} gives no per-row intervals; use causal_forest or linear_dml")
-        lower, upper = self.estimator_.effect_interval(self._dense(X), alpha=alpha)
+        self._check_arm(T1)
+        if T1 == 1:
+            lower, upper = self.estimator_.effect_interval(self._dense(X), alpha=alpha)
+        else:
+            lower, upper = self.estimator_.effect_interval(self._dense(X), T0=0, T1=T1, alpha=alpha)
         return np.asarray(lower, dtype=np.float64).reshape(-1), np.asarray(upper, dtype=np.float64).reshape(-1)
 
     # Files.

@@ -1,12 +1,15 @@
 """Uplift metrics: ATE with a confidence interval, Qini / AUUC, PEHE, policy value, segments, overlap.
 
 Effects are on the outcome the model was fitted on; for the lending models that is repayment,
-so a positive effect is a reduction in default probability.
+so a positive effect is a reduction in default probability; for a continuous outcome (days late)
+it is the treated-minus-control change in its units.
 
 Observed-outcome metrics use doubly robust (AIPW) pseudo-outcomes
 `psi = mu1 - mu0 + T (Y - mu1) / e - (1 - T) (Y - mu0) / (1 - e)`, whose mean is the average
 effect and whose mean over any segment chosen from X is that segment's average effect, with
-cross-fitted outcome models `mu0`, `mu1` and propensity `e` (estimated unless given).
+cross-fitted outcome models `mu0`, `mu1` and propensity `e` (estimated unless given). With several
+arms (treatment codes 0 = none, 1 .. K-1) arm k's pseudo-outcome is
+`mu_k - mu_0 + 1[T = k] (Y - mu_k) / e_k - 1[T = 0] (Y - mu_0) / e_0`; one arm is the case K = 2.
 The same Qini formula takes either those pseudo-outcomes ("DR Qini", computable on real data)
 or the true individual effects of the synthetic world ("oracle Qini"): the curve at fraction q
 is the total effect of the top q·n rows ranked by the score, minus q times the total effect of
@@ -20,6 +23,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+
+from tala_ray.data.schema import NO_INTERVENTION
 
 log = logging.getLogger(__name__)
 
@@ -78,11 +83,23 @@ def naive_difference(y: np.ndarray, t: np.ndarray, alpha: float = 0.05) -> Effec
 
 @dataclass(frozen=True)
 class Nuisance:
-    """Cross-fitted outcome predictions under control and treatment, and the propensity."""
+    """Cross-fitted outcome predictions under every arm and each arm's propensity (rows x arms; arm 0 = none)."""
 
-    mu0: np.ndarray
-    mu1: np.ndarray
-    propensity: np.ndarray
+    outcome: np.ndarray
+    arm_propensity: np.ndarray
+
+    @property
+    def mu0(self) -> np.ndarray:
+        return self.outcome[:, 0]
+
+    @property
+    def mu1(self) -> np.ndarray:
+        return self.outcome[:, 1]
+
+    @property
+    def propensity(self) -> np.ndarray:
+        """P(arm 1 | X): the propensity of the one intervention."""
+        return self.arm_propensity[:, 1]
 
 
 def nuisance_lgbm(classifier: bool, seed: int) -> object:
@@ -101,30 +118,53 @@ def nuisance_lgbm(classifier: bool, seed: int) -> object:
     return LGBMClassifier(**params) if classifier else LGBMRegressor(**params)
 
 
+def arm_count(t: np.ndarray) -> int:
+    """The number of arms of treatment codes 0 .. K-1 (at least two: none and one intervention)."""
+    return max(2, int(np.max(t)) + 1) if len(t) else 2
+
+
 def cross_fitted_nuisance(
     X: np.ndarray, y: np.ndarray, t: np.ndarray, propensity: np.ndarray | None = None, folds: int = 3, seed: int = 0
 ) -> Nuisance:
-    """Out-of-fold mu0, mu1 (LightGBM per arm) and propensity (LightGBM, unless known and given)."""
+    """Out-of-fold outcome models (LightGBM per arm) and propensities (LightGBM, unless known and
+    given: P(arm 1) for one arm, or rows x arms)."""
     from sklearn.model_selection import StratifiedKFold
 
-    n = len(y)
-    mu0, mu1, e = np.zeros(n), np.zeros(n), np.zeros(n)
+    n, arms = len(y), arm_count(t)
+    outcome, e = np.zeros((n, arms)), np.zeros((n, arms))
     strata = t * 2 + (y > np.median(y)).astype(int)
     for train, test in StratifiedKFold(folds, shuffle=True, random_state=seed).split(X, strata):
-        for arm, out in ((0, mu0), (1, mu1)):
+        for arm in range(arms):
             rows = train[t[train] == arm]
-            out[test] = nuisance_lgbm(False, seed).fit(X[rows], y[rows]).predict(X[test])
+            outcome[test, arm] = nuisance_lgbm(False, seed).fit(X[rows], y[rows]).predict(X[test])
         if propensity is None:
-            e[test] = nuisance_lgbm(True, seed).fit(X[train], t[train]).predict_proba(X[test])[:, 1]
-    return Nuisance(
-        mu0=mu0, mu1=mu1, propensity=np.asarray(propensity, dtype=np.float64) if propensity is not None else e
-    )
+            e[test] = nuisance_lgbm(True, seed).fit(X[train], t[train]).predict_proba(X[test])
+    if propensity is not None:
+        known = np.asarray(propensity, dtype=np.float64)
+        e = np.column_stack([1.0 - known, known]) if known.ndim == 1 else known
+    return Nuisance(outcome=outcome, arm_propensity=e)
 
 
 def dr_pseudo_outcomes(y: np.ndarray, t: np.ndarray, nuisance: Nuisance, clip: float = 0.01) -> np.ndarray:
-    """AIPW pseudo-outcomes; their mean over a segment estimates its average effect."""
+    """AIPW pseudo-outcomes of the one intervention; their mean over a segment estimates its average effect."""
     e = np.clip(nuisance.propensity, clip, 1 - clip)
-    return nuisance.mu1 - nuisance.mu0 + t * (y - nuisance.mu1) / e - (1 - t) * (y - nuisance.mu0) / (1 - e)
+    return _aipw(y, t, nuisance.outcome, np.column_stack([1 - e, e]))[:, 0]
+
+
+def dr_arm_pseudo_outcomes(y: np.ndarray, t: np.ndarray, nuisance: Nuisance, clip: float = 0.01) -> np.ndarray:
+    """AIPW pseudo-outcomes of every intervention arm against none (rows x arms 1 .. K-1); one arm's
+    are `dr_pseudo_outcomes` as a column."""
+    if nuisance.outcome.shape[1] == 2:
+        return dr_pseudo_outcomes(y, t, nuisance, clip).reshape(-1, 1)
+    return _aipw(y, t, nuisance.outcome, np.clip(nuisance.arm_propensity, clip, 1 - clip))
+
+
+def _aipw(y: np.ndarray, t: np.ndarray, mu: np.ndarray, e: np.ndarray) -> np.ndarray:
+    """Arm k's pseudo-outcome `mu_k - mu_0 + 1[T=k] (Y - mu_k) / e_k - 1[T=0] (Y - mu_0) / e_0`, k = 1 .. K-1,
+    with clipped propensities `e`."""
+    control = (t == 0) * (y - mu[:, 0]) / e[:, 0]
+    arms = [mu[:, k] - mu[:, 0] + (t == k) * (y - mu[:, k]) / e[:, k] - control for k in range(1, mu.shape[1])]
+    return np.column_stack(arms)
 
 
 # Overlap.
@@ -153,10 +193,11 @@ class OverlapReport:
 
 
 def overlap_check(propensity: np.ndarray, low: float = 0.05, high: float = 0.95) -> OverlapReport:
-    """Rows whose propensity is outside [low, high]; logs a warning when there are any."""
+    """Rows whose propensity is outside [low, high] (rows x arms: some arm's); logs a warning when there are any."""
     propensity = np.asarray(propensity, dtype=np.float64)
-    below, above = int(np.sum(propensity < low)), int(np.sum(propensity > high))
-    report = OverlapReport(low, high, below, above, len(propensity), (propensity >= low) & (propensity <= high))
+    least, most = (propensity, propensity) if propensity.ndim == 1 else (propensity.min(1), propensity.max(1))
+    below, above = int(np.sum(least < low)), int(np.sum(most > high))
+    report = OverlapReport(low, high, below, above, len(propensity), (least >= low) & (most <= high))
     if below or above:
         log.warning(
             "overlap: %d of %d rows have propensity < %.2f and %d > %.2f; they are trimmed (%.1f%%)",
@@ -230,6 +271,50 @@ def policy_values(
         "treat_none": 0.0,
         "oracle": float(np.mean(np.maximum(true_benefit, 0.0))),
         "model_treated_share": float(np.mean(model_treats)),
+    }
+
+
+def arm_policy_values(
+    predicted: np.ndarray,
+    true_effect: np.ndarray,
+    value_per_effect: np.ndarray | float,
+    costs: dict[str, float],
+    to_reported_currency: np.ndarray | float = 1.0,
+) -> dict[str, object]:
+    """Several arms (columns of `predicted` / `true_effect`, in the order of `costs`): mean profit change
+    per application of the model's policy (per row, the arm whose predicted effect is worth most net of
+    its cost, or none), of every single arm given to everyone, and of the oracle (the truly best option
+    per row); the model's and the best single arm's shares of the oracle's value."""
+    arms = list(costs)
+    value = np.asarray(value_per_effect, dtype=np.float64)
+    value = value.reshape(-1, 1) if value.ndim == 1 else value
+    rate = np.asarray(to_reported_currency, dtype=np.float64)
+    rate = rate.reshape(-1, 1) if rate.ndim == 1 else rate
+    cost = np.array([costs[arm] for arm in arms])
+    true_benefit = intervention_benefit(true_effect, value, cost) * rate  # rows x arms
+    options = np.column_stack([np.zeros(len(true_benefit)), intervention_benefit(predicted, value, cost)])
+    choice = np.argmax(options, axis=1)  # 0 = none; ties go to none, then the earlier arm
+    gained = np.column_stack([np.zeros(len(true_benefit)), true_benefit])[np.arange(len(choice)), choice]
+    oracle = float(np.mean(np.maximum(true_benefit.max(axis=1), 0.0)))
+    single = {arm: float(np.mean(true_benefit[:, k])) for k, arm in enumerate(arms)}
+    best_single = max(single, key=single.get)
+    model = float(np.mean(gained))
+
+    def share(value: float) -> float:
+        return value / oracle if oracle > 0 else float("nan")
+
+    return {
+        "model": model,
+        "oracle": oracle,
+        "treat_none": 0.0,
+        "treat_all_with": single,
+        "best_single_arm": best_single if single[best_single] > 0 else NO_INTERVENTION,
+        "best_single_arm_value": max(single[best_single], 0.0),
+        "model_share_of_oracle": share(model),
+        "best_single_arm_share_of_oracle": share(max(single[best_single], 0.0)),
+        "model_option_shares": {
+            option: float(np.mean(choice == k)) for k, option in enumerate([NO_INTERVENTION, *arms])
+        },
     }
 
 

@@ -1,9 +1,11 @@
 """What an uplift model is fitted on and scored by without ground truth, and the overlap trimming before it.
 
-The models fit repayment (1 - default), so their effects are reductions in default probability.
+The models fit repayment (1 - default) for a binary target, so their effects are reductions in default
+probability; a continuous target (days late, amount repaid) as it is, so effects are treated-minus-control
+changes in its units. The treatment is an arm code: 0 = no intervention, 1 .. K-1 the interventions.
 Held-out scores: EconML's `RScorer` R-score (`r_score`) and the doubly robust Qini and AUUC of the
-model's ranking (`dr_qini`, `dr_auuc`). Rows whose estimated propensity is outside the overlap
-bounds are trimmed before anything is fitted.
+model's ranking (`dr_qini`, `dr_auuc`; with several arms, their mean over the arms). Rows whose
+estimated propensity (of any arm) is outside the overlap bounds are trimmed before anything is fitted.
 """
 
 from __future__ import annotations
@@ -19,9 +21,12 @@ from tala_ray.models.preprocessing import Preprocessor
 from tala_ray.models.training_data import PreparedData, TrainingFrame
 
 
-def repayment(frame: TrainingFrame) -> np.ndarray:
-    """The outcome the models fit: 1 = repaid, so effects are reductions in default probability."""
-    return 1.0 - frame.target.astype(np.float64)
+def outcome(frame: TrainingFrame) -> np.ndarray:
+    """The outcome the models fit: repayment (1 = repaid) for a binary target, so effects are reductions
+    in default probability; a continuous target as it is (effects in its units)."""
+    if frame.is_binary:
+        return 1.0 - frame.target.astype(np.float64)
+    return frame.target.astype(np.float64)
 
 
 def treatment_of(frame: TrainingFrame) -> np.ndarray:
@@ -30,13 +35,12 @@ def treatment_of(frame: TrainingFrame) -> np.ndarray:
     return frame.treatment.astype(np.int64)
 
 
-def require_both_arms(frame: TrainingFrame) -> TrainingFrame:
-    """The frame, if its treatment column has both arms (0 and 1)."""
-    treatment = treatment_of(frame)
-    if np.unique(treatment).size != 2:
-        raise UserError(
-            f"data: the treatment column needs both arms (0 and 1); found {sorted(np.unique(treatment).tolist())}"
-        )
+def require_arms(frame: TrainingFrame, arms: int = 2) -> TrainingFrame:
+    """The frame, if its treatment codes are exactly 0 .. arms-1 (none and every intervention arm)."""
+    found = sorted(np.unique(treatment_of(frame)).tolist())
+    if found != list(range(arms)):
+        expected = "both arms (0 and 1)" if arms == 2 else f"every arm (codes 0 to {arms - 1}, see model.arms)"
+        raise UserError(f"data: the treatment column needs {expected}; found {found}")
     return frame
 
 
@@ -49,14 +53,17 @@ class _FixedEffects:
     def const_marginal_effect(self, X: np.ndarray) -> np.ndarray:
         if len(X) != len(self.effects):
             raise ValueError("RScorer rows differ from the scored rows")
-        return self.effects.reshape(-1, 1)
+        return self.effects.reshape(len(self.effects), -1)
 
 
 def validation_scores(effect: np.ndarray, frame: TrainingFrame, seed: int) -> dict[str, float]:
-    """R-score (EconML RScorer) and DR Qini / AUUC of `effect` on a held-out frame; no truth used."""
+    """R-score (EconML RScorer) and DR Qini / AUUC of `effect` on a held-out frame; no truth used.
+
+    `effect`: one intervention's effect per row, or rows x arms 1 .. K-1 (then the Qini and AUUC are
+    the means over the arms, each ranked by its own effect against its DR pseudo-outcomes)."""
     from econml.score import RScorer  # econml is slow to import; only tuning needs it here
 
-    y, t = repayment(frame), treatment_of(frame)
+    y, t = outcome(frame), treatment_of(frame)
     dense = Preprocessor.fit(frame.features).transform_dense(frame.features).astype(np.float64)
     scorer = RScorer(
         model_y=um.nuisance_lgbm(False, seed),
@@ -65,19 +72,25 @@ def validation_scores(effect: np.ndarray, frame: TrainingFrame, seed: int) -> di
         cv=3,
         random_state=seed,
     ).fit(y, t, X=dense)
-    pseudo = um.dr_pseudo_outcomes(y, t, um.cross_fitted_nuisance(dense, y, t, seed=seed))
-    return {
-        "r_score": float(scorer.score(_FixedEffects(effect))),
-        "dr_qini": um.qini_coefficient(effect, pseudo),
-        "dr_auuc": um.auuc(effect, pseudo),
-    }
+    nuisance = um.cross_fitted_nuisance(dense, y, t, seed=seed)
+    if effect.ndim == 1:
+        pseudo = um.dr_pseudo_outcomes(y, t, nuisance)
+        qini, auuc = um.qini_coefficient(effect, pseudo), um.auuc(effect, pseudo)
+    else:
+        pseudo = um.dr_arm_pseudo_outcomes(y, t, nuisance)
+        arms = range(effect.shape[1])
+        qini = float(np.mean([um.qini_coefficient(effect[:, k], pseudo[:, k]) for k in arms]))
+        auuc = float(np.mean([um.auuc(effect[:, k], pseudo[:, k]) for k in arms]))
+    return {"r_score": float(scorer.score(_FixedEffects(effect))), "dr_qini": qini, "dr_auuc": auuc}
 
 
 def estimated_propensity(frame: TrainingFrame, seed: int) -> np.ndarray:
-    """Cross-fitted P(treatment | features) (LightGBM); the recorded propensity is not trusted."""
+    """Cross-fitted P(arm | features) (LightGBM): of the one intervention (a vector), or rows x arms;
+    the recorded propensity is not trusted."""
     dense = Preprocessor.fit(frame.features).transform_dense(frame.features)
     model = um.nuisance_lgbm(True, seed)
-    return cross_val_predict(model, dense, treatment_of(frame), cv=3, method="predict_proba")[:, 1]
+    probabilities = cross_val_predict(model, dense, treatment_of(frame), cv=3, method="predict_proba")
+    return probabilities[:, 1] if probabilities.shape[1] == 2 else probabilities
 
 
 @dataclass(frozen=True)
@@ -86,11 +99,12 @@ class OverlapTrimmed(PreparedData):
 
     full: TrainingFrame  # every row, before trimming
     overlap: um.OverlapReport
-    estimated_propensity: np.ndarray  # of every row of `full`
+    estimated_propensity: np.ndarray  # of every row of `full` (rows x arms with several arms)
 
 
 def trim_to_overlap(frame: TrainingFrame, low: float, high: float, seed: int) -> OverlapTrimmed:
-    """Estimate propensities, warn about and drop rows outside [low, high]."""
+    """Estimate propensities, warn about and drop rows outside [low, high] (with several arms: rows
+    where some arm's propensity is below `low`, or some arm's is above `high`)."""
     propensity = estimated_propensity(frame, seed)
     overlap = um.overlap_check(propensity, low, high)
     kept = np.flatnonzero(overlap.keep)

@@ -13,9 +13,7 @@ from typing import Annotated
 import numpy as np
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from tala_ray.data.schema import INTERVENTION
-
-NO_INTERVENTION = "none"  # the option without an intervention (the control arm, treatment code 0)
+from tala_ray.data.schema import INTERVENTION, NO_INTERVENTION
 
 
 class Economics(BaseModel):

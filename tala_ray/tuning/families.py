@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from tala_ray.core.errors import UserError
 from tala_ray.evaluation.credit_report import evaluate_credit
 from tala_ray.evaluation.held_out import HeldOutEvaluation
 from tala_ray.models.credit import ESTIMATORS, CreditEstimator
@@ -67,7 +68,13 @@ class CreditFamilyBuilder:
     registry_kind: str = "credit"
 
     def prepare(self, spec: ExperimentSpec, frame: TrainingFrame | None) -> PreparedData:
-        return PreparedData(frame=frame if frame is not None else load_training_frame(spec.data))
+        frame = frame if frame is not None else load_training_frame(spec.data)
+        if not frame.is_binary:
+            raise UserError(
+                f"data.target.type: {frame.target_name!r} is continuous; a credit model (model.kind {self.family}) "
+                "predicts a binary default: use an uplift model.kind, or a binary target"
+            )
+        return PreparedData(frame=frame)
 
     def build(self, params: dict[str, Any], seed: int) -> CreditEstimator:
         return ESTIMATORS[self.family](**params, seed=seed)

@@ -61,6 +61,12 @@ class ExperimentSpec(_Strict):
 
     @model_validator(mode="after")
     def _mode_matches_metric(self) -> ExperimentSpec:
+        target = self.data.target_column if self.data.source == "feature_table" else None
+        if target is not None and target.type == "continuous" and self.model.kind not in UPLIFT_KINDS:
+            raise ValueError(
+                f"data.target.type: {target.column!r} is continuous; model.kind {self.model.kind} predicts a binary "
+                f"default: use an uplift model.kind ({', '.join(UPLIFT_KINDS)}) or a binary target"
+            )
         if (self.metric in UPLIFT_METRIC_NAMES) != (self.model.kind in UPLIFT_KINDS):
             allowed = UPLIFT_METRIC_NAMES if self.model.kind in UPLIFT_KINDS else CREDIT_METRIC_NAMES
             raise ValueError(

@@ -4,7 +4,10 @@ An uplift experiment is an `ExperimentSpec` whose `model.kind` is one of `UPLIFT
 (`dr_learner`, `x_learner`, `t_learner`, `causal_forest`, `linear_dml`). Its data must have a
 treatment column. The spec's `model` also picks the cohort of a feature table (`experiment`,
 `historical` or `all`), the overlap bounds and the economics of the policy evaluation (the
-serving policy's `Economics`, in the application's local currency).
+serving policy's `Economics`, in the application's local currency). Several interventions: the
+`intervention_costs` name the arms in treatment-code order (code 0 = none) with each arm's cost (the
+serving policy's `intervention_costs`); the model is fitted on every arm and the policy evaluation
+picks, per application, the arm with the highest expected profit net of its cost.
 
 The family's `prepare` hook filters the cohort, estimates propensities and trims the rows outside
 the overlap bounds. Model selection uses no ground truth: each trial fits on the training split and
@@ -29,13 +32,13 @@ from tala_ray.models.training_data import Splits, TrainingFrame, load_training_f
 from tala_ray.models.uplift import UPLIFT_ESTIMATORS, UpliftEstimator
 from tala_ray.models.uplift_validation import (
     OverlapTrimmed,
-    repayment,
-    require_both_arms,
+    outcome,
+    require_arms,
     treatment_of,
     trim_to_overlap,
     validation_scores,
 )
-from tala_ray.policy.economics import Economics
+from tala_ray.policy.economics import Economics, InterventionCosts, arm_costs
 from tala_ray.tuning.family import Report
 from tala_ray.tuning.space import SearchSpace
 
@@ -70,6 +73,16 @@ class UpliftFamilySpec(_Strict):
         default_factory=Economics,
         description="The policy evaluation's economics: the serving policy's, in the application's local currency.",
     )
+    intervention_costs: InterventionCosts | None = Field(
+        None,
+        exclude_if=lambda costs: costs is None,
+        description="Several interventions: arm -> cost (local currency), arm k being treatment code k (0 = none); "
+        "economics.intervention_cost is then unused. Default: the one intervention.",
+    )
+
+    def arm_costs(self) -> dict[str, float]:
+        """The intervention arms (treatment codes 1, 2, ...) and their costs."""
+        return arm_costs(self.economics, self.intervention_costs)
 
     @model_validator(mode="after")
     def _known_hyperparameters(self) -> UpliftFamilySpec:
@@ -126,8 +139,8 @@ class UpliftFamilyBuilder:
         """The chosen cohort (of a feature table; a dataset spec's rows as they are), trimmed to overlap."""
         if frame is None:
             frame = load_training_frame(spec.data, spec.model.cohort)
-        overlap = spec.model.overlap
-        return trim_to_overlap(require_both_arms(frame), overlap.low, overlap.high, spec.seed)
+        overlap, arms = spec.model.overlap, 1 + len(spec.model.arm_costs())
+        return trim_to_overlap(require_arms(frame, arms), overlap.low, overlap.high, spec.seed)
 
     def build(self, params: dict[str, Any], seed: int) -> UpliftEstimator:
         return UPLIFT_ESTIMATORS[self.family](**params, seed=seed)
@@ -139,11 +152,12 @@ class UpliftFamilyBuilder:
         report(validation_scores(self.predict(model, valid), valid, seed))
 
     def refit(self, params: dict[str, Any], seed: int, train: TrainingFrame) -> UpliftEstimator:
-        return self.build(params, seed).fit(repayment(train), treatment_of(train), X=train.features)
+        return self.build(params, seed).fit(outcome(train), treatment_of(train), X=train.features)
 
     def predict(self, model: UpliftEstimator, frame: TrainingFrame) -> np.ndarray:
-        """The effect (reduction in default probability) of every row."""
-        return model.effect(frame.features)
+        """The effect (reduction in default probability, or change in a continuous outcome) of every row:
+        one intervention's (a vector), or every arm's (rows x arms)."""
+        return model.effect(frame.features) if model.n_arms_ == 2 else model.arm_effects(frame.features)
 
     def evaluate(
         self, spec: ExperimentSpec, model: UpliftEstimator, splits: Splits, prepared: OverlapTrimmed
@@ -151,7 +165,9 @@ class UpliftFamilyBuilder:
         """Average effect, Qini, segments; against the truth on a synthetic world; the policy's value."""
         cohort = spec.model.cohort if spec.data.source == "feature_table" else "dataset"
         effect = self.predict(model, splits.test)
-        return evaluate_uplift_model(effect, splits.test, prepared, spec.model.economics, spec.seed, cohort)
+        return evaluate_uplift_model(
+            effect, splits.test, prepared, spec.model.economics, spec.seed, cohort, spec.model.arm_costs()
+        )
 
     def files(self, model: UpliftEstimator) -> dict[str, bytes]:
         return model.to_files()
