@@ -30,6 +30,9 @@ def generate(
     ] = "none",
     onset_day: Annotated[int, typer.Option(min=0, help="Day of the live period the change starts.")] = 28,
     shock_country: Annotated[str, typer.Option(help="The country an income shock hits.")] = "KE",
+    partitioned: Annotated[
+        bool, typer.Option(help="Write every table partitioned by applicant (applicant_part=<chunk>/ directories).")
+    ] = False,
     address: Address = None,
 ) -> None:
     """Generate the synthetic lending world as Parquet tables plus a manifest (and a live period under live/)."""
@@ -45,7 +48,7 @@ def generate(
         onset_day=onset_day,
         country=shock_country,
     )
-    spec = WorldSpec(applicants=applicants, seed=seed, chunk_size=chunk_size, live=live)
+    spec = WorldSpec(applicants=applicants, seed=seed, chunk_size=chunk_size, live=live, partitioned=partitioned)
     check_output(out, overwrite)  # fail before starting Ray
     ensure_ray(address)
     manifest = generate_world(spec, out, overwrite=overwrite)

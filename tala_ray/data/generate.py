@@ -6,6 +6,9 @@ The chunk size, not the number of workers, fixes the random streams: output is d
 A live period (`WorldSpec.live`, after the training period, with a planted scenario) is written the
 same way under `live/`, with the live applications' potential outcomes; without one, the world is
 exactly what it was before live periods existed.
+With `WorldSpec.partitioned`, chunk k's file of every table lies under `applicant_part=k/` (hive
+style): the directory names declare that all rows of an applicant are in one partition, so the
+feature build reads partition by partition without a shuffle.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ log = logging.getLogger(__name__)
 MANIFEST = "manifest.json"
 LIVE_DIR = "live"
 LIVE_TABLES = (*schema.TABLES, "potential_outcomes")
+PARTITION_KEY = "applicant_part"  # hive-style directory key of a partitioned world: `<table>/applicant_part=<k>/`
 
 
 class WorldSpec(BaseModel):
@@ -43,6 +47,12 @@ class WorldSpec(BaseModel):
     seed: int = Field(ge=0, description="Random seed: the same seed and size give identical tables.")
     chunk_size: int = Field(20_000, gt=0, description="Applicants per Ray task; bounds each task's memory.")
     live: LiveSpec = Field(default_factory=LiveSpec, description="The live period after training (none by default).")
+    partitioned: bool = Field(
+        False,
+        description=f"Write each chunk's files under `{PARTITION_KEY}=<chunk>/` in every table: all rows of an "
+        "applicant lie in the same partition, and the directory names declare it (a feature build then needs "
+        "no shuffle). The files' bytes are the same either way.",
+    )
 
     def chunk_counts(self) -> tuple[int, int]:
         """How many training chunks and live chunks the world has."""
@@ -92,9 +102,12 @@ def _generate_chunk(spec: WorldSpec, chunk_index: int, out: str, live: bool) -> 
     filesystem, root = resolve_filesystem(out)
     prefix, tables = _chunk_tables(spec, chunk_index, live)
     result = {}
+    partition = f"{PARTITION_KEY}={chunk_index:05d}/" if spec.partitioned else ""
     for name, table in tables.items():
-        relative = f"{prefix}{name}/part-{chunk_index:05d}.parquet"
+        relative = f"{prefix}{name}/{partition}part-{chunk_index:05d}.parquet"
         data = _parquet_bytes(table)
+        if partition:
+            filesystem.create_dir(join_path(root, prefix + name, partition), recursive=True)
         with filesystem.open_output_stream(join_path(root, relative)) as stream:
             stream.write(data)
         result[prefix + name] = (table.num_rows, relative, hashlib.sha256(data).hexdigest())
