@@ -87,7 +87,8 @@ def run_local(world: str, out: str) -> None:
 
 
 def default_buckets(applications: int) -> int:
-    """Buckets of about `APPLICANTS_PER_BUCKET` applicants each, at least 2 so both cores work."""
+    """Shuffle buckets (raw tables not partitioned by applicant) of about `APPLICANTS_PER_BUCKET`
+    applicants each, at least 2 so both cores work."""
     return max(2, math.ceil(applications / APPLICANTS_PER_BUCKET))
 
 
@@ -98,13 +99,16 @@ def build_feature_table(
     rows_in = check_inputs(world)
     _prepare_output(out, overwrite)
     started = time.perf_counter()
+    layout, partitions = None, None
     if engine == "ray":
         from tala_ray.features.ray_pipeline import run_pipeline
 
-        run_pipeline(world, out, num_buckets or default_buckets(rows_in["applications"]))
+        layout, partitions = run_pipeline(world, out, num_buckets or default_buckets(rows_in["applications"]))
     else:
         run_local(world, out)
     manifest = FeatureManifest(
+        layout=layout,
+        partitions=partitions,
         feature_set_version=feature_set_version(),
         features=FEATURES,
         world_content_hash=_world_hash(world),

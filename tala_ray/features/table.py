@@ -34,6 +34,8 @@ class FeatureManifest(BaseModel):
     world_content_hash: str | None
     source: str
     engine: str
+    layout: str | None = None  # Ray engine: "partitioned" (raw tables declared it) or "shuffled" by applicant
+    partitions: int | None = None  # Ray engine: partitions (or shuffle buckets) computed
     rows_in: dict[str, int]
     rows_out: int
     quarantined: dict[str, dict[str, int]]
