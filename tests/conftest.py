@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import ray
 
+from tala_ray.core.net import free_port
 from tala_ray.data.generate import WorldSpec, generate_world
 
 SMALL_WORLD = WorldSpec(applicants=4_000, seed=11, chunk_size=1_000)
@@ -18,11 +19,21 @@ pytest_plugins = ["streaming_fixtures"]  # the embedded Valkey server and stream
 
 
 @pytest.fixture(scope="session")
-def ray_cluster():
-    """A real local Ray cluster (2 CPUs), started once and shut down at the end of the session."""
+def ray_cluster(request):
+    """A real local Ray cluster (2 CPUs), started once and shut down at the end of the session; yields
+    its context. Its dashboard (127.0.0.1, a free port) starts only when a test marked `dashboard` is
+    collected: it costs a process and some CPU that the other tests do not need."""
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield
+    dashboard = any(item.get_closest_marker("dashboard") for item in request.session.items)
+    context = ray.init(
+        address="local",
+        num_cpus=2,
+        include_dashboard=dashboard,
+        dashboard_host="127.0.0.1",
+        dashboard_port=free_port() if dashboard else None,
+        log_to_driver=False,
+    )
+    yield context
     ray.shutdown()
 
 
