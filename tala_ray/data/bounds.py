@@ -35,6 +35,7 @@ TIME_FLOOR_MS = int(TIME_FLOOR.timestamp()) * 1000
 CLOCK_SKEW = timedelta(minutes=5)
 CLOCK_SKEW_MS = int(CLOCK_SKEW.total_seconds()) * 1000
 MAX_TERM_DAYS = 365
+MAX_ARM_CODE = 15  # treatment codes: 0 = no intervention, then the arms of an experiment
 WEAKEST_FX = max(schema.FX_PER_USD.values())  # local units per USD of the weakest currency (KES)
 
 Kind = Literal["number", "time", "interval"]
@@ -162,8 +163,8 @@ BOUNDS: tuple[Bound, ...] = (
             low_exclusive=True),
     _number("applications", "term_days", 1, MAX_TERM_DAYS, "days", ("non_positive_term", "term_too_long"),
             "loans run from a day to a year"),
-    _number("applications", "treatment", 0, 1, "flag", ("invalid_treatment", "invalid_treatment"),
-            "the intervention was given (1) or not (0)"),
+    _number("applications", "treatment", 0, MAX_ARM_CODE, "arm code", ("invalid_treatment", "invalid_treatment"),
+            "no intervention (0) or the intervention arm given (1, 2, ...: one arm is 1)"),
     replace(_number("applications", "propensity", 0, 1, "probability", ("invalid_propensity", "invalid_propensity"),
                     "inverse-propensity weights divide by p and by 1 - p: strictly between 0 and 1"),
             low_exclusive=True, high_exclusive=True),

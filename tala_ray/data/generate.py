@@ -27,6 +27,7 @@ from tqdm import tqdm
 from tala_ray.core.errors import UserError
 from tala_ray.core.storage import join_path, read_model, resolve_filesystem, write_model
 from tala_ray.data import schema
+from tala_ray.data.design import ONE_ARM, Design
 from tala_ray.data.scenarios import LiveSpec, ScenarioRecord, scenario_record, simulate_live_chunk
 from tala_ray.data.world import simulate_chunk
 
@@ -47,6 +48,11 @@ class WorldSpec(BaseModel):
     seed: int = Field(ge=0, description="Random seed: the same seed and size give identical tables.")
     chunk_size: int = Field(20_000, gt=0, description="Applicants per Ray task; bounds each task's memory.")
     live: LiveSpec = Field(default_factory=LiveSpec, description="The live period after training (none by default).")
+    design: Design = Field(
+        ONE_ARM,
+        exclude_if=lambda design: design.is_one_arm,
+        description="The experiment's intervention arms and outcomes (default: one arm, binary default only).",
+    )
     partitioned: bool = Field(
         False,
         description=f"Write each chunk's files under `{PARTITION_KEY}=<chunk>/` in every table: all rows of an "
@@ -91,7 +97,7 @@ def _chunk_tables(spec: WorldSpec, chunk_index: int, live: bool) -> tuple[str, d
     first = chunk_index * spec.chunk_size
     if not live:
         n = min(spec.chunk_size, spec.applicants - first)
-        return "", simulate_chunk(spec.seed, chunk_index, first, n)
+        return "", simulate_chunk(spec.seed, chunk_index, first, n, spec.design)
     n = min(spec.chunk_size, spec.live.applicants - first)
     return f"{LIVE_DIR}/", simulate_live_chunk(spec.seed, chunk_index, spec.applicants + first, n, spec.live)
 

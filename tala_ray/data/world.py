@@ -10,12 +10,14 @@ feature that looks past the application time leaks and a point-in-time test can 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
 
+from tala_ray.data import design as arms_design
 from tala_ray.data import schema
+from tala_ray.data.design import ONE_ARM, Design
 
 DAY_MS = 86_400_000
 APPLICATION_START_MS = 1_735_689_600_000  # 2025-01-01T00:00:00Z
@@ -151,6 +153,11 @@ class Outcomes:
     defaulted: np.ndarray
     structural_logit: np.ndarray
     default_draw: np.ndarray  # the uniform behind `defaulted`: default under option t when below pd_t
+    # A design with several arms or days late (`tala_ray.data.design`): every option's PD (none, then
+    # the arms, by treatment code) and days late (observed, and expected under every option).
+    pd_by_option: dict[str, np.ndarray] = field(default_factory=dict)
+    days_late: np.ndarray | None = None
+    expected_days_late: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -295,7 +302,9 @@ def _treatment_effect_logit(a: Applicants, b: Behaviour, rng: np.random.Generato
     return np.where(heavy_bettor, 0.65, by_occupation)
 
 
-def _draw_outcomes(rng: np.random.Generator, a: Applicants, b: Behaviour, period: Period) -> Outcomes:
+def _draw_outcomes(
+    rng: np.random.Generator, a: Applicants, b: Behaviour, period: Period, design: Design = ONE_ARM
+) -> Outcomes:
     n = len(a.ids)
     loan_usd = np.clip(np.round(a.income_usd * np.exp(rng.normal(-1.2, 0.45, n)) / 5) * 5, 5, 400)
     term_days = rng.choice(LOAN_TERMS, size=n, p=[0.3, 0.5, 0.2])
@@ -320,11 +329,19 @@ def _draw_outcomes(rng: np.random.Generator, a: Applicants, b: Behaviour, period
     pd_treated = _sigmoid(structural_logit + shift + tau)
     cohort = np.where(rng.random(n) < EXPERIMENT_SHARE, "experiment", "historical")
     old_policy = np.clip(_sigmoid(1.4 * (known_logit + 1.9)), 0.05, 0.95)
-    propensity = np.where(cohort == "experiment", 0.5, old_policy)
-    treatment = (rng.random(n) < propensity).astype(np.int8)
+    # The design's arms, by treatment code (one arm: the intervention; any arm: the same two draws).
+    effect = {
+        arms_design.INTERVENTION: tau,
+        arms_design.REMINDER: arms_design.reminder_effect_logit(a.occupation, b.bills, b.betting_installs),
+    }
+    pd_by_option = {schema.NO_INTERVENTION: pd_control}
+    pd_by_option |= {arm: _sigmoid(structural_logit + shift + effect[arm]) for arm in design.arms}
+    propensity = np.where(cohort == "experiment", len(design.arms) / len(design.options), old_policy)  # any arm
+    treatment = arms_design.assign_arms(rng.random(n), propensity, len(design.arms))
     default_draw = rng.random(n)
-    defaulted = (default_draw < np.where(treatment == 1, pd_treated, pd_control)).astype(np.int8)
-    return Outcomes(
+    received = np.column_stack(list(pd_by_option.values()))[np.arange(n), treatment]
+    defaulted = (default_draw < received).astype(np.int8)
+    outcomes = Outcomes(
         loan_usd,
         term_days,
         cohort,
@@ -335,7 +352,18 @@ def _draw_outcomes(rng: np.random.Generator, a: Applicants, b: Behaviour, period
         defaulted,
         structural_logit,
         default_draw,
+        pd_by_option,
     )
+    if design.days_late:
+        mean = arms_design.mean_days_late(a.occupation, b.bills, b.betting_installs)
+        means = {
+            option: mean * arms_design.days_late_factor(option, a.occupation, b.bills, b.betting_installs)
+            for option in design.options
+        }
+        outcomes.expected_days_late = {o: arms_design.expected_days_late(pd_by_option[o], means[o]) for o in means}
+        by_option = [arms_design.days_late(default_draw, pd_by_option[o], means[o]) for o in design.options]
+        outcomes.days_late = np.column_stack(by_option)[np.arange(n), treatment]
+    return outcomes
 
 
 def _event_ids(applicant_ids: np.ndarray) -> np.ndarray:
@@ -417,16 +445,17 @@ class Simulation:
     tables: dict[str, pa.Table]
 
 
-def simulate_chunk(seed: int, chunk_index: int, first_id: int, n: int) -> dict[str, pa.Table]:
-    """All five tables for applicants first_id .. first_id + n - 1 (the training period)."""
-    return simulate(np.random.default_rng([seed, chunk_index]), first_id, n, TRAINING).tables
+def simulate_chunk(seed: int, chunk_index: int, first_id: int, n: int, design: Design = ONE_ARM) -> dict[str, pa.Table]:
+    """All five tables for applicants first_id .. first_id + n - 1 (the training period) of an experiment
+    with the `design`'s arms and outcomes."""
+    return simulate(np.random.default_rng([seed, chunk_index]), first_id, n, TRAINING, design).tables
 
 
-def simulate(rng: np.random.Generator, first_id: int, n: int, period: Period) -> Simulation:
+def simulate(rng: np.random.Generator, first_id: int, n: int, period: Period, design: Design = ONE_ARM) -> Simulation:
     """Applicants first_id .. first_id + n - 1 applying during `period`, drawn from `rng`."""
     a = period.applicants(_draw_applicants(rng, first_id, n, period))
     raw_events = period.events(a, _draw_raw_events(rng, a))
-    o = _draw_outcomes(rng, a, _behaviour(a, raw_events), period)
+    o = _draw_outcomes(rng, a, _behaviour(a, raw_events), period, design)
     application_ids = 1_000_000_000 + a.ids
     ts = lambda ms: pa.array(ms, pa.int64()).cast(schema.TS)  # noqa: E731
     tables = {
@@ -468,4 +497,22 @@ def simulate(rng: np.random.Generator, first_id: int, n: int, period: Period) ->
             schema=schema.TRUTH,
         ),
     }
+    if not design.is_one_arm:
+        tables["applications"], tables["truth"] = _with_design_columns(tables["applications"], tables["truth"], o)
     return Simulation(a, o, tables)
+
+
+def _with_design_columns(applications: pa.Table, truth: pa.Table, o: Outcomes) -> tuple[pa.Table, pa.Table]:
+    """A design's outcome and truth columns: days late (`schema.APPLICATION_OUTCOMES`), each further arm's
+    PD and every option's expected days late (`schema.truth_pd_column`, `truth_expected_column`)."""
+    if o.days_late is not None:
+        applications = applications.append_column(schema.APPLICATION_OUTCOMES.field("days_late"), pa.array(o.days_late))
+    for option, pd_option in o.pd_by_option.items():
+        if schema.truth_pd_column(option) not in truth.column_names:
+            truth = truth.append_column(
+                pa.field(schema.truth_pd_column(option), pa.float64(), False), pa.array(pd_option)
+            )
+    for option, expected in o.expected_days_late.items():
+        column = schema.truth_expected_column(arms_design.DAYS_LATE, option)
+        truth = truth.append_column(pa.field(column, pa.float64(), False), pa.array(expected))
+    return applications, truth
