@@ -55,16 +55,13 @@ def bootstrap(world: str, config: StreamConfig, until_ms: int) -> BootstrapRepor
     try:
         offsets = group_offsets_at_time(client, config, until_ms)
         filesystem, root = resolve_filesystem(world)
-        counts = []
+        loads = []
         for kind, table in KIND_TABLE.items():
             dataset = ray.data.read_parquet(join_path(root, table), filesystem=filesystem)
             validation.check_schema(table, dataset.schema().base_schema)
-            loaded = dataset.map_batches(
-                load_batch,
-                batch_format="pyarrow",
-                fn_kwargs={"kind": kind, "config": config, "until_ms": until_ms},
-            )
-            counts += loaded.take_all()
+            fn_kwargs = {"kind": kind, "config": config, "until_ms": until_ms}
+            loads.append(dataset.map_batches(load_batch, batch_format="pyarrow", fn_kwargs=fn_kwargs))
+        counts = loads[0].union(*loads[1:]).take_all()  # one execution for the three tables
         seek(client, config, offsets)
     finally:
         client.close()
