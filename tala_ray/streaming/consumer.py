@@ -13,6 +13,7 @@ import os
 import threading
 import time
 import uuid
+from functools import lru_cache
 
 import msgpack
 import redis
@@ -161,6 +162,7 @@ class ConsumerWorker:
         return os.getpid()
 
 
+@lru_cache
 def consumer_actor(num_cpus: float = 0.25):
     """The Ray actor class of `ConsumerWorker` (max_concurrency 2: the run loop and the control calls)."""
     import ray

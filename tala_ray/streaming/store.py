@@ -153,15 +153,12 @@ class OnlineStore:
 
     def raw(self, applicant_ids: list[int]) -> tuple[list[list[bytes]], list[dict[bytes, bytes]]]:
         """Each applicant's event members (time order) and hash."""
-        try:
-            self._check_format()
-        except (redis.ConnectionError, redis.TimeoutError) as error:
-            raise StoreUnavailableError(f"the online store is unavailable: {error}") from error
         pipe = self.client.pipeline(transaction=False)
         for applicant_id in applicant_ids:
             pipe.zrange(f"{self.prefix}:ev:{applicant_id}", 0, -1)
             pipe.hgetall(f"{self.prefix}:ap:{applicant_id}")
         try:
+            self._check_format()
             replies = pipe.execute()
         except (redis.ConnectionError, redis.TimeoutError) as error:
             raise StoreUnavailableError(f"the online store is unavailable: {error}") from error
@@ -189,11 +186,3 @@ class OnlineStore:
             "events": {"applicant_id": np.repeat(positions, [len(m) for m in members])} | events,
             "loans": take(loans, order),  # hash fields come back in no particular order
         }
-
-    def delete_all(self) -> int:
-        """Remove every key of the store and the stream under the prefix; the number of keys removed."""
-        keys = list(self.client.scan_iter(match=f"{self.prefix}:*", count=1000))
-        for start in range(0, len(keys), 1000):
-            self.client.delete(*keys[start : start + 1000])
-        self._checked = False
-        return len(keys)

@@ -51,11 +51,11 @@ def connect(url: str, retries: int = 3) -> redis.Redis:
     return redis.Redis.from_url(url, socket_timeout=10, socket_connect_timeout=2, retry=retry)
 
 
-def open_topic(url: str, partitions: int | None = None, **fields) -> tuple[redis.Redis, StreamConfig]:
+def open_topic(url: str, partitions: int | None = None) -> tuple[redis.Redis, StreamConfig]:
     """A checked client and the topic's config: its partition count as recorded on the server, else
     `partitions` (or the default) for a topic created by this client. `UserError` if the server is down."""
     client = connect(url)
-    probe = StreamConfig(url=url, **fields)
+    probe = StreamConfig(url=url)
     try:
         stored = client.hget(probe.topics_key, probe.topic)
     except redis.RedisError as error:
@@ -74,12 +74,12 @@ def ensure_topic(client: redis.Redis, config: StreamConfig) -> None:
         raise UserError(f"topic {config.topic!r} has {stored} partitions on the server, not {config.partitions}")
 
 
-def ensure_group(client: redis.Redis, config: StreamConfig, start: str = "0") -> None:
-    """Create the consumer group on every partition (from `start`) where it does not exist yet."""
+def ensure_group(client: redis.Redis, config: StreamConfig) -> None:
+    """Create the consumer group on every partition (from its start) where it does not exist yet."""
     ensure_topic(client, config)
     for key in config.partition_keys():
         try:
-            client.xgroup_create(key, config.group, id=start, mkstream=True)
+            client.xgroup_create(key, config.group, id="0", mkstream=True)
         except redis.ResponseError as error:
             if "BUSYGROUP" not in str(error):
                 raise
