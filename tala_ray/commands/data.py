@@ -33,10 +33,21 @@ def generate(
     partitioned: Annotated[
         bool, typer.Option(help="Write every table partitioned by applicant (applicant_part=<chunk>/ directories).")
     ] = False,
+    arms: Annotated[
+        str,
+        typer.Option(
+            help="The experiment's intervention arms, comma-separated (codes 1, 2, ...): "
+            "reminder, reminder_ontime_discount."
+        ),
+    ] = "reminder_ontime_discount",
+    days_late: Annotated[
+        bool, typer.Option(help="Record days_late, a continuous outcome (days past due until repaid), and its truth.")
+    ] = False,
     address: Address = None,
 ) -> None:
     """Generate the synthetic lending world as Parquet tables plus a manifest (and a live period under live/)."""
     from tala_ray.core.ray_runtime import ensure_ray
+    from tala_ray.data.design import Design
     from tala_ray.data.generate import WorldSpec, check_output, generate_world
     from tala_ray.data.scenarios import LiveSpec
 
@@ -48,7 +59,10 @@ def generate(
         onset_day=onset_day,
         country=shock_country,
     )
-    spec = WorldSpec(applicants=applicants, seed=seed, chunk_size=chunk_size, live=live, partitioned=partitioned)
+    design = Design(arms=tuple(arm.strip() for arm in arms.split(",")), days_late=days_late)
+    spec = WorldSpec(
+        applicants=applicants, seed=seed, chunk_size=chunk_size, live=live, partitioned=partitioned, design=design
+    )
     check_output(out, overwrite)  # fail before starting Ray
     ensure_ray(address)
     manifest = generate_world(spec, out, overwrite=overwrite)

@@ -49,7 +49,7 @@ class Design(BaseModel):
     def _known_arms(cls, arms: tuple[str, ...]) -> tuple[str, ...]:
         unknown = [arm for arm in arms if arm not in ARMS]
         if unknown or not arms or len(set(arms)) != len(arms):
-            raise ValueError(f"arms: give distinct arms from {list(ARMS)}; got {list(arms)}")
+            raise ValueError(f"give distinct arms from {list(ARMS)}; got {list(arms)}")
         return arms
 
     @property
