@@ -16,6 +16,7 @@ import pytest
 from pydantic import ValidationError
 
 from tala_ray.core.errors import UserError
+from tala_ray.data import bounds
 from tala_ray.data.world import simulate_chunk
 from tala_ray.features.definitions import feature_columns
 from tala_ray.features.online import MAX_EVENTS, MAX_LOANS, ApplicationRequest, request_columns
@@ -235,20 +236,45 @@ def set_path(payload: dict, path: tuple, value: Any) -> None:
 
 # (path in the JSON payload, bad value, loc after the application index, message)
 RULES = [
-    (("applicant", "country"), "XX", ["country"], "must be one of KE, PH, MX, IN"),
-    (("applicant", "country"), None, ["country"], "must not be null"),
-    (("applicant", "signup_time"), None, ["signup_time"], "must not be null"),
-    (("applicant", "device_os"), "windows", ["device_os"], "must be one of android, ios, feature_phone"),
-    (("applicant", "device_price_usd"), -0.5, ["device_price_usd"], "must be >= 0"),
-    (("applicant", "device_age_months"), -1, ["device_age_months"], "must be >= 0"),
-    (("application", "amount"), 0.0, ["amount"], "must be > 0"),
-    (("application", "amount"), math.nan, ["amount"], "must be > 0"),
-    (("application", "amount"), None, ["amount"], "must not be null"),
-    (("application", "term_days"), 0, ["term_days"], "must be > 0"),
-    (("application", "term_days"), 366, ["term_days"], "must be <= 365"),
-    (("application", "term_days"), None, ["term_days"], "must not be null"),
-    (("application", "application_time"), None, ["application_time"], "must not be null"),
-    (("events", 2, "amount"), -5.0, ["events", 2, "amount"], "must be >= 0"),
+    (("applicant", "country"), "XX", ["applicant", "country"], "must be one of KE, PH, MX, IN"),
+    (("applicant", "country"), None, ["applicant", "country"], "must not be null"),
+    (("applicant", "signup_time"), None, ["applicant", "signup_time"], "must not be null"),
+    (
+        ("applicant", "device_os"),
+        "windows",
+        ["applicant", "device_os"],
+        "must be one of android, ios, feature_phone",
+    ),
+    (
+        ("applicant", "device_price_usd"),
+        -0.5,
+        ["applicant", "device_price_usd"],
+        "must be at least 0 and at most 10000 (USD)",
+    ),
+    (
+        ("applicant", "device_age_months"),
+        -1,
+        ["applicant", "device_age_months"],
+        "must be at least 0 and at most 240 (months)",
+    ),
+    (
+        ("application", "amount"),
+        0.0,
+        ["application", "amount"],
+        "must be greater than 0 and at most 650000 (local currency)",
+    ),
+    (("application", "amount"), math.nan, ["application", "amount"], "must be a finite number"),
+    (("application", "amount"), None, ["application", "amount"], "must not be null"),
+    (("application", "term_days"), 0, ["application", "term_days"], "must be at least 1 and at most 365 (days)"),
+    (("application", "term_days"), 366, ["application", "term_days"], "must be at least 1 and at most 365 (days)"),
+    (("application", "term_days"), None, ["application", "term_days"], "must not be null"),
+    (("application", "application_time"), None, ["application", "application_time"], "must not be null"),
+    (
+        ("events", 2, "amount"),
+        -5.0,
+        ["events", 2, "amount"],
+        "must be at least 0 and at most 6500000 (local currency)",
+    ),
     (
         ("events", 2, "event_type"),
         "gift",
@@ -263,14 +289,13 @@ RULES = [
         "must be one of finance, betting, social, productivity, gaming",
     ),
     (("events", 2, "event_time"), None, ["events", 2, "event_time"], "must not be null"),
-    (("loans", 1, "amount"), -1.0, ["loans", 1, "amount"], "must be >= 0"),
+    (("loans", 1, "amount"), -1.0, ["loans", 1, "amount"], "must be at least 0 and at most 650000 (local currency)"),
     (("loans", 1, "amount"), None, ["loans", 1, "amount"], "must not be null"),
-    (("loans", 0, "days_late"), -2, ["loans", 0, "days_late"], "must be >= 0"),
+    (("loans", 0, "days_late"), -2, ["loans", 0, "days_late"], "must be at least 0 and at most 730 (days)"),
     (("loans", 0, "repaid"), None, ["loans", 0, "repaid"], "must not be null"),
     (("loans", 1, "disbursed_time"), None, ["loans", 1, "disbursed_time"], "must not be null"),
     (("loans", 1, "due_time"), None, ["loans", 1, "due_time"], "must not be null"),
 ]
-
 
 RULE_IDS = [f"{'.'.join(map(str, path))}={value}" for path, value, _, _ in RULES]
 
@@ -283,15 +308,56 @@ def test_each_rule_names_the_row_and_field_like_the_json_models_reject_it(path, 
         ApplicationRequest.model_validate(sample[1])
     with pytest.raises(ArrowBodyError) as caught:
         decode_batch(encode_payloads(sample), LIMIT)
-    assert caught.value.details == [{"loc": ["body", 1, *loc], "msg": msg}]
-    assert isinstance(caught.value, UserError) and caught.value.total == 1 and "body.1." in str(caught.value)
+    assert caught.value.details == [{"loc": ["body", "applications", 1, *loc], "msg": msg}]
+    assert isinstance(caught.value, UserError) and caught.value.total == 1
+    assert "body.applications.1." in str(caught.value)
+
+
+# (path in the JSON payload, a value out of its range, loc after the application index, part of the message)
+BOUNDS = [
+    (("applicant", "signup_time"), "1900-01-01T00:00:00+00:00", ["applicant", "signup_time"], "2007-01-01"),
+    (("application", "application_time"), "9999-01-01T00:00:00+00:00", ["application", "application_time"], "clock"),
+    (
+        ("application", "application_time"),
+        "2024-01-01T00:00:00+00:00",
+        ["application", "application_time"],
+        "no earlier than the applicant's signup_time",
+    ),
+    (("applicant", "device_price_usd"), math.inf, ["applicant", "device_price_usd"], "must be a finite number"),
+    (("applicant", "device_price_usd"), 1e6, ["applicant", "device_price_usd"], "at most 10000 (USD)"),
+    (("applicant", "device_age_months"), 10**6, ["applicant", "device_age_months"], "at most 240 (months)"),
+    (("application", "amount"), 1e12, ["application", "amount"], "at most 650000"),
+    (("application", "amount"), -math.inf, ["application", "amount"], "must be a finite number"),
+    (("events", 2, "event_time"), "2100-01-01T00:00:00", ["events", 2, "event_time"], "clock"),
+    (("events", 2, "amount"), 1e12, ["events", 2, "amount"], "at most 6500000"),
+    (("loans", 1, "due_time"), "2025-02-01T00:00:00+00:00", ["loans", 1, "due_time"], "0 to 365 days after"),
+    (("loans", 1, "amount"), math.inf, ["loans", 1, "amount"], "must be a finite number"),
+    (("loans", 0, "days_late"), 10**6, ["loans", 0, "days_late"], "at most 730 (days)"),
+]
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "loc", "bound"), BOUNDS, ids=[f"{'.'.join(map(str, b[0]))}={b[1]}" for b in BOUNDS]
+)
+def test_the_arrow_path_applies_the_bounds_of_the_json_path(path, value, loc, bound):
+    """The same ranges (`data.bounds`) on both paths: the JSON model refuses the value at the same
+    field, and the Arrow decoder names the application, the record, the field and the bound."""
+    sample = [hand_payload(), hand_payload(), hand_payload()]
+    set_path(sample[1], path, value)
+    with pytest.raises(ValidationError) as refused:
+        ApplicationRequest.model_validate(sample[1])
+    assert [tuple(error["loc"]) for error in refused.value.errors()] == [tuple(loc)]
+    with pytest.raises(ArrowBodyError) as caught:
+        decode_batch(encode_payloads(sample), LIMIT)
+    [problem] = caught.value.details
+    assert problem["loc"] == ["body", "applications", 1, *loc] and bound in problem["msg"], problem
 
 
 @pytest.mark.parametrize(("name", "limit"), [("events", MAX_EVENTS), ("loans", MAX_LOANS)])
 def test_too_many_events_or_loans_per_application(name, limit):
     sample = [hand_payload(events=2, loans=2), hand_payload(events=MAX_EVENTS + 1, loans=MAX_LOANS + 1)]
     sample[1]["events" if name == "loans" else "loans"] = []
-    expected = [{"loc": ["body", 1, name], "msg": f"must have at most {limit} items"}]
+    expected = [{"loc": ["body", "applications", 1, name], "msg": f"must have at most {limit} items"}]
     assert problems_of(encode_payloads(sample)) == expected
     sample[1][name] = sample[1][name][:limit]
     decode_batch(encode_payloads(sample), LIMIT)
@@ -300,11 +366,16 @@ def test_too_many_events_or_loans_per_application(name, limit):
 def test_a_fractional_integer_and_an_out_of_range_time_are_refused():
     table = payload_table([hand_payload(), hand_payload()])
     table = with_column(table, "term_days", pa.array([30.0, 30.5]))
-    table = with_column(table, "signup_time", pa.array([0, 400_000_000_000], pa.timestamp("s")))
-    assert problems_of(table_bytes(table)) == [
-        {"loc": ["body", 1, "signup_time"], "msg": "must be a time in the years 1 to 9999"},
-        {"loc": ["body", 1, "term_days"], "msg": "must be a whole number"},
-    ]
+    table = with_column(table, "signup_time", pa.array([1_700_000_000, 400_000_000_000], pa.timestamp("s")))
+    term, signup, applied = problems_of(table_bytes(table))
+    assert signup["loc"] == ["body", "applications", 1, "applicant", "signup_time"]
+    assert signup["msg"].startswith("must be between 2007-01-01T00:00:00Z and the service's clock + 5 minutes")
+    assert term == {"loc": ["body", "applications", 1, "application", "term_days"], "msg": "must be a whole number"}
+    # as on the JSON path, a sign-up in the future also makes the application come before it
+    assert applied == {
+        "loc": ["body", "applications", 1, "application", "application_time"],
+        "msg": "must be no earlier than the applicant's signup_time",
+    }
 
 
 def test_a_null_event_is_refused():
@@ -314,7 +385,9 @@ def test_a_null_event_is_refused():
     mask = pa.array([False, True, False])
     nulled = pa.StructArray.from_arrays(structs.flatten(), fields=list(structs.type), mask=mask)
     table = with_column(table, "events", pa.ListArray.from_arrays(events.offsets, nulled))
-    assert problems_of(table_bytes(table)) == [{"loc": ["body", 0, "events", 1], "msg": "must not be null"}]
+    assert problems_of(table_bytes(table)) == [
+        {"loc": ["body", "applications", 0, "events", 1], "msg": "must not be null"}
+    ]
 
 
 def test_many_problems_list_the_first_in_row_order_and_count_the_rest():
@@ -326,10 +399,11 @@ def test_many_problems_list_the_first_in_row_order_and_count_the_rest():
         decode_batch(encode_payloads(sample), LIMIT)
     details = caught.value.details
     assert caught.value.total == 60 and len(details) == MAX_DETAILS + 1
+    amount, event_amount = (f"must be {bounds.bound(t, 'amount').requirement(0)}" for t in ("applications", "events"))
     assert details[:3] == [
-        {"loc": ["body", 0, "amount"], "msg": "must be > 0"},
-        {"loc": ["body", 0, "events", 0, "amount"], "msg": "must be >= 0"},
-        {"loc": ["body", 1, "amount"], "msg": "must be > 0"},
+        {"loc": ["body", "applications", 0, "application", "amount"], "msg": amount},
+        {"loc": ["body", "applications", 0, "events", 0, "amount"], "msg": event_amount},
+        {"loc": ["body", "applications", 1, "application", "amount"], "msg": amount},
     ]
     assert details[-1] == {"loc": ["body"], "msg": "40 more problems not listed"}
 

@@ -6,16 +6,19 @@ field's rules are in `arrow_schema`; clients build bodies with `tala_ray.traffic
 `decode_batch` turns a body into exactly the raw tables `online.request_columns` builds from the
 same applications sent as JSON (but the events' strings come as pandas Categoricals of the body's
 dictionary, which the feature code reads as codes without a Python string per event), after the
-same checks as the pydantic models of `online.py`.
+same checks as the pydantic models of `online.py`: types, nulls, choices, finite numbers, and the
+ranges of `data.bounds` (numbers, times against the service's clock, an application after its
+applicant's sign-up, a loan due within a year of its disbursal) through `bounds.problems`. A
+problem's `loc` is the one the JSON batch gives for the same field, e.g.
+`["body", "applications", 3, "applicant", "signup_time"]` or `["body", "applications", 3, "events", 12, "amount"]`.
 
 Accepted variants (liberal where the meaning is unambiguous, strict otherwise):
 
 - times: `timestamp` of any unit (s, ms, us, ns), with any time zone or naive (taken as UTC, as
-  the JSON path does), floored to epoch milliseconds exactly as `timeutil.datetime_ms` does; they
-  must lie in the years 1 to 9999 (what a JSON datetime can hold). Strings, dates and plain
-  integers are refused.
+  the JSON path does), floored to epoch milliseconds exactly as `timeutil.datetime_ms` does.
+  Strings, dates and plain integers are refused.
 - strings: `string`, `large_string`, `string_view`, or a dictionary of one of them (any index type).
-- floats (`device_price_usd`, `amount`): any float or integer type.
+- floats (`device_price_usd`, `amount`): any float or integer type; NaN and infinities are refused.
 - integers (`device_age_months`, `term_days`, `days_late`): any integer type, or a float type
   holding whole numbers (what pandas makes of an integer column with nulls).
 - `repaid`: `bool` only.
@@ -28,7 +31,9 @@ Accepted variants (liberal where the meaning is unambiguous, strict otherwise):
   batches are read as one table.
 
 Refused: unknown or duplicate columns and struct fields, any other type, a body that is not an
-Arrow IPC stream (the Arrow file format included), no rows, more than `max_applications` rows.
+Arrow IPC stream (the Arrow file format included) or does not pass Arrow's full validation (offsets,
+dictionary indices, UTF-8: a corrupted body is refused before any value is read), no rows, more than
+`max_applications` rows.
 """
 
 from __future__ import annotations
@@ -44,19 +49,20 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from tala_ray.core.errors import UserError
+from tala_ray.data import bounds
 from tala_ray.features.columns import RAW_COLUMNS, Columns
 from tala_ray.features.timeutil import datetime_ms
 from tala_ray.serving.arrow_schema import (
     ARROW_STREAM_MEDIA_TYPE,
     ARROW_TYPES,
     LISTS,
+    TOP_RECORDS,
     TOP_RULES,
     FieldRule,
     Kind,
     list_type,
 )
-
-MAX_DETAILS = 20
+from tala_ray.serving.error_body import MAX_DETAILS, limited
 
 
 class ArrowBodyError(UserError):
@@ -66,8 +72,7 @@ class ArrowBodyError(UserError):
 
     def __init__(self, details: list[dict[str, Any]], total: int | None = None) -> None:
         self.total = len(details) if total is None else total
-        rest = self.total - len(details)
-        self.details = details + ([{"loc": ["body"], "msg": f"{rest} more problems not listed"}] if rest else [])
+        self.details = limited(details, self.total)
         first = details[0]
         where = ".".join(str(part) for part in first["loc"])
         super().__init__(f"invalid Arrow request body: {self.total} problem(s), first at {where}: {first['msg']}")
@@ -170,7 +175,9 @@ def _check_schema(schema: pa.Schema) -> None:
 
 
 def _read_table(body: bytes, max_applications: int) -> pa.Table:
-    """The body's record batches as one table, stopping as soon as there are too many rows."""
+    """The body's record batches as one table, stopping as soon as there are too many rows; each
+    batch is fully validated (a corrupted offset or dictionary index would otherwise be read out
+    of bounds by the compute functions)."""
     try:
         reader = pa.ipc.open_stream(pa.py_buffer(body))
         batches: list[pa.RecordBatch] = []
@@ -179,8 +186,9 @@ def _read_table(body: bytes, max_applications: int) -> pa.Table:
             rows += batch.num_rows
             if rows > max_applications:
                 raise TooManyApplicationsError(max_applications, rows)
+            batch.validate(full=True)
             batches.append(batch)
-    except pa.ArrowException as error:
+    except (pa.ArrowException, OSError, ValueError) as error:  # pyarrow raises OSError for a short stream
         raise _body_error(f"not an Arrow IPC stream ({ARROW_STREAM_MEDIA_TYPE}): {error}") from error
     if rows == 0:
         raise _body_error("at least 1 application is required, got 0 rows")
@@ -189,6 +197,9 @@ def _read_table(body: bytes, max_applications: int) -> pa.Table:
 
 # ---------------------------------------------------------------------------------------------
 # Decoding: values to numpy, with their problems.
+
+
+_RECORD_OF = {rule.name: record for record, (_, rules) in TOP_RECORDS.items() for rule in rules}
 
 
 @dataclass(frozen=True)
@@ -200,8 +211,13 @@ class _Level:
     items: np.ndarray | None  # its index in that application's list
 
     def loc(self, k: int, field: str | None) -> list[Any]:
-        inner = [] if self.name is None else [self.name, int(self.items[k])]
-        return ["body", int(self.rows[k]), *inner, *([] if field is None else [field])]
+        """The JSON batch's loc of row `k`'s `field` (the row itself for None)."""
+        where: list[Any] = ["body", "applications", int(self.rows[k])]
+        if self.name is not None:
+            where += [self.name, int(self.items[k])]
+        elif field in _RECORD_OF:
+            where.append(_RECORD_OF[field])
+        return where if field is None else [*where, field]
 
     def key(self, k: int) -> tuple[int, int]:
         return int(self.rows[k]), -1 if self.items is None else int(self.items[k])
@@ -215,9 +231,19 @@ class _Problems:
         self.total = 0
 
     def add(self, level: _Level, field: str | None, bad: np.ndarray, msg: str) -> None:
-        where = np.flatnonzero(bad)
-        self.total += len(where)
-        self.found += [(level.key(k), level.loc(k, field), msg) for k in where[:MAX_DETAILS]]
+        """The rows where `bad` (a mask) is true."""
+        self.add_rows(level, field, np.flatnonzero(bad), msg)
+
+    def add_rows(self, level: _Level, field: str | None, rows: np.ndarray, msg: str) -> None:
+        """The rows at positions `rows`."""
+        self.total += len(rows)
+        self.found += [(level.key(k), level.loc(k, field), msg) for k in rows[:MAX_DETAILS]]
+
+    def add_bounds(self, table: str, checked: dict[str, np.ndarray], level: _Level, now_ms: int) -> None:
+        """The rows of `level` breaking a bound of `table` (`checked`: float64 columns, NaN where a
+        value is missing or already refused)."""
+        for problem in bounds.problems(table, checked, now_ms):
+            self.add_rows(level, problem.bound.field, problem.rows, f"must be {problem.requirement}")
 
     def raise_if_any(self) -> None:
         if self.total:
@@ -227,30 +253,47 @@ class _Problems:
 
 _PER_SECOND = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}
 _UTC = UTC
+# Times a JSON datetime can hold (years 1 to 9999): converted exactly; the others (their epoch ms
+# could overflow) are out of every time bound, checked as -inf or +inf.
 _FIRST_S = datetime_ms(datetime(1, 1, 1, tzinfo=_UTC)) // 1000
 _LAST_S = datetime_ms(datetime(9999, 12, 31, 23, 59, 59, tzinfo=_UTC)) // 1000
 _INT64 = np.iinfo(np.int64)
+
+
+@dataclass(frozen=True)
+class _Decoded:
+    """One field's values as `request_columns` gives them, which rows hold a value, and the float64
+    column its bounds are checked on (None for strings and flags)."""
+
+    values: np.ndarray | pd.Categorical
+    valid: np.ndarray
+    checked: np.ndarray | None = None
 
 
 def _valid(array: pa.Array) -> np.ndarray:
     return array.is_valid().to_numpy(zero_copy_only=False)
 
 
-def _times(rule: FieldRule, array: pa.Array, level: _Level, problems: _Problems) -> tuple[np.ndarray, np.ndarray]:
+def _times(_rule: FieldRule, array: pa.Array, _level: _Level, _problems: _Problems) -> _Decoded:
     """Epoch milliseconds, floored as `datetime_ms` does, of a timestamp array of any unit."""
     valid = _valid(array)
     per_second = _PER_SECOND[array.type.unit]
     raw = array.cast(pa.int64()).fill_null(0).to_numpy()
     low, high = max(_FIRST_S * per_second, _INT64.min), min((_LAST_S + 1) * per_second - 1, _INT64.max)
-    outside = valid & ((raw < low) | (raw > high))
-    problems.add(level, rule.name, outside, "must be a time in the years 1 to 9999")
-    raw = np.where(outside, 0, raw)
-    return (raw * 1000 if per_second == 1 else raw // (per_second // 1000)), valid
+    early, late = valid & (raw < low), valid & (raw > high)
+    outside = early | late
+    if outside.any():
+        raw = np.where(outside, 0, raw)
+    ms = raw * 1000 if per_second == 1 else raw // (per_second // 1000)
+    checked = ms.astype(np.float64)
+    if array.null_count:
+        checked[~valid] = np.nan
+    if outside.any():
+        checked[early], checked[late] = -np.inf, np.inf
+    return _Decoded(ms, valid, checked)
 
 
-def _strings(
-    rule: FieldRule, array: pa.Array, level: _Level, problems: _Problems
-) -> tuple[np.ndarray | pd.Categorical, np.ndarray]:
+def _strings(rule: FieldRule, array: pa.Array, level: _Level, problems: _Problems) -> _Decoded:
     """Through a dictionary: an object array (None for null) for top-level fields (they become
     feature values), a Categorical for list items (events: many rows, few distinct values)."""
     encoded = array if pa.types.is_dictionary(array.type) else pc.dictionary_encode(array)
@@ -261,8 +304,8 @@ def _strings(
         allowed = np.array([word is None or word in rule.choices for word in words] + [True])
         problems.add(level, rule.name, ~allowed[codes], f"must be one of {', '.join(rule.choices)}")
     if level.name is None:
-        return np.array([*words, None], dtype=object)[codes], valid
-    return _categorical(words, codes), valid
+        return _Decoded(np.array([*words, None], dtype=object)[codes], valid)
+    return _Decoded(_categorical(words, codes), valid)
 
 
 def _categorical(words: list[str | None], codes: np.ndarray) -> pd.Categorical:
@@ -274,26 +317,27 @@ def _categorical(words: list[str | None], codes: np.ndarray) -> pd.Categorical:
     return pd.Categorical.from_codes(remap[codes], categories=categories)
 
 
-def _numbers(rule: FieldRule, array: pa.Array, level: _Level, problems: _Problems) -> tuple[np.ndarray, np.ndarray]:
-    """float64 values (NaN for null) with the field's bounds checked (NaN fails them, as in pydantic),
-    and whole numbers when the field is an integer given as floats."""
+def _numbers(rule: FieldRule, array: pa.Array, level: _Level, problems: _Problems) -> _Decoded:
+    """float64 values (NaN for null); a NaN or infinite value is refused before its bounds are
+    checked, and an integer field given as floats must hold whole numbers."""
     valid = _valid(array)
     values = array.cast(pa.float64(), safe=False).to_numpy(zero_copy_only=False, writable=True)
-    if rule.kind == "int" and pa.types.is_floating(array.type):
-        whole = np.isfinite(values) & (np.floor(values) == values)
-        problems.add(level, rule.name, valid & ~whole, "must be a whole number")
-    checks = ((rule.ge, np.greater_equal, ">="), (rule.gt, np.greater, ">"), (rule.le, np.less_equal, "<="))
-    for bound, holds, text in checks:
-        if bound is not None:
-            problems.add(level, rule.name, valid & ~holds(values, bound), f"must be {text} {bound}")
-    return values, valid
+    if pa.types.is_floating(array.type):
+        finite = np.isfinite(values)
+        if np.count_nonzero(finite) + array.null_count < len(values):  # NaN or an infinity besides the nulls
+            refused = valid & ~finite
+            problems.add(level, rule.name, refused, "must be a finite number")
+            values[refused] = np.nan  # not checked against the bounds again
+        if rule.kind == "int":
+            problems.add(level, rule.name, valid & finite & (np.floor(values) != values), "must be a whole number")
+    return _Decoded(values, valid, values)
 
 
-def _booleans(_rule: FieldRule, array: pa.Array, _level: _Level, _problems: _Problems) -> tuple[np.ndarray, np.ndarray]:
-    return array.fill_null(False).to_numpy(zero_copy_only=False), _valid(array)
+def _booleans(_rule: FieldRule, array: pa.Array, _level: _Level, _problems: _Problems) -> _Decoded:
+    return _Decoded(array.fill_null(False).to_numpy(zero_copy_only=False), _valid(array))
 
 
-_Converter = Callable[[FieldRule, pa.Array, _Level, _Problems], tuple[np.ndarray, np.ndarray]]
+_Converter = Callable[[FieldRule, pa.Array, _Level, _Problems], _Decoded]
 _CONVERTERS: dict[Kind, _Converter] = {
     "time": _times,
     "str": _strings,
@@ -305,32 +349,41 @@ _CONVERTERS: dict[Kind, _Converter] = {
 
 def _decode_field(
     rule: FieldRule, array: pa.Array, present: np.ndarray, level: _Level, problems: _Problems
-) -> np.ndarray:
-    """One field's values as `request_columns` gives them, with every problem recorded;
-    `present` marks the rows that exist (False for null list elements)."""
+) -> _Decoded:
+    """One field's values as `request_columns` gives them, with every problem but its bounds'
+    recorded; `present` marks the rows that exist (False for null list elements)."""
     if pa.types.is_null(array.type):
         array = pa.nulls(len(array), ARROW_TYPES[rule.kind])
-    values, valid = _CONVERTERS[rule.kind](rule, array, level, problems)
+    decoded = _CONVERTERS[rule.kind](rule, array, level, problems)
     if rule.required:
-        problems.add(level, rule.name, present & ~valid, "must not be null")
-    return values
+        problems.add(level, rule.name, present & ~decoded.valid, "must not be null")
+    return decoded
 
 
 def _decode_level(
     arrays: dict[str, pa.Array], rules: tuple[FieldRule, ...], present: np.ndarray, level: _Level, problems: _Problems
-) -> Columns:
+) -> dict[str, _Decoded]:
     """The fields of one level; a left-out optional field is all nulls."""
     missing = pa.nulls(len(present))
     return {rule.name: _decode_field(rule, arrays.get(rule.name, missing), present, level, problems) for rule in rules}
 
 
-def _decode_list(column: pa.Array | None, n: int, name: str, top: _Level, problems: _Problems) -> Columns:
-    """One list column as its table (`applicant_id` = application position); a null list is empty."""
+def _checked(decoded: dict[str, _Decoded]) -> dict[str, np.ndarray]:
+    return {name: field.checked for name, field in decoded.items() if field.checked is not None}
+
+
+def _decode_list(column: pa.Array | None, n: int, name: str, top: _Level, problems: _Problems, now_ms: int) -> Columns:
+    """One list column as its table (`applicant_id` = application position), its bounds checked; a
+    null list is empty. Too long a list is refused before its items are read (a body can claim many
+    items of a field without data, such as a null-typed one)."""
     rules, max_items = LISTS[name]
     if column is None or pa.types.is_null(column.type):
         column = pa.nulls(n, list_type(rules))
     lengths = pc.list_value_length(column).fill_null(0).to_numpy().astype(np.int64)
-    problems.add(top, name, lengths > max_items, f"must have at most {max_items} items")
+    too_long = lengths > max_items
+    if too_long.any():
+        problems.add(top, name, too_long, f"must have at most {max_items} items")
+        return {}
     items: pa.StructArray = column.flatten()
     present = items.is_valid().to_numpy(zero_copy_only=False)
     starts = np.cumsum(lengths) - lengths
@@ -338,7 +391,9 @@ def _decode_list(column: pa.Array | None, n: int, name: str, top: _Level, proble
     level = _Level(name, rows, np.arange(len(rows), dtype=np.int64) - np.repeat(starts, lengths))
     problems.add(level, None, ~present, "must not be null")
     arrays = dict(zip([field.name for field in items.type], items.flatten(), strict=True))
-    return {"applicant_id": rows, **_decode_level(arrays, rules, present, level, problems)}
+    decoded = _decode_level(arrays, rules, present, level, problems)
+    problems.add_bounds(name, _checked(decoded), level, now_ms)
+    return {"applicant_id": rows, **{field: value.values for field, value in decoded.items()}}
 
 
 def decode_batch(body: bytes, max_applications: int) -> dict[str, Columns]:
@@ -346,16 +401,23 @@ def decode_batch(body: bytes, max_applications: int) -> dict[str, Columns]:
     applications (same keys, dtypes and values; the events' strings as Categoricals of the same
     values). Raises `ArrowBodyError` on any problem."""
     table = _read_table(body, max_applications)
-    _check_schema(table.schema)
-    n = table.num_rows
+    try:
+        _check_schema(table.schema)
+    except UnicodeDecodeError:  # a field's name (pyarrow decodes names when they are read)
+        raise _body_error("column and struct field names must be UTF-8") from None
+    n, now_ms = table.num_rows, bounds.clock_ms()
     arrays = {name: table.column(name).combine_chunks() for name in table.column_names}
     positions = np.arange(n, dtype=np.int64)
     top = _Level(None, positions, None)
     problems = _Problems()
-    values = _decode_level(arrays, TOP_RULES, np.ones(n, dtype=bool), top, problems)
-    events = _decode_list(arrays.get("events"), n, "events", top, problems)
-    loans = _decode_list(arrays.get("loans"), n, "loans", top, problems)
+    decoded = _decode_level(arrays, TOP_RULES, np.ones(n, dtype=bool), top, problems)
+    checked = _checked(decoded)  # both records of an application: its bound against the sign-up time
+    for table_name, _ in TOP_RECORDS.values():
+        problems.add_bounds(table_name, checked, top, now_ms)
+    events = _decode_list(arrays.get("events"), n, "events", top, problems, now_ms)
+    loans = _decode_list(arrays.get("loans"), n, "loans", top, problems, now_ms)
     problems.raise_if_any()
-    top_columns = {"application_id": positions, "applicant_id": positions, **values}
+    top_columns = {"application_id": positions, "applicant_id": positions}
+    top_columns |= {name: field.values for name, field in decoded.items()}
     tables = {"applicants": top_columns, "applications": top_columns, "events": events, "loans": loans}
     return {table: {name: columns[name] for name in RAW_COLUMNS[table]} for table, columns in tables.items()}

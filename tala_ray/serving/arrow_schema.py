@@ -4,7 +4,8 @@ encoder (`tala_ray.traffic.arrow_encode`).
 
 One row per application in `REQUEST_SCHEMA`: the applicant's and the application's fields flat at
 top level, `events` and `loans` as `list<struct>` columns (the JSON request, columnar). Each field's
-rule repeats the checks of the matching pydantic field of `features/online.py`.
+rule repeats the type, nullability and choices of the matching pydantic field of `features/online.py`;
+the ranges of numbers and times are `data.bounds`' (the decoder checks them with `bounds.problems`).
 """
 
 from __future__ import annotations
@@ -23,43 +24,45 @@ Kind = Literal["str", "time", "float", "int", "bool"]
 
 @dataclass(frozen=True)
 class FieldRule:
-    """One request field: its kind and the checks of the matching pydantic field."""
+    """One request field: its kind, whether it must be given, and its allowed values (strings)."""
 
     name: str
     kind: Kind
     required: bool = False
     choices: tuple[str, ...] = ()
-    ge: int | None = None
-    gt: int | None = None
-    le: int | None = None
 
 
 APPLICANT_RULES = (
     FieldRule("country", "str", required=True, choices=get_args(Country)),
     FieldRule("signup_time", "time", required=True),
     FieldRule("device_os", "str", choices=get_args(DeviceOs)),
-    FieldRule("device_price_usd", "float", ge=0),
-    FieldRule("device_age_months", "int", ge=0),
+    FieldRule("device_price_usd", "float"),
+    FieldRule("device_age_months", "int"),
 )
 APPLICATION_RULES = (
-    FieldRule("amount", "float", required=True, gt=0),
-    FieldRule("term_days", "int", required=True, gt=0, le=365),
+    FieldRule("amount", "float", required=True),
+    FieldRule("term_days", "int", required=True),
     FieldRule("application_time", "time", required=True),
 )
 EVENT_RULES = (
     FieldRule("event_time", "time", required=True),
     FieldRule("event_type", "str", required=True, choices=get_args(EventType)),
-    FieldRule("amount", "float", ge=0),
+    FieldRule("amount", "float"),
     FieldRule("app_category", "str", choices=get_args(AppCategory)),
 )
 LOAN_RULES = (
     FieldRule("disbursed_time", "time", required=True),
     FieldRule("due_time", "time", required=True),
-    FieldRule("amount", "float", required=True, ge=0),
+    FieldRule("amount", "float", required=True),
     FieldRule("repaid", "bool", required=True),
-    FieldRule("days_late", "int", required=True, ge=0),
+    FieldRule("days_late", "int", required=True),
 )
 TOP_RULES = APPLICANT_RULES + APPLICATION_RULES
+TOP_RECORDS: dict[str, tuple[str, tuple[FieldRule, ...]]] = {
+    "applicant": ("applicants", APPLICANT_RULES),
+    "application": ("applications", APPLICATION_RULES),
+}
+"""The JSON request's records held at top level -> their raw table (whose `data.bounds` apply) and fields."""
 LISTS: dict[str, tuple[tuple[FieldRule, ...], int]] = {
     "events": (EVENT_RULES, MAX_EVENTS),
     "loans": (LOAN_RULES, MAX_LOANS),

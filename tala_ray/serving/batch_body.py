@@ -13,11 +13,10 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TypeVar
 
-from fastapi import FastAPI, HTTPException
+from fastapi import HTTPException
 from fastapi.exceptions import RequestValidationError
-from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel, ValidationError
 
 from tala_ray.features.columns import row_count
@@ -127,20 +126,3 @@ def read_batch_body(body: bytes, content_type: str | None, max_applications: int
         ]
         raise HTTPException(status_code=413, detail=detail)
     return batch
-
-
-def document_batch_body(app: FastAPI) -> None:
-    """Make the app's OpenAPI spec carry `BatchDecisionRequest` and, among its definitions,
-    `ApplicationRequest` (the routes read their bodies themselves)."""
-
-    def openapi() -> dict[str, Any]:
-        if app.openapi_schema is None:
-            spec = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
-            schema = BatchDecisionRequest.model_json_schema(ref_template="#/components/schemas/{model}")
-            components = spec.setdefault("components", {}).setdefault("schemas", {})
-            components.update(schema.pop("$defs", {}))
-            components["BatchDecisionRequest"] = schema
-            app.openapi_schema = spec
-        return app.openapi_schema
-
-    app.openapi = openapi  # type: ignore[method-assign]

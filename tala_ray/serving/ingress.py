@@ -13,9 +13,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import FastAPI, Header, HTTPException, Request
-from fastapi.exception_handlers import request_validation_exception_handler
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict
 from ray import serve
 
@@ -27,10 +25,10 @@ from tala_ray.serving.auth import load_api_keys
 from tala_ray.serving.batch_body import (
     OPENAPI_DECISION_BODY,
     OPENAPI_REQUEST_BODY,
-    document_batch_body,
     read_batch_body,
     read_decision_body,
 )
+from tala_ray.serving.error_body import install_error_handlers
 from tala_ray.serving.graph import RawTables
 from tala_ray.serving.guard import RequestGuard
 from tala_ray.serving.heap import prepare_heap_for_serving
@@ -43,6 +41,8 @@ from tala_ray.serving.schemas import (
     DecisionResponse,
     HealthResponse,
     ModelsResponse,
+    document_api,
+    error_responses,
 )
 from tala_ray.serving.steps import Decided, GraphSteps, Role, StepConfigs, decide, local_steps, rescore
 
@@ -53,10 +53,16 @@ app = FastAPI(
     version="1",
     description="Credit decisions: default probability, intervention uplift, policy. Bearer API key required.",
 )
-document_batch_body(app)
+document_api(app, bearer_auth=True)
 app.add_middleware(RequestGuard)
+install_error_handlers(
+    app, on_validation_error=lambda: serving_metrics().errors.inc(tags={"stage": "request", "kind": "validation"})
+)
 
 IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", max_length=200)]
+# What each route may answer besides its 200 (the guard's 400/401/413 on every guarded route;
+# Serve's proxy 503 on every route).
+DECISION_ERRORS = error_responses(400, 401, 409, 413, 415, 422, 503)
 
 
 class IngressSettings(BaseModel):
@@ -70,13 +76,6 @@ class IngressSettings(BaseModel):
     api_key_env: str
     api_key_file: str | None
     max_body_bytes: int
-
-
-@app.exception_handler(RequestValidationError)
-async def count_validation_errors(request: Request, error: RequestValidationError) -> JSONResponse:
-    """FastAPI's usual 422 body (each problem's `loc` and `msg`), counted in the error metric."""
-    serving_metrics().errors.inc(tags={"stage": "request", "kind": "validation"})
-    return await request_validation_exception_handler(request, error)
 
 
 @dataclass(frozen=True)
@@ -141,11 +140,11 @@ class DecisionIngress:
         if prediction_log is not None:
             prediction_log.close()
 
-    @app.get("/healthz", response_model=HealthResponse)
+    @app.get("/healthz", response_model=HealthResponse, responses=error_responses(400, 413, 503))
     async def healthz(self) -> HealthResponse:
         return HealthResponse(status="ok")
 
-    @app.get("/v1/models", response_model=ModelsResponse)
+    @app.get("/v1/models", response_model=ModelsResponse, responses=error_responses(400, 401, 413, 503))
     async def models(self) -> ModelsResponse:
         steps = self._steps
         challenger = steps.credit.get("challenger")
@@ -162,7 +161,9 @@ class DecisionIngress:
             replica=serve.get_replica_context().replica_id.unique_id,
         )
 
-    @app.post("/v1/decisions", response_model=DecisionResponse, openapi_extra=OPENAPI_DECISION_BODY)
+    @app.post(
+        "/v1/decisions", response_model=DecisionResponse, responses=DECISION_ERRORS, openapi_extra=OPENAPI_DECISION_BODY
+    )
     async def decision(self, request: Request, idempotency_key: IdempotencyKey = None) -> dict[str, Any]:
         """Decide one application, a JSON `DecisionRequest` (together with the replica's other
         pending ones: `batching`)."""
@@ -173,7 +174,12 @@ class DecisionIngress:
         self._metrics.decision_latency_ms.observe((time.perf_counter() - started) * 1000, {"endpoint": "decision"})
         return {**response, "replayed": replayed}
 
-    @app.post("/v1/decisions/batch", response_model=BatchDecisionResponse, openapi_extra=OPENAPI_REQUEST_BODY)
+    @app.post(
+        "/v1/decisions/batch",
+        response_model=BatchDecisionResponse,
+        responses=DECISION_ERRORS,
+        openapi_extra=OPENAPI_REQUEST_BODY,
+    )
     async def batch(self, request: Request, idempotency_key: IdempotencyKey = None) -> Response:
         """Decide up to `max_batch_applications` applications (JSON `BatchDecisionRequest`, or an
         Arrow IPC stream with `Content-Type: application/vnd.apache.arrow.stream`); more is refused with 413."""
@@ -200,9 +206,9 @@ class DecisionIngress:
         except IdempotencyConflict:
             detail = [{"loc": ["header", "Idempotency-Key"], "msg": "already used with a different request body"}]
             raise HTTPException(status_code=409, detail=detail) from None
-        except UserError as error:
+        except UserError:  # answered 422 by `error_body` (its message cut short)
             self._metrics.errors.inc(tags={"stage": endpoint, "kind": "user_error"})
-            raise HTTPException(status_code=422, detail=[{"loc": ["body"], "msg": str(error)}]) from None
+            raise
         except Exception:
             self._metrics.errors.inc(tags={"stage": endpoint, "kind": "internal"})
             raise

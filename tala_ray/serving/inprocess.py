@@ -2,8 +2,9 @@
 `bench/serve.py endpoint --baseline-factory tala_ray.serving.inprocess:create_app` starts under uvicorn.
 
 Same request/response schemas and the same graph as the Serve application: the steps' classes
-run here (`steps.local_steps`, as in the fused layout) in the same order (`steps.decide`); no
-authentication, idempotency, routing or prediction log (Ray's metrics record nowhere without Ray).
+run here (`steps.local_steps`, as in the fused layout) in the same order (`steps.decide`), behind
+the same body limit (`guard.RequestGuard`) and error answers (`error_body`); no authentication,
+idempotency, routing or prediction log (Ray's metrics record nowhere without Ray).
 Configured by environment variables (`create_app` arguments override them):
 
 - `TALA_INPROCESS_REGISTRY` (required): registry URI holding the models.
@@ -13,6 +14,8 @@ Configured by environment variables (`create_app` arguments override them):
 - `TALA_INPROCESS_POLICY`: the policy parameters as JSON (default: `PolicyParams()` defaults).
 - `TALA_INPROCESS_EXPECTED_FEATURE_SET_VERSION`: the models must match it (default: the code's
   current version, as in the Serve application).
+- `TALA_INPROCESS_MAX_BODY_BYTES`: the largest request body (else 413; default 100 MB, room for
+  `max_batch_applications` JSON applications).
 """
 
 # No `from __future__ import annotations` here: FastAPI must see the real request body types.
@@ -21,7 +24,7 @@ import uuid
 from typing import Any
 
 from fastapi import FastAPI, Request, Response
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from tala_ray.core.errors import UserError
 from tala_ray.features.columns import row_count
@@ -31,19 +34,24 @@ from tala_ray.serving.args import AppArgs, ModelRef
 from tala_ray.serving.batch_body import (
     OPENAPI_DECISION_BODY,
     OPENAPI_REQUEST_BODY,
-    document_batch_body,
     read_batch_body,
     read_decision_body,
 )
+from tala_ray.serving.error_body import install_error_handlers
 from tala_ray.serving.graph import RawTables
+from tala_ray.serving.guard import RequestGuard
 from tala_ray.serving.heap import prepare_heap_for_serving
 from tala_ray.serving.records import batch_response
 from tala_ray.serving.schemas import (
     BatchDecisionResponse,
     DecisionResponse,
     HealthResponse,
+    document_api,
+    error_responses,
 )
 from tala_ray.serving.steps import decide, local_steps, step_configs
+
+BODY_ERRORS = error_responses(400, 413, 415, 422)
 
 
 class InProcessSettings(BaseModel):
@@ -58,6 +66,7 @@ class InProcessSettings(BaseModel):
     uplift_ref: str = "champion"
     policy: PolicyParams = PolicyParams()
     max_batch_applications: int = 10_000
+    max_body_bytes: int = Field(100_000_000, ge=1_000)
     expected_feature_set_version: str | None = None
 
     @classmethod
@@ -66,7 +75,8 @@ class InProcessSettings(BaseModel):
         if registry is None and "registry" not in overrides:
             raise UserError("TALA_INPROCESS_REGISTRY: not set (the registry URI holding the models)")
         values: dict[str, object] = {"registry": registry}
-        for field in ("credit_model", "credit_ref", "uplift_model", "uplift_ref", "expected_feature_set_version"):
+        names = ("credit_model", "credit_ref", "uplift_model", "uplift_ref", "expected_feature_set_version")
+        for field in (*names, "max_body_bytes"):
             if f"TALA_INPROCESS_{field.upper()}" in os.environ:
                 values[field] = os.environ[f"TALA_INPROCESS_{field.upper()}"]
         if "TALA_INPROCESS_POLICY" in os.environ:
@@ -97,17 +107,27 @@ def create_app(**overrides: object) -> FastAPI:
         return (await decide(steps, tables, ["champion"] * count)).responses(ids)
 
     app = FastAPI(title="tala-ray decision service (in-process baseline)", version="1")
+    app.state.max_body_bytes = settings.max_body_bytes
+    app.add_middleware(RequestGuard, authenticate=False)
+    install_error_handlers(app)
 
-    @app.get("/healthz", response_model=HealthResponse)
+    @app.get("/healthz", response_model=HealthResponse, responses=error_responses(400, 413))
     async def healthz() -> HealthResponse:
         return HealthResponse(status="ok")
 
-    @app.post("/v1/decisions", response_model=DecisionResponse, openapi_extra=OPENAPI_DECISION_BODY)
+    @app.post(
+        "/v1/decisions", response_model=DecisionResponse, responses=BODY_ERRORS, openapi_extra=OPENAPI_DECISION_BODY
+    )
     async def decision(request: Request) -> dict[str, Any]:
         body = read_decision_body(await request.body(), request.headers.get("content-type"))
         return (await decided(request_columns([body]), batch_id=None))[0]
 
-    @app.post("/v1/decisions/batch", response_model=BatchDecisionResponse, openapi_extra=OPENAPI_REQUEST_BODY)
+    @app.post(
+        "/v1/decisions/batch",
+        response_model=BatchDecisionResponse,
+        responses=BODY_ERRORS,
+        openapi_extra=OPENAPI_REQUEST_BODY,
+    )
     async def batch(request: Request) -> Response:
         body = read_batch_body(
             await request.body(), request.headers.get("content-type"), settings.max_batch_applications
@@ -115,6 +135,6 @@ def create_app(**overrides: object) -> FastAPI:
         batch_id = str(uuid.uuid4())
         return batch_response(batch_id, await decided(body.tables, batch_id), replayed=False)
 
-    document_batch_body(app)
+    document_api(app, bearer_auth=False)
 
     return app

@@ -1,13 +1,17 @@
-"""Request and response bodies of the decision API (pydantic; they make the OpenAPI spec)."""
+"""Request and response bodies of the decision API (pydantic; they make the OpenAPI spec), the
+error answers each route documents, and the spec itself (`document_api`)."""
 
 from __future__ import annotations
 
 from typing import Any, Literal
 
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel, ConfigDict, Field
 
 from tala_ray.features.online import ApplicationRequest
 from tala_ray.policy.decision import ReasonCode
+from tala_ray.serving.auth import OPEN_PATHS
 
 DecisionRequest = ApplicationRequest
 
@@ -67,3 +71,75 @@ class ModelsResponse(BaseModel):
     canary_weight: float
     policy: dict[str, Any]
     replica: str = Field(description="The ingress replica that answered.")
+
+
+class Problem(BaseModel):
+    """One reason a request was refused."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: str | None = Field(None, description="pydantic's error type, when pydantic found the problem.")
+    loc: list[str | int] = Field(description='Where: "body" or "header", then keys and list positions.')
+    msg: str = Field(description="What is wrong: the rule or the bound the value breaks.")
+    input: Any = Field(None, description="The offending value: at most 100 characters of its JSON text.")
+    ctx: dict[str, Any] | None = Field(None, description="The rule's parameters (pydantic's).")
+
+
+class ErrorResponse(BaseModel):
+    """A refused request: a message, or the problems found (at most 20, then one counting the rest)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    detail: str | list[Problem]
+
+
+ERROR_DESCRIPTIONS: dict[int, str] = {
+    400: "A declared Content-Length that is not a number.",
+    401: "No valid API key: send `Authorization: Bearer <key>`.",
+    409: "The Idempotency-Key was used before with a different request body.",
+    413: "The body is larger than `max_body_bytes` (counted as it arrives, chunked or not), or the batch holds "
+    "more than `max_batch_applications` applications.",
+    415: "A Content-Type the route does not read.",
+    422: "The request is invalid: each problem's `loc` names the field, `msg` the rule or bound it breaks.",
+    503: "No replica can take the request now (Serve's backpressure, or none running): retry, after the "
+    "`Retry-After` seconds when given. Answered by Serve's proxy, as plain text.",
+}
+_PLAIN_TEXT = frozenset({503})
+
+
+def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """FastAPI `responses=` documenting the error statuses `codes` of a route."""
+    return {
+        code: {"description": ERROR_DESCRIPTIONS[code], "content": {"text/plain": {"schema": {"type": "string"}}}}
+        if code in _PLAIN_TEXT
+        else {"description": ERROR_DESCRIPTIONS[code], "model": ErrorResponse}
+        for code in codes
+    }
+
+
+BEARER_SCHEME = "bearerAuth"
+
+
+def document_api(app: FastAPI, bearer_auth: bool) -> None:
+    """Make the app's OpenAPI spec carry `BatchDecisionRequest` and, among its definitions,
+    `ApplicationRequest` (the routes read their bodies themselves), and, with `bearer_auth`, the
+    bearer API key scheme required by every route but the open ones (`auth.OPEN_PATHS`)."""
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            spec = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+            schema = BatchDecisionRequest.model_json_schema(ref_template="#/components/schemas/{model}")
+            components = spec.setdefault("components", {})
+            components.setdefault("schemas", {}).update(schema.pop("$defs", {}))
+            components["schemas"]["BatchDecisionRequest"] = schema
+            if bearer_auth:
+                scheme = {"type": "http", "scheme": "bearer", "description": "An API key of the service."}
+                components["securitySchemes"] = {BEARER_SCHEME: scheme}
+                for path, operations in spec["paths"].items():
+                    if path not in OPEN_PATHS:
+                        for operation in operations.values():
+                            operation["security"] = [{BEARER_SCHEME: []}]
+            app.openapi_schema = spec
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
