@@ -25,7 +25,9 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from tala_ray.core.errors import UserError
 from tala_ray.evaluation.held_out import HeldOutEvaluation
+from tala_ray.evaluation.truth import world_arms
 from tala_ray.evaluation.uplift_report import evaluate_uplift_model
 from tala_ray.models.data_spec import Cohort
 from tala_ray.models.training_data import Splits, TrainingFrame, load_training_frame
@@ -139,8 +141,16 @@ class UpliftFamilyBuilder:
         """The chosen cohort (of a feature table; a dataset spec's rows as they are), trimmed to overlap."""
         if frame is None:
             frame = load_training_frame(spec.data, spec.model.cohort)
-        overlap, arms = spec.model.overlap, 1 + len(spec.model.arm_costs())
-        return trim_to_overlap(require_arms(frame, arms), overlap.low, overlap.high, spec.seed)
+        arms = list(spec.model.arm_costs())
+        if spec.data.source == "feature_table" and spec.data.world:
+            options = world_arms(spec.data.world)
+            if list(options[1:]) != arms:
+                raise UserError(
+                    f"model.intervention_costs: arms {arms} are not the arms of world {spec.data.world!r} "
+                    f"({list(options[1:])}, treatment codes 1, 2, ...)"
+                )
+        overlap = spec.model.overlap
+        return trim_to_overlap(require_arms(frame, 1 + len(arms)), overlap.low, overlap.high, spec.seed)
 
     def build(self, params: dict[str, Any], seed: int) -> UpliftEstimator:
         return UPLIFT_ESTIMATORS[self.family](**params, seed=seed)
