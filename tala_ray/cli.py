@@ -14,6 +14,7 @@ from tala_ray.commands import features as features_command
 from tala_ray.commands import keys as keys_command
 from tala_ray.commands import log as log_command
 from tala_ray.commands import models as models_command
+from tala_ray.commands import monitor as monitor_command
 from tala_ray.commands import serve as serve_command
 from tala_ray.commands import stream as stream_command
 from tala_ray.commands import tune as tune_command
@@ -43,6 +44,9 @@ app.add_typer(
 )
 app.add_typer(keys_command.app, name="keys", help="Make the Ed25519 key pair that signs registry manifests.")
 app.add_typer(log_command.app, name="log", help="Read the prediction log of the decision service.")
+app.add_typer(
+    monitor_command.app, name="monitor", help="Judge the prediction log and outcomes: drift, performance, live uplift."
+)
 app.add_typer(
     demo_command.app, name="demo", help="The main job end to end: world, features, tuning, serving, traffic, report."
 )

@@ -3,8 +3,9 @@
 The live period starts where the training period's applications end and lasts `LiveSpec.days`.
 From `onset_day` on, a scenario changes the world in a known way:
 
-- `income_shock`: mobile-money inflows in one country fall by half (the applicants' features follow;
-  the default risk rises through them: covariate shift);
+- `income_shock`: in one country, a share of the mobile-money inflows stop (lost work, unpaid
+  wages) and the rest shrink (the applicants' features follow; the default risk rises through them:
+  covariate shift);
 - `new_channel`: an acquisition channel brings a share of new, thin-file applicants (recent sign-ups,
   little activity, cheaper phones: covariate shift);
 - `betting_wave`: half the applicants bet more (more betting-app installs), their default risk rises
@@ -38,6 +39,7 @@ from tala_ray.data.world import (
     Behaviour,
     Period,
     RawEvents,
+    _subset,
     simulate,
 )
 
@@ -47,7 +49,8 @@ LIVE_START_MS = APPLICATION_START_MS + APPLICATION_SPAN_DAYS * DAY_MS
 LIVE_STREAM = 1  # the live chunks' random streams: [seed, chunk, LIVE_STREAM] and [..., SCENARIO_STREAM]
 SCENARIO_STREAM = 1
 
-INCOME_SHOCK_FACTOR = 0.5  # inflows in the shocked country from the onset, against before
+INCOME_SHOCK_LOST = 0.4  # share of the shocked country's inflows that stop from the onset
+INCOME_SHOCK_FACTOR = 0.6  # the amount of an inflow that still comes, against before
 NEW_CHANNEL_SHARE = 0.4  # of the applications from the onset
 NEW_CHANNEL_TENURE_DAYS = 40.0  # mean days since sign-up of the channel's applicants (others: ~400)
 NEW_CHANNEL_ACTIVITY = 0.5  # their event rates against others'
@@ -57,6 +60,13 @@ BETTING_WAVE_LOGIT = 0.5  # a wave bettor's default logit beyond what the featur
 BETTING_WAVE_EFFECT_LOGIT = 0.5  # the intervention's effect on a wave bettor's default logit (harmful)
 
 SCORES = ("default_probability", "uplift")
+LOAN_HISTORY = (  # earlier loans' outcomes are drawn from the applicant's present risk, so they follow it
+    "share_loans_repaid",
+    "defaulted_loan_count",
+    "repaid_loan_count",
+    "overdue_loan_count",
+    "mean_days_late",
+)
 THIN_FILE_FEATURES = (  # every feature of the history's length or the phone: all but the country,
     "tenure_days",  # the OS, the device's age and the loan asked for
     "prior_loan",
@@ -140,9 +150,10 @@ def scenario_record(live: LiveSpec) -> ScenarioRecord:
     described = {
         "none": ("nothing changes", everywhere, [], False),
         "income_shock": (
-            f"mobile-money inflows in {live.country} fall to {INCOME_SHOCK_FACTOR:.0%} of what they were",
+            f"in {live.country}, {INCOME_SHOCK_LOST:.0%} of the mobile-money inflows stop and the rest fall to "
+            f"{INCOME_SHOCK_FACTOR:.0%} of what they were",
             [live.country],
-            ["inflow_", "spend_ratio_", "net_flow_", "loan_to_monthly_inflow_log", *SCORES],
+            ["inflow_", "spend_ratio_", "net_flow_", "loan_to_monthly_inflow_log", *LOAN_HISTORY, *SCORES],
             False,
         ),
         "new_channel": (
@@ -156,7 +167,14 @@ def scenario_record(live: LiveSpec) -> ScenarioRecord:
             "half the applicants bet more (betting-app installs), default more than their features show, "
             "and the intervention harms them",
             everywhere,
-            ["betting_installs", "event_count_90d", "days_since_last_event", "longest_gap_days", *SCORES],
+            [
+                "betting_installs",
+                "event_count_90d",
+                "days_since_last_event",
+                "longest_gap_days",
+                *LOAN_HISTORY,
+                *SCORES,
+            ],
             True,
         ),
     }
@@ -199,8 +217,9 @@ class IncomeShock(LivePeriod):
 
     def events(self, a: Applicants, ev: RawEvents) -> RawEvents:
         hit = (ev.kind == "mm_in") & (ev.time >= self.onset_ms) & (a.country_index[ev.idx] == self.country_index)
+        lost = hit & (self._draws().random(len(ev.idx)) < INCOME_SHOCK_LOST)
         amount = np.where(hit, np.round(ev.amount * INCOME_SHOCK_FACTOR, 2), ev.amount)
-        return replace(ev, amount=amount)
+        return _subset(replace(ev, amount=amount), ~lost)
 
 
 def _id_uniform(ids: np.ndarray, salt: int) -> np.ndarray:
