@@ -91,11 +91,11 @@ class FakeTerminal(io.StringIO):
 def test_on_a_terminal_each_stage_is_one_bar_that_stays():
     out = FakeTerminal()
     console = Console(out, total_stages=1)
-    with console.stage("tuning", total=2, unit="trial") as progress:
+    with console.stage("tuning {spec}", total=2, unit="trial") as progress:
         progress.advance(2)
     text = out.getvalue()
     assert text.endswith("\n") and text.count("\n") == 1, "one line once the stage is over"
-    assert text.rstrip("\n").split("\r")[-1].startswith("[1/1] tuning: 2/2 trials |")
+    assert re.fullmatch(r"\[1/1\] 2/2 trials \|█+\| 00:00  tuning \{spec\}", text.rstrip("\n").split("\r")[-1])
     assert "\x1b" not in text
 
 

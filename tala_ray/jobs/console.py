@@ -59,8 +59,17 @@ class Console:
             units = f"{progress.done}/{total} {unit}s, " if total else ""
             self.line(f"{' ' * len(f'[{self.index}/{self.total_stages}]')} done ({units}{_seconds(started)})")
             return
-        shape = "{desc}: {n_fmt}/{total_fmt} " + unit + "s |{bar:20}| {elapsed}" if total else "{desc}: {elapsed}"
-        bar = tqdm(total=total, desc=label, file=self.stream, bar_format=shape, ncols=_columns(self.stream), leave=True)
+        # counts and time first: a narrow terminal trims the end of the line, which is the title's
+        prefix = "{desc} {n_fmt}/{total_fmt} " + unit + "s |{bar:12}| {elapsed}" if total else "{desc} {elapsed}"
+        shape = prefix + "  " + title.replace("{", "{{").replace("}", "}}")
+        bar = tqdm(
+            total=total,
+            desc=f"[{self.index}/{self.total_stages}]",
+            file=self.stream,
+            bar_format=shape,
+            ncols=_columns(self.stream),
+            leave=True,
+        )
         stop = threading.Event()
         ticker = threading.Thread(target=_tick, args=(bar, stop), daemon=True)
         ticker.start()
