@@ -506,3 +506,18 @@ def test_a_duplicate_column_is_refused(name):
     table = payload_table([hand_payload()])
     table = table.append_column(pa.field(name, table.schema.field(name).type), table[name])
     assert problems_of(table_bytes(table)) == [{"loc": ["body", name], "msg": "duplicate column"}]
+
+
+@pytest.mark.parametrize("codec", ["zstd", "lz4"])
+def test_compressed_buffers_are_refused_before_they_are_inflated(codec):
+    """A few kB of compressed zeros would inflate to hundreds of MB before any check could run."""
+    table = payload_table([hand_payload(), hand_payload()])
+    table = with_column(table, "device_os", pa.array(["a" * 50_000_000, None]))
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema, options=pa.ipc.IpcWriteOptions(compression=codec)) as writer:
+        writer.write_table(table)
+    body = sink.getvalue().to_pybytes()
+    assert len(body) < 1_000_000
+    assert problems_of(body) == [
+        {"loc": ["body"], "msg": "compressed IPC buffers are not accepted: send the Arrow stream uncompressed"}
+    ]

@@ -32,12 +32,14 @@ Accepted variants (liberal where the meaning is unambiguous, strict otherwise):
 
 Refused: unknown or duplicate columns and struct fields, any other type, a body that is not an
 Arrow IPC stream (the Arrow file format included) or does not pass Arrow's full validation (offsets,
-dictionary indices, UTF-8: a corrupted body is refused before any value is read), no rows, more than
-`max_applications` rows.
+dictionary indices, UTF-8: a corrupted body is refused before any value is read), compressed IPC
+buffers (LZ4/ZSTD: pyarrow would inflate them before any check, so a few kB could take GBs), no
+rows, more than `max_applications` rows.
 """
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -174,11 +176,57 @@ def _check_schema(schema: pa.Schema) -> None:
         raise ArrowBodyError(problems[:MAX_DETAILS], len(problems))
 
 
+def _flatbuffer_field(metadata: bytes, table: int, index: int) -> int:
+    """The position of field `index` of the flatbuffer table at `table`, 0 when the field is absent
+    (the layout of flatbuffers: a table starts with the signed distance back to its vtable, whose
+    uint16 entries after the first two are the fields' offsets in the table)."""
+    (back,) = struct.unpack_from("<i", metadata, table)
+    vtable = table - back
+    if not 0 <= vtable <= len(metadata) - 4:
+        raise ValueError("flatbuffer vtable out of range")
+    (size,) = struct.unpack_from("<H", metadata, vtable)
+    entry = vtable + 4 + 2 * index
+    if 4 + 2 * index + 2 > size or entry + 2 > len(metadata):
+        return 0
+    (offset,) = struct.unpack_from("<H", metadata, entry)
+    return table + offset if offset else 0
+
+
+def _flatbuffer_table(metadata: bytes, table: int, index: int) -> int:
+    """The position of the table that field `index` (an offset) of `table` points to, 0 if absent."""
+    field = _flatbuffer_field(metadata, table, index)
+    return field + struct.unpack_from("<I", metadata, field)[0] if field else 0
+
+
+def _is_compressed(message: pa.ipc.Message) -> bool:
+    """Whether a record batch or dictionary message's buffers are compressed: its `RecordBatch`
+    table (Message.header, field 2; in a DictionaryBatch its `data`, field 1) has a `compression`
+    (field 3), as Arrow's Message.fbs defines them. Arrow has verified the flatbuffer already."""
+    metadata = message.metadata.to_pybytes()
+    try:
+        root = struct.unpack_from("<I", metadata, 0)[0]
+        batch = _flatbuffer_table(metadata, root, 2)
+        if batch and message.type == "dictionary":
+            batch = _flatbuffer_table(metadata, batch, 1)
+        return bool(batch) and _flatbuffer_field(metadata, batch, 3) != 0
+    except (struct.error, ValueError):
+        raise _body_error(f"not an Arrow IPC stream ({ARROW_STREAM_MEDIA_TYPE}): malformed message metadata") from None
+
+
+def _refuse_compression(body: bytes) -> None:
+    """Raise `ArrowBodyError` when a message of the stream has compressed buffers (read before any
+    batch is decoded: the messages' metadata only)."""
+    for message in pa.ipc.MessageReader.open_stream(pa.py_buffer(body)):
+        if message.type in ("record batch", "dictionary") and _is_compressed(message):
+            raise _body_error("compressed IPC buffers are not accepted: send the Arrow stream uncompressed")
+
+
 def _read_table(body: bytes, max_applications: int) -> pa.Table:
     """The body's record batches as one table, stopping as soon as there are too many rows; each
     batch is fully validated (a corrupted offset or dictionary index would otherwise be read out
     of bounds by the compute functions)."""
     try:
+        _refuse_compression(body)
         reader = pa.ipc.open_stream(pa.py_buffer(body))
         batches: list[pa.RecordBatch] = []
         rows = 0
