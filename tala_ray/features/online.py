@@ -92,9 +92,11 @@ def _ms_range(values: list[datetime]) -> tuple[int, int]:
         return min(ms), max(ms)
 
 
-def _time_errors(records: Mapping[str, list[Mapping[str, Any]]], now_ms: int) -> list[InitErrorDetails]:
-    """Errors (loc, message naming the bound) for the times of a request outside `data.bounds`
-    (time and interval ranges are closed)."""
+def _time_errors(
+    records: Mapping[str, list[Mapping[str, Any]]], now_ms: int, checked: tuple[bounds.Bound, ...] = _TIME_BOUNDS
+) -> list[InitErrorDetails]:
+    """Errors (loc, message naming the bound) for the times of a request outside `data.bounds` (those of
+    `checked`; time and interval ranges are closed)."""
     converted: dict[tuple[str, str], list[int]] = {}
 
     def ms(table: str, field: str) -> list[int]:
@@ -103,7 +105,7 @@ def _time_errors(records: Mapping[str, list[Mapping[str, Any]]], now_ms: int) ->
         return converted[table, field]
 
     errors = []
-    for bound in _TIME_BOUNDS:
+    for bound in checked:
         rows = records[bound.table]
         if not rows:
             continue
@@ -152,6 +154,27 @@ class ApplicationRequest(_Strict):
         return self
 
 
+# An application read by id: its own time bounds (sign-up, the applicant's, is in the online store).
+_APPLICATION_TIME_BOUNDS = tuple(b for b in _TIME_BOUNDS if b.table == "applications" and b.kind == "time")
+
+
+class ApplicationByIdRequest(_Strict):
+    """One application of an applicant whose raw data (record, events, loans) the online store holds:
+    read by `applicant_id`, then the same features as an `ApplicationRequest`. The application's
+    numbers and time lie in their ranges of `data.bounds`."""
+
+    applicant_id: int = Field(ge=0, le=2**63 - 1, description="The applicant's id in the online store.")
+    application: ApplicationInfo
+
+    @model_validator(mode="after")
+    def _times_within_bounds(self) -> Self:
+        records = {"applications": [vars(self.application)]}
+        errors = _time_errors(records, bounds.clock_ms(), _APPLICATION_TIME_BOUNDS)
+        if errors:
+            raise ValidationError.from_exception_data(type(self).__name__, errors)
+        return self
+
+
 def _times(values: list[datetime]) -> np.ndarray:
     return np.array([datetime_ms(value) for value in values], dtype=np.int64)
 
@@ -162,6 +185,18 @@ def _floats(values: list[float | None]) -> np.ndarray:
 
 def _strings(values: list[str | None]) -> np.ndarray:
     return np.array(values, dtype=object)
+
+
+def application_columns(applications: list[ApplicationInfo]) -> Columns:
+    """The `applications` table of some applications; application i is applicant i's."""
+    positions = np.arange(len(applications), dtype=np.int64)
+    return {
+        "application_id": positions,
+        "applicant_id": positions,
+        "application_time": _times([a.application_time for a in applications]),
+        "amount": _floats([a.amount for a in applications]),
+        "term_days": _floats([a.term_days for a in applications]),
+    }
 
 
 def request_columns(requests: list[ApplicationRequest]) -> dict[str, Columns]:
@@ -181,13 +216,7 @@ def request_columns(requests: list[ApplicationRequest]) -> dict[str, Columns]:
             "device_price_usd": _floats([a.device_price_usd for a in applicants]),
             "device_age_months": _floats([a.device_age_months for a in applicants]),
         },
-        "applications": {
-            "application_id": positions,
-            "applicant_id": positions,
-            "application_time": _times([a.application_time for a in applications]),
-            "amount": _floats([a.amount for a in applications]),
-            "term_days": _floats([a.term_days for a in applications]),
-        },
+        "applications": application_columns(applications),
         "events": {
             "applicant_id": np.repeat(positions, [len(r.events) for r in requests]),
             "event_time": _times([e["event_time"] for e in events]),

@@ -8,6 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from tala_ray.core.settings import get_settings
 from tala_ray.policy.decision import PolicyParams
+from tala_ray.serving.online_store import OnlineStoreConfig
 
 
 def default_log_uri() -> str:
@@ -76,6 +77,9 @@ class AppArgs(BaseModel):
     max_body_bytes: int = Field(5_000_000, ge=1_000, description="Largest request body accepted (else 413).")
     decision_batching: BatchingConfig = Field(
         default_factory=BatchingConfig, description="Concurrent single decisions of a replica decided together."
+    )
+    online_store: OnlineStoreConfig = Field(
+        default_factory=OnlineStoreConfig, description="Where decisions by applicant id read the applicant's data."
     )
     prediction_log_uri: str | None = Field(
         None, description="Prediction log root; default $TALA_DATA_ROOT/prediction_log."

@@ -1,4 +1,4 @@
-"""The model-graph deployments: feature transform, credit model, uplift model, decision policy.
+"""The model-graph deployments: online store, feature transform, credit model, uplift model, decision policy.
 
 The ingress sends every step all the applications it decides at once (a batch request, or the
 concurrent single decisions it grouped), as numpy columns: one call per step.
@@ -20,6 +20,7 @@ from tala_ray.serving.graph import Columns, RawTables
 from tala_ray.serving.heap import prepare_heap_for_serving
 from tala_ray.serving.metrics import serving_metrics
 from tala_ray.serving.model_slot import ModelConfig, ModelSlot
+from tala_ray.serving.online_store import OnlineStoreConfig, StoreClient, StoreRead
 
 log = logging.getLogger("ray.serve")
 
@@ -36,6 +37,25 @@ def _measured(stage: str, compute: Callable[[], Any], rows: Callable[[Any], int]
 def _replica_id() -> str:
     """Which replica answered (it stays the same across in-place `reconfigure` calls)."""
     return serve.get_replica_context().replica_id.unique_id
+
+
+@serve.deployment(name="OnlineStore", max_ongoing_requests=64, ray_actor_options={"num_cpus": 0.1})
+class OnlineStoreStep:
+    """Applications by applicant id -> their raw tables from the online store; pushed events -> the topic."""
+
+    def __init__(self) -> None:
+        self._client: StoreClient | None = None
+
+    def reconfigure(self, user_config: dict[str, Any]) -> None:
+        self._client = StoreClient(OnlineStoreConfig.model_validate(user_config))
+
+    def read(self, requests: list[Any]) -> StoreRead:
+        """The raw tables of `ApplicationByIdRequest`s, or the unknown ids, or why the store is unavailable."""
+        return _measured("online_store", lambda: self._client.read(requests), lambda _: len(requests))
+
+    def publish(self, events: Any) -> str | None:
+        """Append a contract-schema events table to the topic; None once durable, else why not."""
+        return self._client.publish(events)
 
 
 @serve.deployment(name="FeatureTransform", max_ongoing_requests=64, ray_actor_options={"num_cpus": 0.2})

@@ -19,7 +19,7 @@ from ray import serve
 
 from tala_ray.core.errors import UserError
 from tala_ray.features.columns import row_count
-from tala_ray.features.online import request_columns
+from tala_ray.features.online import ApplicationByIdRequest, request_columns
 from tala_ray.serving.args import BatchingConfig, RoutingConfig
 from tala_ray.serving.auth import load_api_keys
 from tala_ray.serving.batch_body import (
@@ -27,6 +27,7 @@ from tala_ray.serving.batch_body import (
     OPENAPI_REQUEST_BODY,
     read_batch_body,
     read_decision_body,
+    read_events_body,
 )
 from tala_ray.serving.error_body import install_error_handlers
 from tala_ray.serving.graph import RawTables
@@ -34,6 +35,7 @@ from tala_ray.serving.guard import RequestGuard
 from tala_ray.serving.heap import prepare_heap_for_serving
 from tala_ray.serving.idempotency import IdempotencyConflict, SharedIdempotency
 from tala_ray.serving.metrics import serving_metrics
+from tala_ray.serving.online_store import EventsResponse, store_error
 from tala_ray.serving.records import LOG_COLUMN_TYPES, batch_response, fingerprint, log_columns
 from tala_ray.serving.schemas import (
     BatchDecisionResponse,
@@ -44,7 +46,7 @@ from tala_ray.serving.schemas import (
     document_api,
     error_responses,
 )
-from tala_ray.serving.steps import Decided, GraphSteps, Role, StepConfigs, decide, local_steps, rescore
+from tala_ray.serving.steps import Decided, GraphSteps, Role, StepConfigs, decide, local_steps, read_by_id, rescore
 
 log = logging.getLogger("ray.serve")
 
@@ -62,7 +64,8 @@ install_error_handlers(
 IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", max_length=200)]
 # What each route may answer besides its 200 (the guard's 400/401/413 on every guarded route;
 # Serve's proxy 503 on every route).
-DECISION_ERRORS = error_responses(400, 401, 409, 413, 415, 422, 503)
+DECISION_ERRORS = error_responses(400, 401, 404, 409, 413, 415, 422, 503)
+EVENT_ERRORS = error_responses(400, 401, 413, 415, 422, 503)
 
 
 class IngressSettings(BaseModel):
@@ -82,7 +85,7 @@ class IngressSettings(BaseModel):
 class PendingDecision:
     """A single-decision request waiting to be decided together with the replica's other ones."""
 
-    body: DecisionRequest
+    body: DecisionRequest | ApplicationByIdRequest
     idempotency_key: str | None
     started: float  # time.perf_counter() when the request arrived
 
@@ -169,7 +172,7 @@ class DecisionIngress:
         pending ones: `batching`)."""
         started = time.perf_counter()
         body = read_decision_body(await request.body(), request.headers.get("content-type"))
-        compute = lambda: self._decide_pending(PendingDecision(body, idempotency_key, started))  # noqa: E731
+        compute = lambda: self._decide_one(PendingDecision(body, idempotency_key, started))  # noqa: E731
         response, replayed = await self._once("decision", idempotency_key, lambda: fingerprint(body), compute)
         self._metrics.decision_latency_ms.observe((time.perf_counter() - started) * 1000, {"endpoint": "decision"})
         return {**response, "replayed": replayed}
@@ -188,11 +191,39 @@ class DecisionIngress:
             await request.body(), request.headers.get("content-type"), self._routing.max_batch_applications
         )
         batch_id = str(uuid.uuid4())
-        compute = lambda: self._decide(body.tables, [started], [idempotency_key], batch_id)  # noqa: E731
+
+        async def compute() -> list[dict[str, Any]]:
+            tables = body.tables if body.by_id is None else await self._store_tables(body.by_id)
+            return await self._decide(tables, [started], [idempotency_key], batch_id)
+
         responses, replayed = await self._once("batch", idempotency_key, body.fingerprint, compute)
         self._metrics.decision_latency_ms.observe((time.perf_counter() - started) * 1000, {"endpoint": "batch"})
         batch_id = responses[0]["request_id"].split(":")[0] if replayed else batch_id
         return batch_response(batch_id, responses, replayed)
+
+    @app.post("/v1/events", response_model=EventsResponse, responses=EVENT_ERRORS)
+    async def events(self, request: Request) -> EventsResponse:
+        """Append a batch of raw events (JSON `EventsRequest`) to the event topic; answered once the
+        broker holds them all (durable). An event the consumers would quarantine is a 422 naming it."""
+        table = read_events_body(await request.body(), request.headers.get("content-type"))
+        unavailable = await self._steps.online_store.publish.remote(table)
+        if unavailable is not None:
+            raise store_error(unavailable)
+        return EventsResponse(accepted=table.num_rows)
+
+    async def _store_tables(self, requests: list[ApplicationByIdRequest]) -> RawTables:
+        """The raw tables of applications by applicant id; 404 naming unknown ids, 503 when the store is down."""
+        read = await read_by_id(self._steps, requests)
+        if read.tables is None:
+            raise store_error(read.unavailable, read.missing)
+        return read.tables
+
+    async def _decide_one(self, pending: PendingDecision) -> dict[str, Any]:
+        """One single decision, decided with the replica's other pending ones; its 404 or 503 raised here."""
+        result = await self._decide_pending(pending)
+        if isinstance(result, HTTPException):
+            raise result
+        return result
 
     async def _once(
         self, endpoint: str, key: str | None, body_fingerprint: Callable[[], str], compute: Any
@@ -220,12 +251,42 @@ class DecisionIngress:
         return "champion"
 
     @serve.batch(**BatchingConfig().model_dump())  # the defaults; `reconfigure` sets the configured values
-    async def _decide_pending(self, pending: list[PendingDecision]) -> list[dict[str, Any]]:
-        """Concurrent single decisions of this replica in one pass of the graph (one call per step)."""
-        tables = request_columns([p.body for p in pending])
-        return await self._decide(
-            tables, [p.started for p in pending], [p.idempotency_key for p in pending], batch_id=None
+    async def _decide_pending(self, pending: list[PendingDecision]) -> list[dict[str, Any] | HTTPException]:
+        """Concurrent single decisions of this replica: the raw bodies in one pass of the graph (one call
+        per step), those by applicant id in another after one read of the store (an unknown id or a store
+        that is down answers its own requests with the `HTTPException`)."""
+        results: list[dict[str, Any] | HTTPException | None] = [None] * len(pending)
+        raw = [i for i, p in enumerate(pending) if not isinstance(p.body, ApplicationByIdRequest)]
+        if raw:
+            tables = request_columns([pending[i].body for i in raw])
+            await self._decide_group(pending, raw, tables, results)
+        by_id = [i for i, p in enumerate(pending) if isinstance(p.body, ApplicationByIdRequest)]
+        if by_id:
+            read = await read_by_id(self._steps, [pending[i].body for i in by_id])
+            if read.missing:
+                missing = set(read.missing)
+                for i in by_id:
+                    if pending[i].body.applicant_id in missing:
+                        results[i] = store_error(None, [pending[i].body.applicant_id])
+                by_id = [i for i in by_id if results[i] is None]
+                read = await read_by_id(self._steps, [pending[i].body for i in by_id]) if by_id else read
+            if read.tables is None and by_id:
+                for i in by_id:
+                    results[i] = store_error(read.unavailable, read.missing)
+            elif by_id:
+                await self._decide_group(pending, by_id, read.tables, results)
+        return results
+
+    async def _decide_group(
+        self, pending: list[PendingDecision], positions: list[int], tables: RawTables, results: list[Any]
+    ) -> None:
+        """Decide the pending requests at `positions` (whose raw tables are `tables`) into `results`."""
+        chosen = [pending[i] for i in positions]
+        decided = await self._decide(
+            tables, [p.started for p in chosen], [p.idempotency_key for p in chosen], batch_id=None
         )
+        for i, response in zip(positions, decided, strict=True):
+            results[i] = response
 
     async def _decide(
         self, tables: RawTables, started: list[float], idempotency_keys: list[str | None], batch_id: str | None

@@ -28,7 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from tala_ray.core.errors import UserError
 from tala_ray.features.columns import row_count
-from tala_ray.features.online import request_columns
+from tala_ray.features.online import ApplicationByIdRequest, request_columns
 from tala_ray.policy.decision import PolicyParams
 from tala_ray.serving.args import AppArgs, ModelRef
 from tala_ray.serving.batch_body import (
@@ -36,11 +36,13 @@ from tala_ray.serving.batch_body import (
     OPENAPI_REQUEST_BODY,
     read_batch_body,
     read_decision_body,
+    read_events_body,
 )
 from tala_ray.serving.error_body import install_error_handlers
 from tala_ray.serving.graph import RawTables
 from tala_ray.serving.guard import RequestGuard
 from tala_ray.serving.heap import prepare_heap_for_serving
+from tala_ray.serving.online_store import EventsResponse, OnlineStoreConfig, store_error
 from tala_ray.serving.records import batch_response
 from tala_ray.serving.schemas import (
     BatchDecisionResponse,
@@ -49,9 +51,10 @@ from tala_ray.serving.schemas import (
     document_api,
     error_responses,
 )
-from tala_ray.serving.steps import decide, local_steps, step_configs
+from tala_ray.serving.steps import decide, local_steps, read_by_id, step_configs
 
-BODY_ERRORS = error_responses(400, 413, 415, 422)
+BODY_ERRORS = error_responses(400, 404, 413, 415, 422, 503)
+EVENT_ERRORS = error_responses(400, 413, 415, 422, 503)
 
 
 class InProcessSettings(BaseModel):
@@ -68,6 +71,7 @@ class InProcessSettings(BaseModel):
     max_batch_applications: int = 10_000
     max_body_bytes: int = Field(100_000_000, ge=1_000)
     expected_feature_set_version: str | None = None
+    online_store: OnlineStoreConfig = OnlineStoreConfig()
 
     @classmethod
     def from_env(cls, **overrides: object) -> "InProcessSettings":
@@ -91,6 +95,7 @@ class InProcessSettings(BaseModel):
             uplift_model=ModelRef(name=self.uplift_model, ref=self.uplift_ref),
             policy=self.policy,
             expected_feature_set_version=self.expected_feature_set_version,
+            online_store=self.online_store,
         )
 
 
@@ -106,6 +111,13 @@ def create_app(**overrides: object) -> FastAPI:
         ids = [f"{batch_id}:{i}" if batch_id else str(uuid.uuid4()) for i in range(count)]
         return (await decide(steps, tables, ["champion"] * count)).responses(ids)
 
+    async def store_tables(requests: list[ApplicationByIdRequest]) -> RawTables:
+        """The raw tables of applications by applicant id; 404 naming unknown ids, 503 when the store is down."""
+        read = await read_by_id(steps, requests)
+        if read.tables is None:
+            raise store_error(read.unavailable, read.missing)
+        return read.tables
+
     app = FastAPI(title="tala-ray decision service (in-process baseline)", version="1")
     app.state.max_body_bytes = settings.max_body_bytes
     app.add_middleware(RequestGuard, authenticate=False)
@@ -120,7 +132,9 @@ def create_app(**overrides: object) -> FastAPI:
     )
     async def decision(request: Request) -> dict[str, Any]:
         body = read_decision_body(await request.body(), request.headers.get("content-type"))
-        return (await decided(request_columns([body]), batch_id=None))[0]
+        by_id = isinstance(body, ApplicationByIdRequest)
+        tables = await store_tables([body]) if by_id else request_columns([body])
+        return (await decided(tables, batch_id=None))[0]
 
     @app.post(
         "/v1/decisions/batch",
@@ -133,7 +147,16 @@ def create_app(**overrides: object) -> FastAPI:
             await request.body(), request.headers.get("content-type"), settings.max_batch_applications
         )
         batch_id = str(uuid.uuid4())
-        return batch_response(batch_id, await decided(body.tables, batch_id), replayed=False)
+        tables = body.tables if body.by_id is None else await store_tables(body.by_id)
+        return batch_response(batch_id, await decided(tables, batch_id), replayed=False)
+
+    @app.post("/v1/events", response_model=EventsResponse, responses=EVENT_ERRORS)
+    async def events(request: Request) -> EventsResponse:
+        table = read_events_body(await request.body(), request.headers.get("content-type"))
+        unavailable = await steps.online_store.publish.remote(table)
+        if unavailable is not None:
+            raise store_error(unavailable)
+        return EventsResponse(accepted=table.num_rows)
 
     document_api(app, bearer_auth=False)
 

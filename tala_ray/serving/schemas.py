@@ -9,7 +9,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel, ConfigDict, Field
 
-from tala_ray.features.online import ApplicationRequest
+from tala_ray.features.online import ApplicationByIdRequest, ApplicationRequest
 from tala_ray.policy.decision import ReasonCode
 from tala_ray.serving.auth import OPEN_PATHS
 
@@ -22,6 +22,14 @@ class BatchDecisionRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     applications: list[ApplicationRequest] = Field(min_length=1)
+
+
+class BatchByIdRequest(BaseModel):
+    """Several applications decided by applicant id in one call (the online store holds their data)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    applications: list[ApplicationByIdRequest] = Field(min_length=1)
 
 
 class ModelVersions(BaseModel):
@@ -96,13 +104,15 @@ class ErrorResponse(BaseModel):
 ERROR_DESCRIPTIONS: dict[int, str] = {
     400: "A declared Content-Length that is not a number.",
     401: "No valid API key: send `Authorization: Bearer <key>`.",
+    404: "An `applicant_id` the online store has no record of (the detail names it).",
     409: "The Idempotency-Key was used before with a different request body.",
     413: "The body is larger than `max_body_bytes` (counted as it arrives, chunked or not), or the batch holds "
     "more than `max_batch_applications` applications.",
     415: "A Content-Type the route does not read.",
     422: "The request is invalid: each problem's `loc` names the field, `msg` the rule or bound it breaks.",
-    503: "No replica can take the request now (Serve's backpressure, or none running): retry, after the "
-    "`Retry-After` seconds when given. Answered by Serve's proxy, as plain text.",
+    503: "No replica can take the request now (Serve's backpressure, or none running; answered by Serve's "
+    "proxy, as plain text), or the online store or event stream is unavailable (JSON, with `Retry-After`): "
+    "retry, after the `Retry-After` seconds when given.",
 }
 _PLAIN_TEXT = frozenset({503})
 

@@ -1,5 +1,6 @@
 """The decision graph: its steps by name (`GraphSteps`), their configs, and the ONE order they run in.
 
+`read_by_id` (applications by applicant id: the online store's raw tables), then
 `decide`: features -> credit (each application by the credit model of its role: the champion, or
 the challenger on a canary) and uplift, concurrently -> policy -> the declines' reason codes,
 each explained by the credit model that scored it. Every layout runs this code:
@@ -25,13 +26,15 @@ from pydantic import BaseModel, ConfigDict, Field
 from tala_ray.core.errors import UserError
 from tala_ray.features.columns import Columns, take
 from tala_ray.features.definitions import feature_set_version
+from tala_ray.features.online import ApplicationByIdRequest
 from tala_ray.models.predictors import load_predictor
 from tala_ray.policy.decision import PolicyParams
 from tala_ray.serving import graph
 from tala_ray.serving.args import AppArgs, ModelRef
-from tala_ray.serving.deployments import CreditModel, DecisionPolicy, FeatureTransform, UpliftModel
+from tala_ray.serving.deployments import CreditModel, DecisionPolicy, FeatureTransform, OnlineStoreStep, UpliftModel
 from tala_ray.serving.local_graph import LocalStep
 from tala_ray.serving.model_slot import ModelConfig
+from tala_ray.serving.online_store import OnlineStoreConfig, StoreRead
 from tala_ray.serving.records import decision_response
 
 Role = Literal["champion", "challenger"]
@@ -45,6 +48,7 @@ class StepConfigs(BaseModel):
     credit: dict[Role, ModelConfig] = Field(description="Role -> the credit model that scores its applications.")
     uplift: ModelConfig
     policy: PolicyParams
+    online_store: OnlineStoreConfig = Field(default_factory=OnlineStoreConfig)
 
 
 def _pinned_version(kind: str, ref: ModelRef, args: AppArgs, fsv: str) -> str:
@@ -77,7 +81,8 @@ def step_configs(args: AppArgs) -> StepConfigs:
     credit = {"champion": model("credit", "champion", args.credit_model)}
     if args.credit_challenger is not None:
         credit["challenger"] = model("credit", "challenger", args.credit_challenger)
-    return StepConfigs(credit=credit, uplift=model("uplift", "champion", args.uplift_model), policy=args.policy)
+    uplift = model("uplift", "champion", args.uplift_model)
+    return StepConfigs(credit=credit, uplift=uplift, policy=args.policy, online_store=args.online_store)
 
 
 @dataclass(frozen=True)
@@ -88,6 +93,7 @@ class GraphSteps:
     credit: dict[Role, Any]  # CreditModel by role: feature columns -> scores; declines' columns -> contributions
     uplift: Any  # UpliftModel: feature columns -> uplift
     policy: Any  # DecisionPolicy: policy items -> decisions; contributions -> reason codes
+    online_store: Any  # OnlineStoreStep: applications by applicant id -> raw tables (`read_by_id`); events -> topic
 
 
 StepMaker = Callable[[Any, str, dict[str, Any] | None], Any]
@@ -104,6 +110,7 @@ def build_steps(configs: StepConfigs, make: StepMaker) -> GraphSteps:
         },
         uplift=make(UpliftModel, "UpliftModel", configs.uplift.model_dump(mode="json")),
         policy=make(DecisionPolicy, "DecisionPolicy", configs.policy.model_dump(mode="json")),
+        online_store=make(OnlineStoreStep, "OnlineStore", configs.online_store.model_dump(mode="json")),
     )
 
 
@@ -144,6 +151,12 @@ async def decide(steps: GraphSteps, tables: graph.RawTables, roles: list[Role]) 
     uplift = steps.uplift.effect.remote(features)  # under way while the credit models score (handles)
     credit = await _by_role(steps, "score", features, roles, graph.merge_rows)
     return await _policy(steps, features, graph.application_terms(tables), roles, credit, await uplift)
+
+
+async def read_by_id(steps: GraphSteps, requests: list[ApplicationByIdRequest]) -> StoreRead:
+    """The raw tables of applications by applicant id, read from the online store (or why not): then
+    `decide` them like any raw tables."""
+    return await steps.online_store.read.remote(requests)
 
 
 async def rescore(steps: GraphSteps, decided: Decided, roles: list[Role]) -> Decided:

@@ -145,6 +145,22 @@ def _send(append: Script, config: StreamConfig, entries: list[tuple[int, bytes]]
             time.sleep(0.2)
 
 
+def append_table(client: redis.Redis, config: StreamConfig, kind: str, table: pa.Table) -> int:
+    """Append one kind's rows (a contract-schema table) to the topic in row order, one atomic step per
+    `CHUNK`, without retrying (a caller that answers a request lets its client retry: the duplicates change
+    nothing in the store); the records appended. Raises `redis.ConnectionError`/`TimeoutError` when the
+    broker is down."""
+    ensure_topic(client, config)
+    append = client.register_script(_APPEND)
+    count = table.num_rows
+    records = Records({kind: table}, np.full(count, kind), np.arange(count), np.zeros(count))
+    keys = config.partition_keys()
+    for start in range(0, count, CHUNK):
+        entries = _chunk_entries(records, start, min(count, start + CHUNK), config.partitions)
+        append(args=[pack([value for partition, payload in entries for value in (keys[partition], payload)])])
+    return count
+
+
 def _chunk_end(records: Records, start: int, spec: PublishSpec) -> int:
     """End of the chunk that starts at `start`: at most `CHUNK` records, 10 ms of pacing at most."""
     end = min(start + CHUNK, len(records.kinds))
