@@ -95,7 +95,7 @@ def test_on_a_terminal_each_stage_is_one_bar_that_stays():
         progress.advance(2)
     text = out.getvalue()
     assert text.endswith("\n") and text.count("\n") == 1, "one line once the stage is over"
-    assert re.fullmatch(r"\[1/1\] 2/2 trials \|█+\| 00:00  tuning \{spec\}", text.rstrip("\n").split("\r")[-1])
+    assert re.fullmatch(r"\[1/1\] 2/2 trials \|[█#]+\| 00:00  tuning \{spec\}", text.rstrip("\n").split("\r")[-1])
     assert "\x1b" not in text
 
 
