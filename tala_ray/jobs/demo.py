@@ -392,12 +392,10 @@ def run_demo(options: DemoOptions, out: TextIO | None = None) -> dict[str, Any]:
         report = build_report(run, time.perf_counter() - started)
         (workdir / "report.json").write_text(json.dumps(report, indent=2, default=str))
         (workdir / "report.md").write_text(render_report(report))
+        console.line(render_report(report).rstrip("\n"))
         if options.keep_serving:
-            console.line(render_report(report))
             _serve_until_stopped(console, report)
-        _shut_down(started_ray)
-        if not options.keep_serving:
-            console.line(render_report(report).rstrip("\n"))
+        _shut_down(started_ray)  # its output still goes to the log
     return report
 
 
