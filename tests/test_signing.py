@@ -45,7 +45,9 @@ class WritesMarker:
 
 
 class NanEffect:
-    """A (signed) stand-in for an EconML estimator whose effects are NaN."""
+    """A (signed) stand-in for an EconML estimator of one binary treatment whose effects are NaN."""
+
+    _d_t = (1,)  # one treatment column, as EconML records it
 
     def effect(self, X: np.ndarray) -> np.ndarray:
         return np.full(len(X), np.nan)
