@@ -153,7 +153,15 @@ def scenario_record(live: LiveSpec) -> ScenarioRecord:
             f"in {live.country}, {INCOME_SHOCK_LOST:.0%} of the mobile-money inflows stop and the rest fall to "
             f"{INCOME_SHOCK_FACTOR:.0%} of what they were",
             [live.country],
-            ["inflow_", "spend_ratio_", "net_flow_", "loan_to_monthly_inflow_log", *LOAN_HISTORY, *SCORES],
+            [
+                "inflow_",
+                "days_since_last_inflow",
+                "spend_ratio_",
+                "net_flow_",
+                "loan_to_monthly_inflow_log",
+                *LOAN_HISTORY,
+                *SCORES,
+            ],
             False,
         ),
         "new_channel": (
