@@ -8,6 +8,7 @@ import sys
 import typer
 from pydantic import ValidationError
 
+from tala_ray.commands import consistency as consistency_command
 from tala_ray.commands import data
 from tala_ray.commands import demo as demo_command
 from tala_ray.commands import features as features_command
@@ -15,6 +16,7 @@ from tala_ray.commands import keys as keys_command
 from tala_ray.commands import log as log_command
 from tala_ray.commands import models as models_command
 from tala_ray.commands import monitor as monitor_command
+from tala_ray.commands import score as score_command
 from tala_ray.commands import serve as serve_command
 from tala_ray.commands import stream as stream_command
 from tala_ray.commands import tune as tune_command
@@ -34,6 +36,9 @@ app.add_typer(
 )
 app.add_typer(serve_command.app, name="serve", help="Run the decision service from a Serve config file.")
 app.add_typer(
+    score_command.app, name="score", help="Re-score a whole book with the service's models and policy (Ray Data)."
+)
+app.add_typer(
     stream_command.app,
     name="stream",
     help="Event stream and online store: publish a world, consume, bootstrap, status.",
@@ -46,6 +51,11 @@ app.add_typer(keys_command.app, name="keys", help="Make the Ed25519 key pair tha
 app.add_typer(log_command.app, name="log", help="Read the prediction log of the decision service.")
 app.add_typer(
     monitor_command.app, name="monitor", help="Judge the prediction log and outcomes: drift, performance, live uplift."
+)
+app.add_typer(
+    consistency_command.app,
+    name="consistency",
+    help="Online/offline consistency: the logged served features against the batch feature code.",
 )
 app.add_typer(
     demo_command.app, name="demo", help="The main job end to end: world, features, tuning, serving, traffic, report."

@@ -36,7 +36,13 @@ from tala_ray.serving.heap import prepare_heap_for_serving
 from tala_ray.serving.idempotency import IdempotencyConflict, SharedIdempotency
 from tala_ray.serving.metrics import serving_metrics
 from tala_ray.serving.online_store import EventsResponse, store_error
-from tala_ray.serving.records import LOG_COLUMN_TYPES, batch_response, fingerprint, log_columns
+from tala_ray.serving.records import (
+    LOG_COLUMN_TYPES,
+    application_log_columns,
+    batch_response,
+    fingerprint,
+    log_columns,
+)
 from tala_ray.serving.schemas import (
     BatchDecisionResponse,
     DecisionRequest,
@@ -193,8 +199,10 @@ class DecisionIngress:
         batch_id = str(uuid.uuid4())
 
         async def compute() -> list[dict[str, Any]]:
-            tables = body.tables if body.by_id is None else await self._store_tables(body.by_id)
-            return await self._decide(tables, [started], [idempotency_key], batch_id)
+            if body.by_id is None:
+                return await self._decide(body.tables, [started], [idempotency_key], batch_id)
+            ids = [r.applicant_id for r in body.by_id]
+            return await self._decide(await self._store_tables(body.by_id), [started], [idempotency_key], batch_id, ids)
 
         responses, replayed = await self._once("batch", idempotency_key, body.fingerprint, compute)
         self._metrics.decision_latency_ms.observe((time.perf_counter() - started) * 1000, {"endpoint": "batch"})
@@ -282,20 +290,27 @@ class DecisionIngress:
     ) -> None:
         """Decide the pending requests at `positions` (whose raw tables are `tables`) into `results`."""
         chosen = [pending[i] for i in positions]
+        ids = [p.body.applicant_id for p in chosen] if isinstance(chosen[0].body, ApplicationByIdRequest) else None
         decided = await self._decide(
-            tables, [p.started for p in chosen], [p.idempotency_key for p in chosen], batch_id=None
+            tables, [p.started for p in chosen], [p.idempotency_key for p in chosen], None, ids
         )
         for i, response in zip(positions, decided, strict=True):
             results[i] = response
 
     async def _decide(
-        self, tables: RawTables, started: list[float], idempotency_keys: list[str | None], batch_id: str | None
+        self,
+        tables: RawTables,
+        started: list[float],
+        idempotency_keys: list[str | None],
+        batch_id: str | None,
+        applicant_ids: list[int] | None = None,
     ) -> list[dict[str, Any]]:
         """The applications through the graph (`steps.decide`); log and count every decision.
 
         `tables`: the raw tables of the applications (a batch request's, or pending single
         decisions'); `started` and `idempotency_keys`: one per request (a batch is one request).
         Request ids are `<batch_id>:<position>` in a batch, fresh UUIDs for single decisions.
+        `applicant_ids`: of applications decided by id (logged with the application, for consistency checks).
         """
         count = row_count(tables["applications"])
         decided = await decide(self._steps, tables, [self._choose_role() for _ in range(count)])
@@ -308,6 +323,7 @@ class DecisionIngress:
             keys, latencies = idempotency_keys * count, [(finished - started[0]) * 1000] * count
         responses = decided.responses(ids)
         columns = log_columns(responses, decided.decisions, "decision", keys, latencies, datetime.now(UTC))
+        columns |= application_log_columns(tables["applications"], applicant_ids)
         self._log.append_columns(columns, count, features=decided.features)
         outcomes = Counter((r["decision"], r["model_versions"]["credit_role"]) for r in responses)
         for (outcome, role), n in outcomes.items():

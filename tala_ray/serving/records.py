@@ -10,6 +10,7 @@ import hashlib
 from datetime import datetime
 from typing import Any
 
+import numpy as np
 import orjson
 import pyarrow as pa
 from fastapi import Response
@@ -20,6 +21,8 @@ LOG_COLUMN_TYPES = {
     "idempotency_key": pa.string(),
     "expected_profit_by_option": pa.map_(pa.string(), pa.float64()),
     "reason_codes": pa.list_(pa.string()),
+    "applicant_id": pa.int64(),
+    "application_time": pa.timestamp("ms", tz="UTC"),
 }
 """The prediction-log types of `log_columns`' columns that their values alone may not fix
 (every key missing, every list empty): the same schema in every file."""
@@ -53,6 +56,18 @@ def batch_response(batch_id: str, decisions: list[dict[str, Any]], replayed: boo
     non-finite one as null."""
     body = {"batch_id": batch_id, "decisions": decisions, "replayed": replayed}
     return Response(orjson.dumps(body), media_type="application/json")
+
+
+def application_log_columns(applications: dict[str, Any], applicant_ids: list[int] | None) -> dict[str, list[Any]]:
+    """What the offline recomputation of the logged features needs (`monitoring.consistency`): the
+    applicant's id (decisions by id; None for a raw body) and the application's time, amount and term."""
+    times = np.asarray(applications["application_time"], dtype=np.int64)
+    return {
+        "applicant_id": applicant_ids if applicant_ids is not None else [None] * len(times),
+        "application_time": pa.array(times, pa.int64()).cast(pa.timestamp("ms", tz="UTC")).to_pylist(),
+        "requested_amount": np.asarray(applications["amount"], dtype=float).tolist(),
+        "requested_term_days": np.asarray(applications["term_days"], dtype=float).tolist(),
+    }
 
 
 def log_columns(
