@@ -21,6 +21,7 @@ import pandas as pd
 
 from tala_ray.core.errors import UserError
 from tala_ray.core.registry import ArtifactManifest, Registry
+from tala_ray.data.schema import INTERVENTION
 from tala_ray.models import credit, uplift
 from tala_ray.models.preprocessing import FeatureBatch, missing_columns
 from tala_ray.models.probe import bad_values, probe_features
@@ -69,17 +70,23 @@ class CreditPredictor:
 
 @dataclass(frozen=True)
 class UpliftPredictor:
-    """A ready uplift model: feature batch in, reduction in default probability out."""
+    """A ready uplift model: feature batch in, reduction in default probability out (per intervention
+    arm with several: `arms`, in treatment-code order)."""
 
     name: str
     version: str
     feature_set_version: str | None
     feature_names: list[str]
     estimator: uplift.UpliftEstimator
+    arms: tuple[str, ...] = (INTERVENTION,)
 
     def effect(self, features: FeatureBatch) -> np.ndarray:
         """pd_control - pd_treated per row (positive: the intervention improves repayment)."""
         return self.estimator.effect(_checked(self, features))  # the preprocessing reads its columns by name
+
+    def arm_effects(self, features: FeatureBatch) -> np.ndarray:
+        """Every arm's pd_control - pd_arm per row: rows x `arms`."""
+        return self.estimator.arm_effects(_checked(self, features))
 
 
 Predictor = CreditPredictor | UpliftPredictor
@@ -101,7 +108,12 @@ def _credit(registry: Registry, manifest: ArtifactManifest) -> CreditPredictor:
 
 def _uplift(registry: Registry, manifest: ArtifactManifest) -> UpliftPredictor:
     files = registry.read_verified(manifest, only=uplift.MODEL_FILES)
-    return UpliftPredictor(**_identity(manifest), estimator=uplift.estimator_from_files(files))
+    estimator = uplift.estimator_from_files(files)
+    costs = manifest.extra.get("intervention_costs")  # a multi-arm experiment's arms, in treatment-code order
+    arms = tuple(costs) if costs else (INTERVENTION,)
+    if len(arms) != estimator.n_arms_ - 1:
+        raise UserError(f"model {manifest.name}@{manifest.version}: {estimator.n_arms_ - 1} arms fitted, {arms} named")
+    return UpliftPredictor(**_identity(manifest), estimator=estimator, arms=arms)
 
 
 BUILDERS: dict[str, Callable[[Registry, ArtifactManifest], Predictor]] = {"credit": _credit, "uplift": _uplift}
@@ -123,7 +135,7 @@ def check_probe(predictor: Predictor) -> None:
                 ("contributions", bad_values(contributions.to_numpy())),
             ]
         else:
-            problems = [("effects", bad_values(predictor.effect(features)))]
+            problems = [("effects", bad_values(predictor.arm_effects(features)))]
     except Exception as error:
         raise ProbeFailedError(
             f"model {predictor.name}@{predictor.version}: the probe prediction failed "
