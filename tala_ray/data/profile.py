@@ -26,7 +26,8 @@ class DatasetProfile(BaseModel):
     rows: int
     quarantined: dict[str, int]
     target_column: str
-    target_rate: float
+    target_rate: float  # the bad rate of a binary target, the mean of a continuous one
+    target_type: str = "binary"
     treated_share: float | None
     columns: list[ColumnProfile]
 
@@ -60,6 +61,7 @@ def profile_dataset(loaded: LoadedDataset) -> DatasetProfile:
         quarantined={str(k): int(v) for k, v in reasons.items()},
         target_column=loaded.spec.target.column,
         target_rate=float(loaded.target.mean()),
+        target_type=loaded.spec.target.type,
         treated_share=None if loaded.treatment is None else float(loaded.treatment.mean()),
         columns=columns,
     )
@@ -71,7 +73,12 @@ def format_profile(profile: DatasetProfile) -> str:
     lines = [
         f"source:       {profile.source}",
         f"rows:         {profile.rows:,} (quarantined: {quarantined})",
-        f"target:       {profile.target_column}, bad rate {profile.target_rate:.2%}",
+        f"target:       {profile.target_column}, "
+        + (
+            f"bad rate {profile.target_rate:.2%}"
+            if profile.target_type == "binary"
+            else f"continuous, mean {profile.target_rate:.4g}"
+        ),
     ]
     if profile.treated_share is not None:
         lines.append(f"treated:      {profile.treated_share:.2%}")
