@@ -83,12 +83,16 @@ def _compare(online: pd.Series, offline: pd.Series) -> FeatureConsistency:
     served, recomputed = online.isna().to_numpy(), offline.isna().to_numpy()
     missing, extra = served & ~recomputed, ~served & recomputed
     both = ~served & ~recomputed
-    a = pd.to_numeric(online[both], errors="coerce").to_numpy(dtype=float)
-    b = pd.to_numeric(offline[both], errors="coerce").to_numpy(dtype=float)
     differ = np.zeros(len(online), dtype=bool)
+    if pd.api.types.is_numeric_dtype(offline) and not pd.api.types.is_bool_dtype(offline):
+        a = online[both].astype(float).to_numpy()
+        b = offline[both].astype(float).to_numpy()
+        scale = np.abs(a) + np.abs(b)
+        terms = np.where(scale > 0, 2 * np.abs(a - b) / np.where(scale > 0, scale, 1), 0.0)
+    else:  # a category: equal or not (SMAPE counts a differing value as 2, as for numbers of opposite sign)
+        a, b = online[both].astype(str).to_numpy(), offline[both].astype(str).to_numpy()
+        terms = np.where(a == b, 0.0, 2.0)
     differ[np.flatnonzero(both)] = a != b
-    scale = np.abs(a) + np.abs(b)
-    terms = np.where(scale > 0, 2 * np.abs(a - b) / np.where(scale > 0, scale, 1), 0.0)
     return FeatureConsistency(
         feature=str(online.name),
         mismatch_rate=float((differ | missing | extra).mean()) if len(online) else 0.0,

@@ -4,7 +4,8 @@
 Same request/response schemas and the same graph as the Serve application: the steps' classes
 run here (`steps.local_steps`, as in the fused layout) in the same order (`steps.decide`), behind
 the same body limit (`guard.RequestGuard`) and error answers (`error_body`); no authentication,
-idempotency, routing or prediction log (Ray's metrics record nowhere without Ray).
+idempotency or routing (Ray's metrics record nowhere without Ray); a prediction log only when
+`prediction_log_uri` is given (the consistency tests read it).
 Configured by environment variables (`create_app` arguments override them):
 
 - `TALA_INPROCESS_REGISTRY` (required): registry URI holding the models.
@@ -21,6 +22,7 @@ Configured by environment variables (`create_app` arguments override them):
 # No `from __future__ import annotations` here: FastAPI must see the real request body types.
 import os
 import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import FastAPI, Request, Response
@@ -29,6 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from tala_ray.core.errors import UserError
 from tala_ray.features.columns import row_count
 from tala_ray.features.online import ApplicationByIdRequest, request_columns
+from tala_ray.monitoring.prediction_log import PredictionLogWriter
 from tala_ray.policy.decision import PolicyParams
 from tala_ray.serving.args import AppArgs, ModelRef
 from tala_ray.serving.batch_body import (
@@ -43,7 +46,7 @@ from tala_ray.serving.graph import RawTables
 from tala_ray.serving.guard import RequestGuard
 from tala_ray.serving.heap import prepare_heap_for_serving
 from tala_ray.serving.online_store import EventsResponse, OnlineStoreConfig, store_error
-from tala_ray.serving.records import batch_response
+from tala_ray.serving.records import LOG_COLUMN_TYPES, application_log_columns, batch_response, log_columns
 from tala_ray.serving.schemas import (
     BatchDecisionResponse,
     DecisionResponse,
@@ -72,6 +75,7 @@ class InProcessSettings(BaseModel):
     max_body_bytes: int = Field(100_000_000, ge=1_000)
     expected_feature_set_version: str | None = None
     online_store: OnlineStoreConfig = OnlineStoreConfig()
+    prediction_log_uri: str | None = None
 
     @classmethod
     def from_env(cls, **overrides: object) -> "InProcessSettings":
@@ -103,13 +107,26 @@ def create_app(**overrides: object) -> FastAPI:
     """The app factory (`uvicorn --factory tala_ray.serving.inprocess:create_app`)."""
     settings = InProcessSettings.from_env(**overrides)
     steps = local_steps(step_configs(settings.app_args()))
+    prediction_log = None
+    if settings.prediction_log_uri is not None:
+        prediction_log = PredictionLogWriter(settings.prediction_log_uri, 2.0, 10_000, LOG_COLUMN_TYPES)
     prepare_heap_for_serving()
 
-    async def decided(tables: RawTables, batch_id: str | None) -> list[dict[str, Any]]:
-        """The decision responses of the tables' applications, each scored by the champion."""
+    async def decided(
+        tables: RawTables, batch_id: str | None, applicant_ids: list[int] | None = None
+    ) -> list[dict[str, Any]]:
+        """The decision responses of the tables' applications, each scored by the champion (logged
+        with `applicant_ids`, of decisions by id, when there is a log)."""
         count = row_count(tables["applications"])
         ids = [f"{batch_id}:{i}" if batch_id else str(uuid.uuid4()) for i in range(count)]
-        return (await decide(steps, tables, ["champion"] * count)).responses(ids)
+        result = await decide(steps, tables, ["champion"] * count)
+        responses = result.responses(ids)
+        if prediction_log is not None:
+            nothing, now = [None] * count, datetime.now(UTC)
+            columns = log_columns(responses, result.decisions, "decision", nothing, [0.0] * count, now)
+            columns |= application_log_columns(tables["applications"], applicant_ids)
+            prediction_log.append_columns(columns, count, features=result.features)
+        return responses
 
     async def store_tables(requests: list[ApplicationByIdRequest]) -> RawTables:
         """The raw tables of applications by applicant id; 404 naming unknown ids, 503 when the store is down."""
@@ -134,7 +151,7 @@ def create_app(**overrides: object) -> FastAPI:
         body = read_decision_body(await request.body(), request.headers.get("content-type"))
         by_id = isinstance(body, ApplicationByIdRequest)
         tables = await store_tables([body]) if by_id else request_columns([body])
-        return (await decided(tables, batch_id=None))[0]
+        return (await decided(tables, None, [body.applicant_id] if by_id else None))[0]
 
     @app.post(
         "/v1/decisions/batch",
@@ -147,8 +164,10 @@ def create_app(**overrides: object) -> FastAPI:
             await request.body(), request.headers.get("content-type"), settings.max_batch_applications
         )
         batch_id = str(uuid.uuid4())
-        tables = body.tables if body.by_id is None else await store_tables(body.by_id)
-        return batch_response(batch_id, await decided(tables, batch_id), replayed=False)
+        if body.by_id is None:
+            return batch_response(batch_id, await decided(body.tables, batch_id), replayed=False)
+        ids = [r.applicant_id for r in body.by_id]
+        return batch_response(batch_id, await decided(await store_tables(body.by_id), batch_id, ids), replayed=False)
 
     @app.post("/v1/events", response_model=EventsResponse, responses=EVENT_ERRORS)
     async def events(request: Request) -> EventsResponse:
@@ -159,5 +178,6 @@ def create_app(**overrides: object) -> FastAPI:
         return EventsResponse(accepted=table.num_rows)
 
     document_api(app, bearer_auth=False)
+    app.state.prediction_log = prediction_log  # flushed on its timer and at exit; `.flush()` for a reader now
 
     return app
