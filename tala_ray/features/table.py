@@ -20,7 +20,16 @@ MANIFEST = "manifest.json"
 TABLE_DIR = "table"
 QUARANTINE_DIR = "quarantine"
 PARTITION_COLUMN = "cohort"
-KEY_COLUMNS = ("application_id", "applicant_id", "application_time", "cohort", "treatment", "propensity", "defaulted")
+KEY_COLUMNS = (
+    "application_id",
+    "applicant_id",
+    "application_time",
+    "cohort",
+    "treatment",
+    "propensity",
+    "defaulted",
+    "amount",  # requested, local currency: what the policy lends against (`tala-ray score`)
+)
 OUTCOME_COLUMNS = tuple(APPLICATION_OUTCOMES.names)  # carried after the keys when the world has them
 
 
@@ -71,8 +80,9 @@ def read_feature_table(path: str) -> pd.DataFrame:
     table = _dataset(path, TABLE_DIR).to_table()
     cohort = table.column(PARTITION_COLUMN).cast(pa.string())
     table = table.set_column(table.schema.get_field_index(PARTITION_COLUMN), PARTITION_COLUMN, cohort)
+    keys = [name for name in KEY_COLUMNS if name in table.column_names]  # tables built before `amount` lack it
     outcomes = [name for name in OUTCOME_COLUMNS if name in table.column_names]
-    frame = table.select([*KEY_COLUMNS, *outcomes, *manifest.feature_names]).to_pandas()
+    frame = table.select([*keys, *outcomes, *manifest.feature_names]).to_pandas()
     return frame.sort_values("application_id", kind="stable").reset_index(drop=True)
 
 
