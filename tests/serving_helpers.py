@@ -51,17 +51,30 @@ def replayed(world: dict[str, pd.DataFrame], n: int = 20) -> list[dict]:
     return [request_payload(world, row, include_future=i % 2 == 0) for i, (_, row) in enumerate(rows.iterrows())]
 
 
+def peak_rss_mb(pid: int) -> float:
+    """A process's peak resident set size so far (VmHWM), MB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no VmHWM for pid {pid}")
+
+
+def chunked_json_body(total_mb: int) -> Iterator[bytes]:
+    """A JSON body of about `total_mb` MB (one long string), sent chunked by httpx (no Content-Length)."""
+    yield b'{"applicant": "'
+    block = b"x" * 65_536
+    for _ in range(total_mb * 16):
+        yield block
+    yield b'"}'
+
+
 @dataclass(frozen=True)
 class Server:
     url: str
     pid: int
 
     def peak_rss_mb(self) -> float:
-        """The process's peak resident set size so far (VmHWM), MB."""
-        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-        raise RuntimeError(f"no VmHWM for pid {self.pid}")
+        return peak_rss_mb(self.pid)
 
 
 @contextmanager

@@ -18,7 +18,7 @@ import pyarrow as pa
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from serving_helpers import in_process_server, replayed, small_registry
+from serving_helpers import chunked_json_body, in_process_server, replayed, small_registry
 
 from tala_ray.core.errors import UserError
 from tala_ray.data import bounds
@@ -280,16 +280,8 @@ def test_bodies_at_every_bound_get_decisions_with_finite_numbers(client, body):
 def test_a_chunked_body_over_the_limit_is_refused_without_buffering_it(server, body):
     """300 MB sent chunked (no Content-Length): a 413 once the limit is passed, and the server's
     peak memory does not grow with the body; a chunked body within the limit is decided."""
-
-    def chunks(total_mb: int = 300):
-        yield b'{"applicant": "'
-        block = b"x" * 65_536
-        for _ in range(total_mb * 16):
-            yield block
-        yield b'"}'
-
     peak_before = server.peak_rss_mb()
-    response = httpx.post(f"{server.url}/v1/decisions", content=chunks(), headers=JSON, timeout=120)
+    response = httpx.post(f"{server.url}/v1/decisions", content=chunked_json_body(300), headers=JSON, timeout=120)
     grown = server.peak_rss_mb() - peak_before
     assert response.status_code == 413, (response.status_code, response.text[:300])
     assert str(BODY_LIMIT) in response.json()["detail"]

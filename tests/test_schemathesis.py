@@ -1,14 +1,18 @@
 """schemathesis (4.x engine, every check, every phase) against the served decision app over real
-HTTP: the in-process app under uvicorn (its own process on 127.0.0.1). No check may fail (no 5xx,
+HTTP: the in-process app under uvicorn (its own process on 127.0.0.1) and the Ray Serve app of
+`test_serve_app` (its fixture: the canary config, API key required). No check may fail (no 5xx,
 every status, content type and body as the OpenAPI spec documents them: no `default_probability:
-null`; negative data refused, positive data not refused but as documented), and the Serve
-ingress's spec declares the bearer scheme every guarded route requires.
+null`; negative data refused, positive data not refused but as documented; without the key a
+401), and the Serve ingress's spec declares the bearer scheme every guarded route requires. The
+Serve app also refuses a chunked body over its limit as it arrives (its proxy's and ingress
+replicas' peak memory measured).
 
 Examples are bounded (`MAX_EXAMPLES` per operation and phase, a fixed seed). The spec cannot say
 that times lie between 2007 and the service's clock, that an application follows its applicant's
-sign-up or what an Arrow body holds, so a body valid by the spec may be refused with 422 (positive
-data may get 2xx, 413 or 422); generated date-times are drawn from the bounds' range so that most
-positive bodies are decided."""
+sign-up or what an Arrow body holds, so a body valid by the spec may be refused with 422, and a
+generated Idempotency-Key may repeat with another body (409): positive data may get 2xx, 409, 413
+or 422. Generated date-times are drawn from the bounds' range so that most positive bodies are
+decided."""
 
 from __future__ import annotations
 
@@ -16,13 +20,16 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+import httpx
+import psutil
 import pytest
 import schemathesis
 from hypothesis import strategies as st
 from schemathesis.config import SchemathesisConfig
 from schemathesis.engine import Status, events, from_schema
 from schemathesis.specs.openapi.formats import unregister_string_format
-from serving_helpers import in_process_server, small_registry
+from serving_helpers import chunked_json_body, in_process_server, peak_rss_mb, small_registry
+from test_serve_app import AUTH, registry, service, world  # noqa: F401 (the Serve app's fixtures)
 
 from tala_ray.data import bounds
 
@@ -33,6 +40,7 @@ MAX_EXAMPLES = 50
 class Run:
     """What one schemathesis run saw: answers by (operation, status), failed checks, errors."""
 
+    operations: set[str] = field(default_factory=set)  # every operation of the spec
     statuses: Counter[tuple[str, int]] = field(default_factory=Counter)
     failures: list[tuple[str, str, str]] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
@@ -51,7 +59,7 @@ def run_schemathesis(base_url: str, headers: dict[str, str] | None = None) -> Ru
         "seed": 17,
         "request-timeout": 60,
         "generation": {"max-examples": MAX_EXAMPLES, "mode": "all"},
-        "checks": {"positive_data_acceptance": {"expected-statuses": ["2xx", "413", "422"]}},
+        "checks": {"positive_data_acceptance": {"expected-statuses": ["2xx", "409", "413", "422"]}},
     }
     if headers:
         settings["headers"] = headers
@@ -60,6 +68,7 @@ def run_schemathesis(base_url: str, headers: dict[str, str] | None = None) -> Ru
         schema = schemathesis.openapi.from_url(
             f"{base_url}/openapi.json", config=SchemathesisConfig.from_dict(settings), headers=headers or {}
         )
+        run.operations = {result.ok().label for result in schema.get_all_operations()}
         for event in from_schema(schema).execute():
             if isinstance(event, events.ScenarioFinished):
                 for interaction in event.recorder.interactions.values():
@@ -77,16 +86,16 @@ def run_schemathesis(base_url: str, headers: dict[str, str] | None = None) -> Ru
 
 
 @pytest.fixture(scope="module")
-def registry(tmp_path_factory) -> str:
+def in_process_registry(tmp_path_factory) -> str:
     return small_registry(tmp_path_factory.mktemp("registry"))[0]
 
 
-def test_the_in_process_app_passes_every_check(registry):
-    with in_process_server(registry, MAX_BODY_BYTES="2000000") as server:
+def test_the_in_process_app_passes_every_check(in_process_registry):
+    with in_process_server(in_process_registry, MAX_BODY_BYTES="2000000") as server:
         run = run_schemathesis(server.url)
     print("schemathesis answers:", dict(sorted(run.statuses.items())))
     assert run.errors == [] and run.failures == [], (run.errors, run.failures[:5])
-    assert {label for label, _ in run.statuses} == {"GET /healthz", "POST /v1/decisions", "POST /v1/decisions/batch"}
+    assert {label for label, _ in run.statuses} == run.operations
     assert all(status < 500 for _, status in run.statuses)
     for operation in ("POST /v1/decisions", "POST /v1/decisions/batch"):
         assert {200, 422} <= run.statuses_of(operation), (operation, run.statuses_of(operation))
@@ -112,3 +121,51 @@ def test_the_serve_ingress_spec_declares_its_bearer_scheme_and_every_error():
                 assert operation["security"] == [{name: []}] and "401" in responses, path
     for path in ("/v1/decisions", "/v1/decisions/batch"):
         assert {"409", "415", "422"} <= set(spec["paths"][path]["post"]["responses"]), path
+
+
+@pytest.fixture(scope="module")
+def serve_app(request):
+    """`test_serve_app`'s running application (its `service` fixture, imported above)."""
+    return request.getfixturevalue("service")
+
+
+@pytest.mark.ray
+def test_the_serve_app_passes_every_check(serve_app):
+    run = run_schemathesis(serve_app.url, headers=AUTH)
+    print("schemathesis answers (Serve):", dict(sorted(run.statuses.items())))
+    assert run.errors == [] and run.failures == [], (run.errors, run.failures[:5])
+    assert {label for label, _ in run.statuses} == run.operations
+    assert all(status < 500 for _, status in run.statuses)
+    for operation in ("POST /v1/decisions", "POST /v1/decisions/batch"):
+        assert {200, 401, 422} <= run.statuses_of(operation), (operation, run.statuses_of(operation))
+
+
+def serve_processes() -> list[psutil.Process]:
+    """This session's Serve proxy and ingress replica processes (children of this test process,
+    the Ray driver, whatever other clusters run on the machine)."""
+    titles = ("ray::ProxyActor", "ray::ServeReplica:credit_decision:DecisionIngress")
+    found = []
+    for process in psutil.Process().children(recursive=True):
+        try:
+            if " ".join(process.cmdline()).startswith(titles):
+                found.append(process)
+        except psutil.NoSuchProcess:
+            continue
+    return found
+
+
+@pytest.mark.ray
+def test_the_serve_app_refuses_a_chunked_body_over_its_limit_as_it_arrives(serve_app):
+    """300 MB without Content-Length against the 5 MB limit: a 413, and neither the proxy nor an
+    ingress replica holds the body (their peak memory grows by far less than it)."""
+    processes = serve_processes()
+    assert any("ProxyActor" in " ".join(p.cmdline()) for p in processes), processes
+    before = {p.pid: peak_rss_mb(p.pid) for p in processes}
+    headers = AUTH | {"content-type": "application/json"}
+    url = f"{serve_app.url}/v1/decisions"
+    response = httpx.post(url, content=chunked_json_body(300), headers=headers, timeout=120)
+    grown = {pid: peak_rss_mb(pid) - mb for pid, mb in before.items()}
+    print("peak RSS growth (MB) by Serve process:", {pid: round(mb) for pid, mb in grown.items()})
+    assert response.status_code == 413, (response.status_code, response.text[:300])
+    assert "5000000 bytes" in response.json()["detail"]
+    assert max(grown.values()) < 100, grown

@@ -114,15 +114,19 @@ ERROR_DESCRIPTIONS: dict[int, str] = {
     "proxy, as plain text), or the online store or event stream is unavailable (JSON, with `Retry-After`): "
     "retry, after the `Retry-After` seconds when given.",
 }
-_PLAIN_TEXT = frozenset({503})
+_ALSO_PLAIN_TEXT = frozenset({503})  # Serve's proxy answers it as text, the app as JSON
 
 
 def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
-    """FastAPI `responses=` documenting the error statuses `codes` of a route."""
+    """FastAPI `responses=` documenting the error statuses `codes` of a route (an `ErrorResponse`,
+    and plain text too where Serve's proxy may answer)."""
+    plain = {"content": {"text/plain": {"schema": {"type": "string"}}}}
     return {
-        code: {"description": ERROR_DESCRIPTIONS[code], "content": {"text/plain": {"schema": {"type": "string"}}}}
-        if code in _PLAIN_TEXT
-        else {"description": ERROR_DESCRIPTIONS[code], "model": ErrorResponse}
+        code: {
+            "description": ERROR_DESCRIPTIONS[code],
+            "model": ErrorResponse,
+            **(plain if code in _ALSO_PLAIN_TEXT else {}),
+        }
         for code in codes
     }
 
