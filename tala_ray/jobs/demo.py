@@ -31,6 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sklearn.metrics import roc_auc_score
 
 from tala_ray.jobs.console import Console, StageProgress, output_to_file
+from tala_ray.jobs.streaming_stage import online_store_args, start_stream, stream_holdout
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +59,7 @@ class DemoOptions(BaseModel):
     traffic_seconds: float = Field(15.0, gt=0)
     concurrency: int = Field(8, ge=1)
     batch_size: int = Field(50, ge=1)
+    stream_decisions: int = Field(500, ge=10, description="Holdout applications decided by id during the replay.")
     keep_serving: bool = False
     address: str | None = None
     haproxy: bool = Field(True, description="Serve through the shipped HAProxy ingress when this process can.")
@@ -245,6 +247,7 @@ def _deploy(run: DemoRun, progress: StageProgress) -> None:
         "challenger_mode": "off",
         "prediction_log_uri": str(paths["prediction_log"]),
         "api_key_file": str(key_file),
+        "online_store": online_store_args(run),
     }
     config = load_serve_config(options.serve_config, overrides, pin_versions=True)
     config.http_options.port = options.port
@@ -315,12 +318,19 @@ STAGES: list[Stage] = [
     Stage(lambda o: f"tuning the credit model ({o.credit_spec})", _tune_credit, lambda o: o.credit_trials, "trial"),
     Stage(lambda o: f"tuning the uplift model ({o.uplift_spec})", _tune_uplift, lambda o: o.uplift_trials, "trial"),
     Stage(lambda _: "judging the champions and the policy on the holdout world against the truth", _judge),
+    Stage(lambda _: "starting the embedded stream server and online store (Valkey)", start_stream),
     Stage(lambda o: f"deploying the decision service on Ray Serve (port {o.port})", _deploy),
     Stage(
         lambda o: f"sending HTTP traffic: {o.traffic_seconds:.0f}s of {o.concurrency} clients, paced, batches",
         _traffic,
         lambda _: 3,
         "run",
+    ),
+    Stage(
+        lambda o: f"streaming the holdout world through the broker; {o.stream_decisions} decisions by applicant id",
+        stream_holdout,
+        lambda _: 4,
+        "phase",
     ),
 ]
 
@@ -457,6 +467,7 @@ def build_report(run: DemoRun, elapsed_s: float) -> dict[str, Any]:
             "experiment_seconds": uplift.report.get("experiment_seconds"),
         },
         "holdout": run.results["holdout"],
+        "streaming": run.results["streaming"],
         "serving": {
             "url": run.results["url"],
             "ingress": run.ingress,
@@ -470,6 +481,21 @@ def build_report(run: DemoRun, elapsed_s: float) -> dict[str, Any]:
         },
         "elapsed_seconds": round(elapsed_s, 1),
     }
+
+
+def _streaming_lines(streaming: dict[str, Any] | None) -> list[str]:
+    """The report's streaming section (events through the broker, decisions by applicant id)."""
+    if not streaming:
+        return []
+    return [
+        "## Streaming features (holdout events through the broker into the online store)",
+        f"- ingest {streaming['events_per_s']:,.0f} records/s published -> consumed -> in the store while "
+        f"deciding by id; freshness p99 {streaming['freshness_p99_ms']} ms (event -> next decision)",
+        f"- {streaming['decisions_by_id']} decisions by applicant id during the replay: online/offline "
+        f"mismatch rate {streaming['consistency_mismatch_rate']} (`tala-ray consistency`); "
+        f"quarantined {streaming['quarantined']}",
+        "",
+    ]
 
 
 def render_report(report: dict[str, Any]) -> str:
@@ -522,6 +548,7 @@ def render_report(report: dict[str, Any]) -> str:
             for name, f in endpoints
         ),
         "",
+        *_streaming_lines(report.get("streaming")),
         "Service level objectives (`slo.yaml`; `bench/serve_decisions.py` measures the throughput ones):",
         "",
         *(f"- {SloCheck.model_validate(check).line()}" for check in serving["slo"]),
