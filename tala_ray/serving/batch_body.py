@@ -37,7 +37,16 @@ BY_ID_KEY = b'"applicant_id"'  # no key of a raw-body request: its presence mean
 OPENAPI_DECISION_BODY = {
     "requestBody": {
         "required": True,
-        "content": {JSON_MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/ApplicationRequest"}}},
+        "content": {
+            JSON_MEDIA_TYPE: {
+                "schema": {
+                    "oneOf": [
+                        {"$ref": "#/components/schemas/ApplicationRequest"},
+                        {"$ref": "#/components/schemas/ApplicationByIdRequest"},
+                    ]
+                }
+            }
+        },
     }
 }
 
@@ -45,7 +54,14 @@ OPENAPI_REQUEST_BODY = {
     "requestBody": {
         "required": True,
         "content": {
-            JSON_MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/BatchDecisionRequest"}},
+            JSON_MEDIA_TYPE: {
+                "schema": {
+                    "oneOf": [
+                        {"$ref": "#/components/schemas/BatchDecisionRequest"},
+                        {"$ref": "#/components/schemas/BatchByIdRequest"},
+                    ]
+                }
+            },
             ARROW_STREAM_MEDIA_TYPE: {
                 "schema": {"type": "string", "format": "binary"},
                 "description": "An Arrow IPC stream, one row per application "

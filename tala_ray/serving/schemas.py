@@ -135,9 +135,10 @@ BEARER_SCHEME = "bearerAuth"
 
 
 def document_api(app: FastAPI, bearer_auth: bool) -> None:
-    """Make the app's OpenAPI spec carry `BatchDecisionRequest` and, among its definitions,
-    `ApplicationRequest` (the routes read their bodies themselves), and, with `bearer_auth`, the
-    bearer API key scheme required by every route but the open ones (`auth.OPEN_PATHS`)."""
+    """Make the app's OpenAPI spec carry `BatchDecisionRequest`, `BatchByIdRequest` and, among their
+    definitions, `ApplicationRequest` and `ApplicationByIdRequest` (the routes read their bodies
+    themselves), and, with `bearer_auth`, the bearer API key scheme required by every route but the
+    open ones (`auth.OPEN_PATHS`)."""
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
@@ -146,6 +147,9 @@ def document_api(app: FastAPI, bearer_auth: bool) -> None:
             components = spec.setdefault("components", {})
             components.setdefault("schemas", {}).update(schema.pop("$defs", {}))
             components["schemas"]["BatchDecisionRequest"] = schema
+            by_id = BatchByIdRequest.model_json_schema(ref_template="#/components/schemas/{model}")
+            components["schemas"].update(by_id.pop("$defs", {}))
+            components["schemas"]["BatchByIdRequest"] = by_id
             if bearer_auth:
                 scheme = {"type": "http", "scheme": "bearer", "description": "An API key of the service."}
                 components["securitySchemes"] = {BEARER_SCHEME: scheme}
