@@ -1,8 +1,7 @@
-"""Serving pieces that need no cluster: auth, idempotency, app args, the Serve config files."""
+"""Serving pieces that need no cluster: auth, app args, the Serve config files."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 from pathlib import Path
 
@@ -13,15 +12,7 @@ from pydantic import ValidationError
 from tala_ray.core.errors import UserError
 from tala_ray.serving.args import AppArgs
 from tala_ray.serving.auth import is_authorised, load_api_keys
-from tala_ray.serving.idempotency import (
-    IdempotencyConflict,
-    IdempotencyLedger,
-    IdempotencyStore,
-    LedgerConfig,
-    SharedIdempotency,
-)
 from tala_ray.serving.launch import load_serve_config
-from tala_ray.serving.local_graph import LocalStep
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = sorted(REPO.glob("serve_configs/*.yaml"))
@@ -48,52 +39,6 @@ def test_keys_from_file_allow_rotation_and_refuse_short_or_missing(tmp_path, mon
     assert load_api_keys("TALA_TEST_KEY", None) == (KEY.encode(),)
     with pytest.raises(UserError, match="api_key_file"):
         load_api_keys("TALA_TEST_KEY", str(tmp_path / "missing"))
-
-
-def test_idempotency_runs_once_replays_and_refuses_a_different_body():
-    """Two ingress-side `SharedIdempotency`s (as two replicas) share one store (the deployment class,
-    called in process like a handle)."""
-    calls = []
-
-    async def compute():
-        calls.append(1)
-        await asyncio.sleep(0.01)
-        return len(calls)
-
-    async def scenario():
-        store = LocalStep(IdempotencyStore, {"capacity": 2})
-        replica_a, replica_b = SharedIdempotency(store), SharedIdempotency(store)
-        first, second = await asyncio.gather(
-            replica_a.run_once("a", "h1", compute), replica_b.run_once("a", "h1", compute)
-        )
-        assert first == (1, False) and second == (1, True), "the second replica waited for the first's answer"
-        with pytest.raises(IdempotencyConflict):
-            await replica_b.run_once("a", "h2", compute)
-        await replica_a.run_once("b", "h", compute)
-        await replica_b.run_once("c", "h", compute)  # evicts "a"
-        assert await replica_a.run_once("a", "h1", compute) == (4, False)
-
-        async def failing():
-            raise RuntimeError("boom")
-
-        with pytest.raises(RuntimeError):
-            await replica_a.run_once("f", "h", failing)
-        assert await replica_b.run_once("f", "h", compute) == (5, False)  # a failure is not remembered
-
-    asyncio.run(scenario())
-
-
-def test_a_key_whose_owner_never_answers_is_claimable_after_the_lease():
-    async def scenario():
-        ledger = IdempotencyLedger(LedgerConfig(lease_s=0.05, wait_s=0.01))
-        assert (await ledger.claim("k", "h"))["state"] == "claimed"  # the owner dies here: no complete, no release
-        assert (await ledger.claim("k", "h"))["state"] == "pending"
-        await asyncio.sleep(0.06)
-        assert (await ledger.claim("k", "h"))["state"] == "claimed"
-        ledger.complete("k", {"decision": "approve"})
-        assert await ledger.claim("k", "h") == {"state": "done", "result": {"decision": "approve"}}
-
-    asyncio.run(scenario())
 
 
 def test_app_args_reject_mistakes_naming_the_field():
