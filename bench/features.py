@@ -1,34 +1,59 @@
-"""Benchmark: the Ray Data feature pipeline against the same feature code in one process.
+"""Benchmark: the Ray Data feature pipeline on both raw layouts against the same feature code in one process.
 
-Usage: .venv/bin/python bench/features.py [--sizes 50000 500000] [--worlds /tmp/tala-bench-features]
+Usage: .venv/bin/python bench/features.py [--sizes 100000 400000] [--layouts partitioned shuffled]
+       [--repeat 2] [--worlds /tmp/tala-bench-features] [--stats]
 
-For each size, a world is generated (once; reused when present), then features are built twice,
-each in a fresh child process: `engine=ray` (Ray Data on a local cluster of --num-cpus CPUs; the
-cluster start is not timed, its cold workers are) and `engine=local` (one process, pandas/pyarrow
-over whole tables). Prints rows/s, the ratio and the peak resident memory of each child's process
-tree (driver plus Ray's processes, sampled every 0.2 s).
+For each size, two worlds with the same bytes are generated once (reused when present):
+`world-<n>` (files not declared partitioned: the pipeline shuffles by applicant) and
+`world-<n>-partitioned` (`data generate --partitioned`: no shuffle). Each repetition builds the
+features in fresh child processes: `engine=local` (one process, whole tables) once, then
+`engine=ray` on each layout (a local cluster of --num-cpus CPUs; its start is not timed, its cold
+workers are). Prints seconds, events/s, the CPU seconds of the child's process tree, its peak
+resident memory (driver plus Ray's processes, sampled every 0.2 s), local/ray and the 1-minute
+load average at the start of each run (the machine may be shared). --stats prints Ray Data's
+`Dataset.stats()` of each Ray build.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
+import os
 import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import psutil
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import PeakMemory  # noqa: E402
 
 MARKER = "FIGURES "
+LAYOUTS = ("partitioned", "shuffled")
 
 
-def run_one(engine: str, world: str, out: str, num_cpus: int) -> None:
+def tree_cpu_seconds() -> float:
+    """CPU seconds (user + system) of this process and its living descendants (the Ray workers)."""
+    total = 0.0
+    for process in [psutil.Process(), *psutil.Process().children(recursive=True)]:
+        try:
+            times = process.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += times.user + times.system
+    return total
+
+
+def run_one(engine: str, world: str, out: str, num_cpus: int, stats: bool) -> None:
     """Child process: build once with `engine`, print one JSON line of figures."""
     from tala_ray.features.build import build_feature_table
 
+    if stats:
+        logging.basicConfig(level=logging.WARNING)
+        logging.getLogger("tala_ray.features.ray_pipeline").setLevel(logging.DEBUG)
     with PeakMemory() as memory:
         if engine == "ray":
             import ray
@@ -36,101 +61,86 @@ def run_one(engine: str, world: str, out: str, num_cpus: int) -> None:
 
             ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)
             DataContext.get_current().enable_progress_bars = False
+        cpu_before = tree_cpu_seconds()
         started = time.perf_counter()
         manifest = build_feature_table(world, out, engine=engine, overwrite=True)
         seconds = time.perf_counter() - started
-    print(
-        MARKER
-        + json.dumps(
-            {
-                "seconds": seconds,
-                "rows": manifest.rows_out,
-                "events": manifest.rows_in["events"],
-                "peak_gib": memory.peak_gib,
-            }
-        )
-    )
+        cpu = tree_cpu_seconds() - cpu_before
+    figures = {
+        "seconds": seconds,
+        "cpu_seconds": cpu,
+        "rows": manifest.rows_out,
+        "events": manifest.rows_in["events"],
+        "peak_gib": memory.peak_gib,
+        "layout": manifest.layout,
+        "partitions": manifest.partitions,
+    }
+    print(MARKER + json.dumps(figures), flush=True)
 
 
-def ensure_world(root: Path, size: int) -> Path:
-    world = root / f"world-{size}"
+def ensure_world(root: Path, size: int, partitioned: bool) -> Path:
+    world = root / (f"world-{size}-partitioned" if partitioned else f"world-{size}")
     if not (world / "manifest.json").exists():
         shutil.rmtree(world, ignore_errors=True)
-        subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "tala_ray.cli",
-                "data",
-                "generate",
-                "--applicants",
-                str(size),
-                "--seed",
-                "7",
-                "--out",
-                str(world),
-            ],
-            check=True,
-            capture_output=True,
-        )
+        command = [sys.executable, "-m", "tala_ray.cli", "data", "generate", "--applicants", str(size)]
+        command += ["--seed", "7", "--out", str(world), *(["--partitioned"] if partitioned else [])]
+        subprocess.run(command, check=True, capture_output=True)
     return world
 
 
-def measure(engine: str, world: Path, out: Path, num_cpus: int) -> dict:
-    result = subprocess.run(
-        [
-            sys.executable,
-            __file__,
-            "--one",
-            engine,
-            "--world",
-            str(world),
-            "--out",
-            str(out),
-            "--num-cpus",
-            str(num_cpus),
-        ],
-        check=True,
-        capture_output=True,
-        text=True,
-    )
+def measure(engine: str, world: Path, out: Path, num_cpus: int, stats: bool) -> dict:
+    load = os.getloadavg()[0]
+    command = [sys.executable, __file__, "--one", engine, "--world", str(world), "--out", str(out)]
+    command += ["--num-cpus", str(num_cpus), *(["--stats"] if stats else [])]
+    result = subprocess.run(command, check=True, capture_output=True, text=True)
     shutil.rmtree(out, ignore_errors=True)
+    if stats:
+        print(result.stderr, flush=True)
     line = next(line for line in result.stdout.splitlines() if line.startswith(MARKER))
-    return json.loads(line[len(MARKER) :])
+    return json.loads(line[len(MARKER) :]) | {"load": load}
+
+
+def print_row(size: int, label: str, f: dict, ratio: float | None) -> None:
+    ratio_text = f"{ratio:.2f}" if ratio is not None else ""
+    print(
+        f"{size:>11,} {f['events']:>11,} {label:>17} {f['seconds']:>8.1f} {f['events'] / f['seconds']:>10,.0f}"
+        f" {f['cpu_seconds']:>7.1f} {f['peak_gib']:>9.2f} {ratio_text:>9} {f['load']:>6.2f}",
+        flush=True,
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", type=int, nargs="+", default=[50_000, 500_000])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 400_000])
+    parser.add_argument("--layouts", nargs="+", choices=LAYOUTS, default=list(LAYOUTS))
+    parser.add_argument("--repeat", type=int, default=2)
     parser.add_argument("--worlds", default="/tmp/tala-bench-features")
     parser.add_argument("--num-cpus", type=int, default=2)
+    parser.add_argument("--no-local", action="store_true", help="skip the one-process engine")
+    parser.add_argument("--stats", action="store_true", help="print Ray Data's stats of each Ray build")
     parser.add_argument("--one", choices=["ray", "local"], help=argparse.SUPPRESS)
     parser.add_argument("--world", help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
-        run_one(args.one, args.world, args.out, args.num_cpus)
+        run_one(args.one, args.world, args.out, args.num_cpus, args.stats)
         return
 
     root = Path(args.worlds)
     print(
-        f"{'applicants':>11} {'events':>11} {'engine':>6} {'seconds':>8} {'rows/s':>9} {'events/s':>10}"
-        f" {'peak GiB':>9} {'ray/local':>9}"
+        f"{'applicants':>11} {'events':>11} {'engine':>17} {'seconds':>8} {'events/s':>10} {'cpu s':>7}"
+        f" {'peak GiB':>9} {'local/ray':>9} {'load':>6}"
     )
     for size in args.sizes:
-        world = ensure_world(root, size)
-        figures = {
-            engine: measure(engine, world, root / f"features-{size}-{engine}", args.num_cpus)
-            for engine in ("ray", "local")
-        }
-        ratio = figures["local"]["seconds"] / figures["ray"]["seconds"]
-        for engine, f in figures.items():
-            ratio_text = f"{ratio:.2f}" if engine == "ray" else ""
-            print(
-                f"{size:>11,} {f['events']:>11,} {engine:>6} {f['seconds']:>8.1f} {f['rows'] / f['seconds']:>9,.0f}"
-                f" {f['events'] / f['seconds']:>10,.0f} {f['peak_gib']:>9.2f} {ratio_text:>9}",
-                flush=True,
-            )
+        worlds = {layout: ensure_world(root, size, layout == "partitioned") for layout in args.layouts}
+        for _ in range(args.repeat):
+            local = None
+            if not args.no_local:
+                local = measure("local", worlds[args.layouts[0]], root / f"features-{size}-local", args.num_cpus, False)
+                print_row(size, "local", local, None)
+            for layout, world in worlds.items():
+                ray = measure("ray", world, root / f"features-{size}-ray", args.num_cpus, args.stats)
+                print_row(size, f"ray {layout}", ray, local["seconds"] / ray["seconds"] if local else None)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from tala_ray.data import schema
-from tala_ray.data.generate import read_manifest
+from tala_ray.data.generate import PARTITION_KEY, generate_world, read_manifest
 from tala_ray.data.validation import SchemaMismatchError
 from tala_ray.features.build import build_feature_table, check_inputs
 from tala_ray.features.definitions import FEATURES, compute_features, feature_set_version
@@ -63,6 +63,28 @@ def test_the_single_process_engine_gives_the_same_table_and_records_the_world(bu
     manifest = build_feature_table(str(small_world), str(tmp_path / "local"), engine="local")
     assert manifest.world_content_hash == read_manifest(str(small_world)).content_hash and manifest.quarantined == {}
     pd.testing.assert_frame_equal(read_feature_table(str(tmp_path / "local")), read_feature_table(str(built)))
+
+
+def test_both_raw_layouts_give_the_single_process_table_bit_for_bit(small_world, tmp_path):
+    """A world written partitioned by applicant (same bytes, applicant_part=<chunk>/ directories) is
+    read partition by partition; the plain one is shuffled by applicant first; both tables equal
+    the single-process engine's exactly, and the shuffle leaves no staged files behind."""
+    partitioned = tmp_path / "partitioned"
+    spec = read_manifest(str(small_world)).spec.model_copy(update={"partitioned": True})
+    written = generate_world(spec, str(partitioned), progress=False)
+    plain = read_manifest(str(small_world))
+    for name in RAW:
+        assert sorted(written.tables[name].files.values()) == sorted(plain.tables[name].files.values())
+        assert all(f"/{PARTITION_KEY}=" in path for path in written.tables[name].files)
+    local = build_feature_table(str(small_world), str(tmp_path / "local"), engine="local")
+    expected = read_feature_table(str(tmp_path / "local"))
+    for world, layout, partitions in ((partitioned, "partitioned", 4), (small_world, "shuffled", 3)):
+        out = tmp_path / f"ray-{layout}"
+        manifest = build_feature_table(str(world), str(out), engine="ray", num_buckets=3)
+        assert (manifest.layout, manifest.partitions) == (layout, partitions)
+        assert manifest.rows_out == local.rows_out and manifest.quarantined == local.quarantined == {}
+        pd.testing.assert_frame_equal(read_feature_table(str(out)), expected, check_exact=True)
+        assert sorted(p.name for p in out.iterdir()) == ["manifest.json", "table"]
 
 
 def test_ray_table_equals_the_feature_code_run_in_one_process(built, small_world):
