@@ -117,6 +117,7 @@ class DecisionIngress:
         )
         self._idempotency = SharedIdempotency(idempotency_store)
         self._routing: RoutingConfig | None = None
+        self._singles_in_flight = 0
         self._random = random.Random()
         self._background: set[asyncio.Task[None]] = set()
         self._metrics = serving_metrics()
@@ -138,7 +139,6 @@ class DecisionIngress:
             return
         self._routing = routing
         self._decide_pending.set_max_batch_size(routing.batching.max_batch_size)
-        self._decide_pending.set_batch_wait_timeout_s(routing.batching.batch_wait_timeout_s)
 
     async def __del__(self) -> None:
         """Graceful shutdown: finish shadow scoring, then flush the prediction log (either may be
@@ -227,8 +227,14 @@ class DecisionIngress:
         return read.tables
 
     async def _decide_one(self, pending: PendingDecision) -> dict[str, Any]:
-        """One single decision, decided with the replica's other pending ones; its 404 or 503 raised here."""
-        result = await self._decide_pending(pending)
+        """One single decision, decided with the replica's other pending ones (waiting for more only
+        when others are in flight: `BatchingConfig.wait_s`); its 404 or 503 raised here."""
+        self._singles_in_flight += 1
+        self._decide_pending.set_batch_wait_timeout_s(self._routing.batching.wait_s(self._singles_in_flight))
+        try:
+            result = await self._decide_pending(pending)
+        finally:
+            self._singles_in_flight -= 1
         if isinstance(result, HTTPException):
             raise result
         return result
@@ -245,6 +251,8 @@ class DecisionIngress:
         except IdempotencyConflict:
             detail = [{"loc": ["header", "Idempotency-Key"], "msg": "already used with a different request body"}]
             raise HTTPException(status_code=409, detail=detail) from None
+        except HTTPException:  # a decision by id's 404 or 503, answered as it is
+            raise
         except UserError:  # answered 422 by `error_body` (its message cut short)
             self._metrics.errors.inc(tags={"stage": endpoint, "kind": "user_error"})
             raise
@@ -258,7 +266,7 @@ class DecisionIngress:
             return "challenger"
         return "champion"
 
-    @serve.batch(**BatchingConfig().model_dump())  # the defaults; `reconfigure` sets the configured values
+    @serve.batch(max_batch_size=BatchingConfig().max_batch_size)  # `reconfigure` and `_decide_one` set the rest
     async def _decide_pending(self, pending: list[PendingDecision]) -> list[dict[str, Any] | HTTPException]:
         """Concurrent single decisions of this replica: the raw bodies in one pass of the graph (one call
         per step), those by applicant id in another after one read of the store (an unknown id or a store
