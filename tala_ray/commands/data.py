@@ -76,6 +76,39 @@ def generate(
 
 
 @app.command()
+def outcomes(
+    world: Annotated[str, typer.Option(help="A world generated with a live period (--live-applicants).")],
+    log: Annotated[str, typer.Option(help="Prediction log of the decisions served on its live applications.")],
+    out: Annotated[str, typer.Option(help="Outcome files to write: release_day=YYYY-MM-DD/part-00000.parquet.")],
+    late_share: Annotated[float, typer.Option(min=0.0, max=1.0, help="Share delivered days late.")] = 0.03,
+    duplicate_share: Annotated[float, typer.Option(min=0.0, max=1.0, help="Share delivered twice.")] = 0.02,
+    seed: Annotated[int, typer.Option(min=0, help="Seed of the late and repeated deliveries.")] = 0,
+    overwrite: Annotated[bool, typer.Option(help="Replace a non-empty output directory.")] = False,
+) -> None:
+    """Release the outcomes of the loans served (due date + days late), as the loan servicing system would."""
+    import pyarrow.dataset as pads
+
+    from tala_ray.core.errors import UserError
+    from tala_ray.core.storage import join_path, resolve_filesystem
+    from tala_ray.data.generate import LIVE_DIR
+    from tala_ray.data.outcomes import Delivery, release_outcomes, write_release
+    from tala_ray.monitoring.decisions import decisions_from_log
+    from tala_ray.monitoring.prediction_log import read_prediction_log
+
+    served = decisions_from_log(read_prediction_log(log)).frame[["application_id", "lent", "treated"]]
+    filesystem, root = resolve_filesystem(world)
+    location = join_path(root, LIVE_DIR, "potential_outcomes")
+    try:
+        potential = pads.dataset(location, filesystem=filesystem, format="parquet").to_table().to_pandas()
+    except (FileNotFoundError, OSError) as error:
+        raise UserError(f"world {world!r}: no live period (generate it with --live-applicants)") from error
+    delivery = Delivery(late_share=late_share, duplicate_share=duplicate_share, seed=seed)
+    written = write_release(release_outcomes(potential, served, delivery), out, overwrite=overwrite)
+    first, last = (min(written), max(written)) if written else ("-", "-")
+    typer.echo(f"{sum(written.values()):,} outcome records in {len(written)} release days ({first} to {last}) at {out}")
+
+
+@app.command()
 def profile(
     spec: Annotated[str, typer.Argument(help="Dataset spec YAML (CSV/Parquet source, target, features).")],
 ) -> None:

@@ -46,8 +46,10 @@ def monitor(
     rules = load_monitor_config(config)
     result = run_monitor(log or default_log_uri(), reference, outcomes, as_of, rules)
     report = write_outputs(result, rules, out or f"{settings.data_root}/monitoring")
-    models = f" ({', '.join(report.headline.models)})" if report.headline.models else ""
-    typer.echo(f"{report.headline.status}{models}: {report.headline.text}")
+    head = report.headline
+    where = f" in {head.where}" if head.where else ""
+    models = f" ({' and '.join(head.models)}{where})" if head.models else ""
+    typer.echo(f"{head.status}{models}: {head.text}")
     for check in report.checks:
         typer.echo(check.line())
     typer.echo(f"report: {report.files['html']} (also {report.files['markdown']}, {report.files['json']})")

@@ -49,8 +49,9 @@ def _cost(report: MonitorReport) -> str:
 def html_page(report: MonitorReport, plots: dict[str, bytes]) -> str:
     """The whole page; `plots` maps a title to PNG bytes, shown in order."""
     head = report.headline
-    models = ", ".join(head.models) or "all models"
-    since = f" since <b>{head.since}</b>" if head.since else ""
+    models = " and ".join(head.models) or "all models"
+    since = f" drifted since <b>{head.since}</b>" if head.since else " checked"
+    where = f" in <b>{escape(head.where)}</b>" if head.where else ""
     rows = "".join(
         f'<tr><td class="status-{c.status}">{c.status}</td><td>{escape(c.name)}</td>'
         f"<td>{escape(c.model)}</td><td>{c.since or ''}</td><td>{escape(c.summary)}</td></tr>"
@@ -72,7 +73,7 @@ def html_page(report: MonitorReport, plots: dict[str, bytes]) -> str:
 <style>{STYLE}</style></head>
 <body>
 <h1>Model monitoring</h1>
-<div class="headline {head.status}" id="headline"><b>{head.status}</b> &mdash; {escape(models)}{since}.<br>
+<div class="headline {head.status}" id="headline"><b>{head.status}</b> &mdash; {escape(models)}{since}{where}.<br>
 {escape(head.text)}</div>
 {_cost(report)}
 <p class="facts">{escape(facts)}</p>

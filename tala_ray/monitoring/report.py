@@ -13,13 +13,13 @@ from pydantic import BaseModel, Field
 
 from tala_ray.monitoring.alerts import Check
 from tala_ray.monitoring.config import MonitorConfig
-from tala_ray.monitoring.drift import drift_summary
+from tala_ray.monitoring.drift import ALL, drift_summary
 from tala_ray.monitoring.live_uplift import LiveUplift
 from tala_ray.monitoring.monitor import MonitorResult
 from tala_ray.monitoring.realized import profits_usd
 
 DRIFT_ROWS = 25  # drifted (segment, column) pairs listed in the report
-MODEL_NAMES = {"inputs": "the models' inputs", "credit": "credit model", "uplift": "uplift model"}
+MODEL_NAMES = {"credit": "credit model", "uplift": "uplift model"}
 
 
 class Cost(BaseModel):
@@ -37,7 +37,8 @@ class Cost(BaseModel):
 class Headline(BaseModel):
     status: Literal["PASS", "ALERT"]
     text: str
-    models: list[str]
+    models: list[str] = Field(description="The models alerted (inputs drifting alone: both).")
+    where: str | None = Field(None, description="The countries where drift was seen.")
     since: date | None
     cost: Cost | None
 
@@ -81,12 +82,21 @@ def records(frame: pd.DataFrame) -> list[dict[str, Any]]:
 
 
 def _model_names(result: MonitorResult, kinds: list[str]) -> list[str]:
+    """The models alerted, with the version that decided most; drift of the inputs alone names both."""
     versions = result.decisions.model_versions
+    judged = [kind for kind in MODEL_NAMES if kind in kinds] or list(MODEL_NAMES)
     names = []
-    for kind in kinds:
+    for kind in judged:
         shown = versions.get(kind, [])
         names.append(f"{MODEL_NAMES[kind]} {shown[0]}" if shown else MODEL_NAMES[kind])
     return names
+
+
+def _where(result: MonitorResult) -> str:
+    """Where drift was seen: the countries, or all of them."""
+    segments = set(drift_summary(result.drift)["segment"]) - {ALL}
+    countries = set(result.decisions.frame["country"])
+    return "all countries" if not segments or segments >= countries else ", ".join(sorted(segments))
 
 
 def _cost(result: MonitorResult, since: date, config: MonitorConfig) -> Cost:
@@ -141,7 +151,9 @@ def headline(result: MonitorResult, config: MonitorConfig) -> Headline:
             f"outcomes not known yet; expected profit per application {cost.expected_before_usd:.2f} USD "
             f"before, {cost.expected_after_usd:.2f} since"
         )
-    return Headline(status="ALERT", text="; ".join(parts) + ".", models=models, since=since, cost=cost)
+    where = _where(result) if len(drifted) else None
+    text = "; ".join(parts) + "."
+    return Headline(status="ALERT", text=text, models=models, where=where, since=since, cost=cost)
 
 
 def build_report(result: MonitorResult, config: MonitorConfig) -> MonitorReport:
