@@ -209,7 +209,9 @@ def main() -> None:
         base = StreamConfig(url=info.url, prefix="tala", partitions=4)
         used_before = int(connect(info.url).info("memory")["used_memory"])
         world = world_replay.read_world_tables(args.world)
-        row = world["applications"].iloc[0]
+        counts = world["events"].groupby("applicant_id").size()
+        typical = counts.index[np.argsort(counts.to_numpy())[len(counts) // 2]]  # the median number of events
+        row = world["applications"].set_index("applicant_id").loc[[typical]].reset_index().iloc[0]
         raw = world_replay.request_payload(world, row, include_future=True)  # what the store holds, as a body
         by_id = orjson.dumps({"applicant_id": int(row["applicant_id"]), "application": raw["application"]})
         os.environ.update({"TALA_INPROCESS_REGISTRY": args.registry, "TALA_STREAM_URL": info.url})
@@ -235,6 +237,8 @@ def main() -> None:
                 run = paced(target.url, [body], {"Content-Type": "application/json"}, half, args.seconds)
                 p99[name] = round(run.percentile_ms(99), 1)
             figures["decisions"] = {
+                "raw_body_bytes": len(raw_body),
+                "raw_body_events": len(raw["events"]),
                 "raw_rps": _range(raw_rps),
                 "by_id_rps": _range(id_rps),
                 "by_id_over_raw": _range(ratios, 2),
