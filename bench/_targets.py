@@ -47,12 +47,13 @@ def wait_http(url: str, timeout_s: float = 180.0, require_ok: bool = False) -> N
 
 
 @contextmanager
-def uvicorn_target(factory: str, path: str, label: str = "uvicorn baseline") -> Iterator[Target]:
-    """A plain uvicorn + FastAPI server in one process (access log off), from an app factory."""
+def uvicorn_target(factory: str, path: str, label: str = "uvicorn baseline", workers: int = 1) -> Iterator[Target]:
+    """A plain uvicorn + FastAPI server (access log off) from an app factory: one process, or `workers`
+    worker processes under uvicorn's supervisor (sharing the port, as `uvicorn --workers N`)."""
     port = free_port()
     command = [
         sys.executable, "-m", "uvicorn", "--factory", factory, "--host", "127.0.0.1", "--port", str(port),
-        "--no-access-log", "--log-level", "warning",
+        "--no-access-log", "--log-level", "warning", *(["--workers", str(workers)] if workers > 1 else []),
     ]  # fmt: skip
     process = subprocess.Popen(command, cwd=ROOT, env=os.environ | {"PYTHONPATH": str(ROOT)})
     try:

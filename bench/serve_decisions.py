@@ -3,8 +3,9 @@
 One run starts everything itself from a registry (credit and uplift champions) and a world (the
 request bodies are real applications of it):
 
-1. the baseline a user might pick instead: the model graph in process under plain uvicorn
-   (`tala_ray.serving.inprocess`, one process, no Ray, same models and policy);
+1. the baselines a user might pick instead: the model graph in process under plain uvicorn
+   (`tala_ray.serving.inprocess`, no Ray, same models and policy), in one process and with
+   `--workers 2` on the same two cores (the Serve ratios are against the two workers);
 2. the Serve application from `serve_configs/credit_decision.yaml` via `tala-ray serve`, once per
    ingress variant (`--ingress proxy,haproxy`: Serve's Python proxy, or HAProxy + direct ingress).
 
@@ -150,14 +151,14 @@ def main() -> None:
         if not args.skip_baseline:
             os.environ |= {"TALA_INPROCESS_REGISTRY": args.registry, "TALA_INPROCESS_POLICY": json.dumps(policy)}
             driver = Driver(wrk, hey, args.duration, {})
-            with uvicorn_target(
-                "tala_ray.serving.inprocess:create_app", "/v1/decisions", "in-process baseline (uvicorn)"
-            ) as target:
-                single, half, batch = measure(
-                    driver, hey, target, bodies, levels, fraction, args.batch_size, batch_levels
-                )
-            baseline = {r.concurrency: r for r in single}
-            print_results([*single, half, *batch], baseline)
+            for workers in (1, 2):  # one process on one core, and what a user would run on the same two cores
+                label = f"in-process baseline (uvicorn --workers {workers})"
+                with uvicorn_target("tala_ray.serving.inprocess:create_app", "/v1/decisions", label, workers) as target:
+                    single, half, batch = measure(
+                        driver, hey, target, bodies, levels, fraction, args.batch_size, batch_levels
+                    )
+                baseline = {r.concurrency: r for r in single}  # the ratios below: against the two workers
+                print_results([*single, half, *batch], baseline)
         driver = Driver(wrk, hey, args.duration, {"Authorization": f"Bearer {api_key}"})
         for ingress in args.ingress.split(","):
             print()
