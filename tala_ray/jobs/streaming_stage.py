@@ -4,7 +4,8 @@ decides by applicant id, with the figures of the report's `streaming` key.
 
 - `consistency_mismatch_rate`: a sample of the holdout's applications decided by id at their times
   during a replay (Ray actor consumers scaled by the supervisor), their logged served features
-  recomputed offline (`monitoring.consistency`);
+  recomputed offline (`monitoring.consistency`), judged before any later decision by id (those read
+  a store that has since seen the applicants' later records);
 - `events_per_s`: the whole holdout published again as fast as it goes into a second key prefix,
   published -> consumed -> in the store, while the service keeps deciding by id;
 - `freshness_p99_ms`: single events appended -> visible to the next decision's store read;
@@ -106,6 +107,8 @@ def stream_holdout(run: Any, progress: StageProgress) -> None:
     supervisor = _supervised(config, stop)
     try:
         result = replay(client, config, store, records, replay_plan(records, sample), _post(url, headers))
+        time.sleep(2 * 2.0 + 0.5)  # the service's log flush interval (twice): the decisions by id are on disk
+        consistency = log_consistency(str(run.paths["prediction_log"]), world)  # before any later decision by id
         progress.advance()
         # Sustained ingest into a second prefix while the service decides by id (reading the first).
         bulk = config.model_copy(update={"prefix": f"{PREFIX}-ingest"})
@@ -130,8 +133,6 @@ def stream_holdout(run: Any, progress: StageProgress) -> None:
         progress.advance()
         freshness_p99 = _freshness(config, int(sample["applicant_id"].iloc[0]))
         progress.advance()
-        time.sleep(2 * 2.0 + 0.5)  # the service's log flush interval (twice): the decisions by id are on disk
-        consistency = log_consistency(str(run.paths["prediction_log"]), world)
         figures = served.get("figures")
         run.results["streaming"] = {
             "events_per_s": round(len(records.kinds) / ingest_s, 1),
