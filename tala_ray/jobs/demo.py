@@ -59,7 +59,7 @@ class DemoOptions(BaseModel):
     traffic_seconds: float = Field(15.0, gt=0)
     concurrency: int = Field(8, ge=1)
     batch_size: int = Field(50, ge=1)
-    stream_decisions: int = Field(500, ge=10, description="Holdout applications decided by id during the replay.")
+    stream_decisions: int = Field(300, ge=10, description="Holdout applications decided by id during the replay.")
     keep_serving: bool = False
     address: str | None = None
     haproxy: bool = Field(True, description="Serve through the shipped HAProxy ingress when this process can.")
