@@ -16,6 +16,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from test_monitor_support import AS_OF, TRAINING_APPLICANTS, rehearse
 
 from tala_ray.data.scenarios import LiveSpec, simulate_live_chunk
+from tala_ray.monitoring.config import MonitorConfig
+from tala_ray.monitoring.monitor import run_monitor
+from tala_ray.monitoring.report import build_report
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = shutil.which("chromium")
@@ -61,6 +64,16 @@ def test_alerts_exit_1_and_every_file_is_written(wave):
     assert {"tala_monitor_check_alert", "tala_monitor_realized_default_rate", "tala_monitor_live_uplift"} <= families
     joined = pq.read_table(out / "outcomes_joined.parquet").to_pandas()
     assert joined["application_id"].is_unique and joined["known"].sum() == report["outcomes"]["counted"]
+
+
+def test_before_any_outcome_the_realized_checks_wait_and_drift_still_alerts(wave):
+    rehearsal, _, _ = wave
+    result = run_monitor(rehearsal.log, rehearsal.reference, None, AS_OF, MonitorConfig())
+    status = {check.name: check.status for check in result.checks}
+    assert status["feature drift"] == "ALERT"
+    assert status["realized default rate"] == status["realized AUC"] == status["policy value vs none"] == "SKIP"
+    cost = build_report(result, MonitorConfig()).headline.cost
+    assert cost.shortfall_usd is None and cost.expected_after_usd is not None
 
 
 def test_no_alert_exits_0(tmp_path):

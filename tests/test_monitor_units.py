@@ -15,6 +15,7 @@ from tala_ray.core.errors import UserError
 from tala_ray.data.outcomes import write_release
 from tala_ray.data.world import simulate_chunk
 from tala_ray.features.definitions import FEATURE_NAMES, compute_features
+from tala_ray.models.predictors import CreditPredictor, UpliftPredictor
 from tala_ray.monitoring.config import DriftRule, MonitorConfig, UpliftRule, load_monitor_config
 from tala_ray.monitoring.decisions import decisions_from_log
 from tala_ray.monitoring.drift import Bins, drift_by_day, fit_bins, homogeneity_p_value, psi
@@ -23,7 +24,7 @@ from tala_ray.monitoring.live_uplift import live_uplift, rate
 from tala_ray.monitoring.outcomes import join_outcomes, read_outcomes
 from tala_ray.monitoring.prediction_log import PredictionLogWriter, read_prediction_log
 from tala_ray.monitoring.realized import rate_p_value, wilson_interval
-from tala_ray.monitoring.reference import reference_from_frame
+from tala_ray.monitoring.reference import read_reference, reference_from_frame, score_reference, write_reference
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -76,6 +77,34 @@ def test_drift_by_day_is_quiet_on_unchanged_data_and_names_a_planted_shift(world
     assert set(found["column"]) == {"airtime_sum_30d_usd"}
     assert set(found["segment"]) <= {"KE", "all"} and "KE" in set(found["segment"])
     assert found["day"].min() >= pd.Timestamp("2026-07-12", tz="UTC")
+
+
+class _RiskOfSpending:
+    """A tiny estimator: PD from the spend ratio, a fixed uplift (the reference's scores are its outputs)."""
+
+    def predict_proba(self, features: pd.DataFrame) -> np.ndarray:
+        p = 1 / (1 + np.exp(-features["spend_ratio_log_90d"].fillna(0).to_numpy()))
+        return np.column_stack([1 - p, p])
+
+    def effect(self, features: pd.DataFrame) -> np.ndarray:
+        return np.full(len(features), 0.02)
+
+
+def test_a_reference_is_a_scored_sample_of_the_training_features(world_reference, tmp_path):
+    table, _ = world_reference
+    table = table.drop(columns=["default_probability", "uplift", "day"]).assign(defaulted=0, treatment=1)
+    credit = CreditPredictor("credit", "3", None, FEATURE_NAMES, _RiskOfSpending())
+    uplift = UpliftPredictor("uplift", "2", None, FEATURE_NAMES, _RiskOfSpending())
+    frame = score_reference(table, credit, uplift, rows=1_000, seed=1)
+    assert len(frame) == 1_000 and frame["uplift"].eq(0.02).all()
+    write_reference(frame, str(tmp_path / "ref" / "reference.parquet"))
+    reference = read_reference(str(tmp_path / "ref" / "reference.parquet"))
+    assert len(reference) == 1_000 and reference.treated.all()
+    assert np.allclose(reference.pd_served, np.clip(frame["default_probability"] - 0.02, 0, 1))
+    with pytest.raises(UserError, match="missing column"):
+        write_reference(frame.drop(columns=["uplift"]), str(tmp_path / "bad.parquet"))
+    with pytest.raises(UserError, match="nothing at"):
+        read_reference(str(tmp_path / "none.parquet"))
 
 
 def test_expected_auc_and_rate_are_what_calibrated_pds_promise():

@@ -44,7 +44,6 @@ from tala_ray.data.world import (
 )
 
 ScenarioName = Literal["none", "income_shock", "new_channel", "betting_wave"]
-SCENARIOS: tuple[str, ...] = ("none", "income_shock", "new_channel", "betting_wave")
 LIVE_START_MS = APPLICATION_START_MS + APPLICATION_SPAN_DAYS * DAY_MS
 LIVE_STREAM = 1  # the live chunks' random streams: [seed, chunk, LIVE_STREAM] and [..., SCENARIO_STREAM]
 SCENARIO_STREAM = 1

@@ -20,6 +20,7 @@ import pandas as pd
 from pydantic import BaseModel
 
 from tala_ray.monitoring.config import UpliftRule
+from tala_ray.monitoring.outcomes import is_labelled
 from tala_ray.policy.economics import Economics, expected_profit
 
 Weighting = Literal["qini", "autoc"]
@@ -82,7 +83,7 @@ def _doubly_robust(y: np.ndarray, m1: np.ndarray, m0: np.ndarray, t: np.ndarray,
 def bucket_of(joined: pd.DataFrame) -> pd.DataFrame:
     """The explored loans whose outcome is final and known, randomized (0 < propensity < 1)."""
     randomized = joined["explored"] & joined["propensity"].between(0, 1, inclusive="neither")
-    return joined[randomized & joined["lent"] & joined["matured"] & joined["known"]].reset_index(drop=True)
+    return joined[randomized & is_labelled(joined)].reset_index(drop=True)
 
 
 def effect_scores(bucket: pd.DataFrame) -> np.ndarray:

@@ -98,9 +98,15 @@ def join_outcomes(decisions: pd.DataFrame, outcomes: pd.DataFrame, as_of: pd.Tim
     return joined
 
 
+def is_labelled(joined: pd.DataFrame) -> pd.Series:
+    """Whether each decision is a loan whose outcome is final and known: what realized performance is
+    measured on (`matured` implies lent)."""
+    return joined["matured"] & joined["known"]
+
+
 def labelled(joined: pd.DataFrame) -> pd.DataFrame:
-    """The loans whose outcome is final and known: what realized performance is measured on."""
-    return joined[joined["matured"] & joined["known"]]
+    """The loans whose outcome is final and known."""
+    return joined[is_labelled(joined)]
 
 
 def write_joined(joined: pd.DataFrame, out: str) -> str:

@@ -25,6 +25,7 @@ from tala_ray.models.metrics import expected_calibration_error, ks_statistic
 from tala_ray.monitoring.config import RealizedRule
 from tala_ray.monitoring.drift import ALL
 from tala_ray.monitoring.estimated import Calibrator, expected_auc
+from tala_ray.monitoring.outcomes import labelled
 from tala_ray.policy.economics import Economics, expected_profit
 
 
@@ -67,7 +68,7 @@ def _two_classes(y: np.ndarray) -> bool:
 
 def _vintage_row(group: pd.DataFrame, rule: RealizedRule, economics: Economics, calibrate: Calibrator) -> dict:
     loans = group[group["lent"]]
-    known = loans[loans["matured"] & loans["known"]]
+    known = labelled(loans)
     settled = pd.concat([group[~group["lent"]], known])  # applications whose result is known
     y = known["defaulted"].to_numpy(dtype=np.int64)
     score = known["pd_served"].to_numpy()

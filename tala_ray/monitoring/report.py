@@ -16,6 +16,7 @@ from tala_ray.monitoring.config import MonitorConfig
 from tala_ray.monitoring.drift import ALL, drift_summary
 from tala_ray.monitoring.live_uplift import LiveUplift
 from tala_ray.monitoring.monitor import MonitorResult
+from tala_ray.monitoring.outcomes import is_labelled
 from tala_ray.monitoring.realized import profits_usd
 
 DRIFT_ROWS = 25  # drifted (segment, column) pairs listed in the report
@@ -102,11 +103,11 @@ def _where(result: MonitorResult) -> str:
 def _cost(result: MonitorResult, since: date, config: MonitorConfig) -> Cost:
     joined = result.joined
     after = joined["time"].dt.date >= since
-    known = ~joined["lent"] | (joined["matured"] & joined["known"])
+    known = ~joined["lent"] | is_labelled(joined)
     settled = joined[after & known]
     expected_now = profits_usd(joined, joined["pd_served"], config.economics)
     before = expected_now[~after.to_numpy()]
-    if settled.empty:
+    if not is_labelled(settled).any():  # declined applications alone say nothing of the loans' cost
         realized = expected = shortfall = None
     else:
         realized_each = profits_usd(settled, settled["defaulted"].fillna(0.0), config.economics)
@@ -174,7 +175,7 @@ def build_report(result: MonitorResult, config: MonitorConfig) -> MonitorReport:
             "conflicts": feed.conflicts,
             "late": feed.late,
             "without_decision": result.unmatched_outcomes,
-            "labelled_loans": int((result.joined["matured"] & result.joined["known"]).sum()),
+            "labelled_loans": int(is_labelled(result.joined).sum()),
         },
         reference_rows=result.reference_rows,
         reference_auc=result.reference_auc,
