@@ -258,7 +258,8 @@ def test_an_arrow_batch_is_decided_exactly_like_the_same_json_batch(service, bod
 
     bad = [bodies[0], {**bodies[1], "application": {**bodies[1]["application"], "amount": -5.0}}]
     refused = service.client.post("/v1/decisions/batch", content=encode_payloads(bad), headers=arrow)
-    assert refused.status_code == 422 and refused.json()["detail"][0]["loc"] == ["body", 1, "amount"]
+    loc = ["body", "applications", 1, "application", "amount"]  # as the JSON batch names it
+    assert refused.status_code == 422 and refused.json()["detail"][0]["loc"] == loc
     garbage = service.client.post("/v1/decisions/batch", content=b"not arrow at all", headers=arrow)
     assert garbage.status_code == 422 and "Arrow" in garbage.text
     too_many = service.client.post("/v1/decisions/batch", content=encode_payloads([bodies[0]] * 101), headers=arrow)
