@@ -67,20 +67,33 @@ def test_demo_runs_end_to_end_and_reports_against_the_truth(ray_cluster, tmp_pat
     assert (options.workdir / "prediction_log").is_dir(), "served decisions were logged"
 
 
-def test_off_a_terminal_each_stage_is_a_line_when_it_starts_and_one_when_it_ends():
+def test_off_a_terminal_each_stage_is_one_line_written_as_it_starts_and_finished_when_it_ends():
     out = io.StringIO()
-    console = Console(out, total_stages=2)
+    console = Console(out, total_stages=3)
     with console.stage("first", total=3, unit="step") as progress:
+        assert out.getvalue() == "[1/3] first ... ", "the stage shows as it starts"
         for _ in range(3):
             progress.advance()
     with console.stage("second"):
         pass
+    with pytest.raises(ValueError), console.stage("third"):
+        raise ValueError("broken")
+    console.line("failed: see the log")
     assert out.getvalue().splitlines() == [
-        "[1/2] first",
-        "      done (3/3 steps, 0s)",
-        "[2/2] second",
-        "      done (0s)",
+        "[1/3] first ... done (3/3 steps, 0s)",
+        "[2/3] second ... done (0s)",
+        "[3/3] third ... ",
+        "failed: see the log",
     ]
+
+
+def test_with_the_logs_interleaved_a_stage_ends_on_a_line_of_its_own():
+    out = io.StringIO()
+    console = Console(out, total_stages=1, interleaved=True)
+    with console.stage("first", total=1, unit="table") as progress:
+        out.write("a log line\n")
+        progress.advance()
+    assert out.getvalue().splitlines() == ["[1/1] first", "a log line", "      done (1/1 tables, 0s)"]
 
 
 class FakeTerminal(io.StringIO):

@@ -32,39 +32,53 @@ class StageProgress:
 class Console:
     """Stage lines and the report, written to `stream`.
 
-    On a terminal (`live`) each stage is one tqdm bar that stays when the stage ends; otherwise
-    (a pipe, a file, CI, or `--verbose` with the logs interleaved) plain lines: the stage when it
-    starts and what it did when it ends, no carriage returns or colour codes.
+    On a terminal (`live`) each stage is one tqdm bar that stays when the stage ends. Otherwise
+    (a pipe, a file, CI) plain text, no carriage returns or colour codes: one line a stage, its
+    title written when it starts and what it did added when it ends; when the logs share the
+    stream (`interleaved`, `--verbose`) the end gets a line of its own.
     """
 
-    def __init__(self, stream: TextIO, total_stages: int, live: bool | None = None) -> None:
-        self.stream, self.total_stages = stream, total_stages
+    def __init__(self, stream: TextIO, total_stages: int, live: bool | None = None, interleaved: bool = False) -> None:
+        self.stream, self.total_stages, self.interleaved = stream, total_stages, interleaved
         self.live = stream.isatty() if live is None else live
         self.index = 0
+        self._open = False  # a stage's line waits for its end
 
     def line(self, text: str = "") -> None:
-        self.stream.write(text + "\n")
+        self.stream.write(("\n" if self._open else "") + text + "\n")
         self.stream.flush()
+        self._open = False
 
     @contextmanager
     def stage(self, title: str, total: int | None = None, unit: str = "step") -> Iterator[StageProgress]:
         """Show one stage while the body runs; the elapsed time is shown when it ends."""
         self.index += 1
-        label = f"[{self.index}/{self.total_stages}] {title}"
+        label = f"[{self.index}/{self.total_stages}]"
         started = time.perf_counter()
         if not self.live:
-            self.line(label)
+            if self.interleaved:
+                self.line(f"{label} {title}")
+            else:
+                self.stream.write(f"{label} {title} ... ")
+                self.stream.flush()
+                self._open = True
             progress = StageProgress(total, None)
             yield progress
             units = f"{progress.done}/{total} {unit}s, " if total else ""
-            self.line(f"{' ' * len(f'[{self.index}/{self.total_stages}]')} done ({units}{_seconds(started)})")
+            done = f"done ({units}{_seconds(started)})"
+            if self._open:
+                self.stream.write(done + "\n")
+                self.stream.flush()
+                self._open = False
+            else:
+                self.line(f"{' ' * len(label)} {done}")
             return
         # counts and time first: a narrow terminal trims the end of the line, which is the title's
         prefix = "{desc} {n_fmt}/{total_fmt} " + unit + "s |{bar:12}| {elapsed}" if total else "{desc} {elapsed}"
         shape = prefix + "  " + title.replace("{", "{{").replace("}", "}}")
         bar = tqdm(
             total=total,
-            desc=f"[{self.index}/{self.total_stages}]",
+            desc=label,
             file=self.stream,
             bar_format=shape,
             ncols=_columns(self.stream),

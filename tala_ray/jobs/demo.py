@@ -388,7 +388,7 @@ def run_demo(options: DemoOptions, out: TextIO | None = None) -> dict[str, Any]:
     started_ray = not _ray_initialized()
     started = time.perf_counter()
     with _terminal(options, run.paths["logs"], out) as terminal:
-        console = Console(terminal, len(STAGES), live=False if options.verbose else None)
+        console = Console(terminal, len(STAGES), live=False if options.verbose else None, interleaved=options.verbose)
         for note in notes:
             console.line(f"note: {note}")
         for stage in STAGES:
