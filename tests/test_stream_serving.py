@@ -244,3 +244,67 @@ def test_consistency_is_zero_after_a_replay_and_not_when_an_event_is_withheld(
     assert 0 < report.mismatch_rate < 0.05
     worst = report.worst(1)[0]
     assert worst.mismatch_rate == pytest.approx(1 / 60) and worst.smape > 0
+
+
+@pytest.mark.ray
+def test_the_serve_application_decides_by_id_like_the_raw_body_and_takes_events(
+    ray_cluster, registry, valkey, world, world_dir, tmp_path
+):
+    """Through the real Serve application (composed layout: the OnlineStore step its own deployment)."""
+    import httpx
+    import yaml
+    from ray import serve
+
+    from tala_ray.core.net import free_port
+    from tala_ray.serving.launch import deploy, load_serve_config
+
+    config = StreamConfig(url=valkey.url, prefix=f"serve{uuid.uuid4().hex[:6]}", partitions=3)
+    sample = world["applications"].sample(6, random_state=5)
+    store = OnlineStore(connect(config.url), config)
+    _load_before(store, world_dir, dict(zip(sample["applicant_id"], _ms(sample["application_time"]), strict=True)))
+    ensure_topic(connect(config.url), config)
+    key = "stream-test-key-" + "y" * 24
+    (tmp_path / "keys").write_text(key + "\n")
+    raw = yaml.safe_load((Path(__file__).resolve().parents[1] / "serve_configs" / "credit_decision.yaml").read_text())
+    port = free_port()
+    raw["http_options"]["port"] = port
+    for deployment in raw["applications"][0]["deployments"]:
+        deployment["ray_actor_options"] = {"num_cpus": 0.05}
+    raw["applications"][0]["args"].update(
+        registry_uri=registry,
+        api_key_file=str(tmp_path / "keys"),
+        prediction_log_uri=str(tmp_path / "log"),
+        log_flush_interval_s=0.5,
+        online_store={"url": config.url, "prefix": config.prefix},
+    )
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(raw))
+    deploy(load_serve_config(tmp_path / "config.yaml", pin_versions=True), timeout_s=240)
+    client = httpx.Client(base_url=f"http://127.0.0.1:{port}", headers={"Authorization": f"Bearer {key}"}, timeout=60)
+    try:
+        for _, row in sample.iterrows():
+            body = request_payload(world, row)
+            a = client.post("/v1/decisions", json=body)
+            b = client.post(
+                "/v1/decisions", json={"applicant_id": int(row["applicant_id"]), "application": body["application"]}
+            )
+            assert a.status_code == b.status_code == 200, b.text
+            assert _without_id(a.json()) == _without_id(b.json())
+        unknown = client.post("/v1/decisions", json={"applicant_id": 424242424, "application": body["application"]})
+        assert unknown.status_code == 404 and "424242424" in unknown.text
+        event = {
+            "event_id": 99,
+            "applicant_id": 1,
+            "event_time": "2025-02-01T00:00:00Z",
+            "event_type": "airtime",
+            "amount": 3.0,
+        }
+        assert httpx.post(f"http://127.0.0.1:{port}/v1/events", json={"events": [event]}).status_code == 401
+        assert client.post("/v1/events", json={"events": [event]}).json() == {"accepted": 1}
+        spec = client.get("/openapi.json").json()["paths"]
+        assert {"404", "503"} <= set(spec["/v1/decisions"]["post"]["responses"]) and "/v1/events" in spec
+    finally:
+        client.close()
+        serve.shutdown()
+    logged = read_prediction_log(str(tmp_path / "log"))
+    by_id = logged[logged["applicant_id"].notna()]
+    assert sorted(by_id["applicant_id"].astype(int)) == sorted(sample["applicant_id"].astype(int))
