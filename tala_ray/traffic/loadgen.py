@@ -27,6 +27,8 @@ class LoadFigures:
     seconds: float = 0.0
     latencies_ms: list[float] = field(default_factory=list)
     status_counts: dict[int, int] = field(default_factory=dict)
+    latencies_by_status: dict[int, list[float]] = field(default_factory=dict)
+    retry_after: int = 0  # answers carrying a Retry-After header
 
     @property
     def requests_per_s(self) -> float:
@@ -40,21 +42,27 @@ class LoadFigures:
         return float(np.percentile(self.latencies_ms, q)) if self.latencies_ms else float("nan")
 
 
-def _record(figures: LoadFigures, status: int, latency_ms: float) -> None:
+def _record(figures: LoadFigures, answer: tuple[int, bool], latency_ms: float) -> None:
+    status, retry_after = answer
     figures.latencies_ms.append(latency_ms)
     figures.requests += 1
     figures.failed += status != 200
     figures.status_counts[status] = figures.status_counts.get(status, 0) + 1
+    figures.latencies_by_status.setdefault(status, []).append(latency_ms)
+    figures.retry_after += retry_after
 
 
-async def _post(client: httpx.AsyncClient, url: str, body: Body, headers: dict[str, str]) -> int:
-    """The answer's status, 0 when the request failed on the way (connection, timeout)."""
+async def _post(client: httpx.AsyncClient, url: str, body: Body, headers: dict[str, str]) -> tuple[int, bool]:
+    """The answer's status (0 when the request failed on the way: connection, timeout) and whether it
+    carried a Retry-After header."""
     try:
         if isinstance(body, dict):
-            return (await client.post(url, json=body, headers=headers)).status_code
-        return (await client.post(url, content=body, headers=headers)).status_code
+            response = await client.post(url, json=body, headers=headers)
+        else:
+            response = await client.post(url, content=body, headers=headers)
     except httpx.HTTPError:
-        return 0
+        return 0, False
+    return response.status_code, "retry-after" in response.headers
 
 
 async def _closed_loop(
@@ -74,8 +82,8 @@ async def _closed_loop(
     async def client_loop(client: httpx.AsyncClient) -> None:
         while time.perf_counter() < deadline:
             started = time.perf_counter()
-            status = await _post(client, url, next(cycle), headers)
-            _record(figures, status, (time.perf_counter() - started) * 1000)
+            answer = await _post(client, url, next(cycle), headers)
+            _record(figures, answer, (time.perf_counter() - started) * 1000)
 
     started = time.perf_counter()
     async with httpx.AsyncClient(timeout=timeout_s, limits=limits) as client:
@@ -111,9 +119,9 @@ async def _paced(
     limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
 
     async def one(client: httpx.AsyncClient, scheduled: float) -> None:
-        status = await _post(client, url, next(cycle), headers)
+        answer = await _post(client, url, next(cycle), headers)
         # from the scheduled time, not the send time: no coordinated omission
-        _record(figures, status, (time.perf_counter() - scheduled) * 1000)
+        _record(figures, answer, (time.perf_counter() - scheduled) * 1000)
 
     async with httpx.AsyncClient(timeout=timeout_s, limits=limits) as client:
         started = time.perf_counter()
