@@ -8,6 +8,7 @@ import json
 import math
 import threading
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -322,10 +323,8 @@ def test_the_fused_graph_decides_exactly_like_the_composed_one(service, bodies):
         assert len({a.json()["request_id"] for a in answers}) == 16
         models = service.client.get("/fused/v1/models").json()
         assert models["credit_champion"]["version"] == "1" and models["uplift"]["load_error"] is None
-        retries = [
-            service.client.post("/fused/v1/decisions", json=bodies[4], headers={"Idempotency-Key": "fused-1"}).json()
-            for _ in range(8)
-        ]
+        key = {"Idempotency-Key": f"fused-{uuid.uuid4().hex}"}  # keys are durable: a fresh one each run
+        retries = [service.client.post("/fused/v1/decisions", json=bodies[4], headers=key).json() for _ in range(8)]
         assert len({r["request_id"] for r in retries}) == 1, "decided once, whichever replica answered"
         assert [r["replayed"] for r in retries] == [False] + [True] * 7
     finally:
@@ -371,11 +370,12 @@ def test_generated_bad_inputs_never_get_a_5xx(service, bodies, data):
 
 
 def test_idempotent_retry_returns_the_same_decision(service, bodies):
-    first = service.decide(bodies[2], **{"Idempotency-Key": "retry-1"})
-    again = service.decide(bodies[2], **{"Idempotency-Key": "retry-1"})
+    key = {"Idempotency-Key": f"retry-{uuid.uuid4().hex}"}  # keys are durable: a fresh one each run
+    first = service.decide(bodies[2], **key)
+    again = service.decide(bodies[2], **key)
     assert first.status_code == again.status_code == 200
     assert again.json() == {**first.json(), "replayed": True}
-    conflict = service.decide(bodies[3], **{"Idempotency-Key": "retry-1"})
+    conflict = service.decide(bodies[3], **key)
     assert conflict.status_code == 409 and "Idempotency-Key" in conflict.text
 
 
