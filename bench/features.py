@@ -10,8 +10,10 @@ features in fresh child processes: `engine=local` (one process, whole tables) on
 `engine=ray` on each layout (a local cluster of --num-cpus CPUs; its start is not timed, its cold
 workers are). Prints seconds, events/s, the CPU seconds of the child's process tree, its peak
 resident memory (driver plus Ray's processes, sampled every 0.2 s), local/ray and the 1-minute
-load average at the start of each run (the machine may be shared). --stats prints Ray Data's
-`Dataset.stats()` of each Ray build.
+load average at the start of each run (the machine may be shared). A child that would leave less
+than 2 GiB of the machine's memory stops itself and is reported as stopped (the one-process
+engine holds every table: ~8.8 GiB at 400k). --stats prints Ray Data's `Dataset.stats()` of each
+Ray build.
 """
 
 from __future__ import annotations
@@ -23,16 +25,18 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import PeakMemory  # noqa: E402
+from common import PeakMemory, tree_rss_bytes  # noqa: E402
 
 MARKER = "FIGURES "
 LAYOUTS = ("partitioned", "shuffled")
+MEMORY_HEADROOM_GIB = 2.0  # a child stops itself when it would leave less than this of the machine's memory
 
 
 def tree_cpu_seconds() -> float:
@@ -47,10 +51,26 @@ def tree_cpu_seconds() -> float:
     return total
 
 
-def run_one(engine: str, world: str, out: str, num_cpus: int, stats: bool) -> None:
+def guard_memory(limit_gib: float) -> None:
+    """Stop this process (one JSON line: aborted) once its tree's resident memory passes `limit_gib`:
+    on a shared machine the kernel's OOM killer would otherwise pick some other engineer's process."""
+
+    def watch() -> None:
+        while True:
+            used = tree_rss_bytes(psutil.Process()) / 2**30
+            if used > limit_gib:
+                print(MARKER + json.dumps({"aborted_at_gib": used}), flush=True)
+                os._exit(0)
+            time.sleep(0.1)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
+def run_one(engine: str, world: str, out: str, num_cpus: int, stats: bool, memory_limit_gib: float) -> None:
     """Child process: build once with `engine`, print one JSON line of figures."""
     from tala_ray.features.build import build_feature_table
 
+    guard_memory(memory_limit_gib)
     if stats:
         logging.basicConfig(level=logging.WARNING)
         logging.getLogger("tala_ray.features.ray_pipeline").setLevel(logging.DEBUG)
@@ -90,8 +110,9 @@ def ensure_world(root: Path, size: int, partitioned: bool) -> Path:
 
 def measure(engine: str, world: Path, out: Path, num_cpus: int, stats: bool) -> dict:
     load = os.getloadavg()[0]
+    limit = psutil.virtual_memory().available / 2**30 - MEMORY_HEADROOM_GIB
     command = [sys.executable, __file__, "--one", engine, "--world", str(world), "--out", str(out)]
-    command += ["--num-cpus", str(num_cpus), *(["--stats"] if stats else [])]
+    command += ["--num-cpus", str(num_cpus), "--memory-limit-gib", f"{limit:.1f}", *(["--stats"] if stats else [])]
     result = subprocess.run(command, check=True, capture_output=True, text=True)
     shutil.rmtree(out, ignore_errors=True)
     if stats:
@@ -101,6 +122,10 @@ def measure(engine: str, world: Path, out: Path, num_cpus: int, stats: bool) -> 
 
 
 def print_row(size: int, label: str, f: dict, ratio: float | None) -> None:
+    if "aborted_at_gib" in f:
+        stopped = f"stopped at {f['aborted_at_gib']:.1f} GiB (memory guard), load {f['load']:.2f}"
+        print(f"{size:>11,} {'':>11} {label:>17} {stopped}", flush=True)
+        return
     ratio_text = f"{ratio:.2f}" if ratio is not None else ""
     print(
         f"{size:>11,} {f['events']:>11,} {label:>17} {f['seconds']:>8.1f} {f['events'] / f['seconds']:>10,.0f}"
@@ -121,9 +146,10 @@ def main() -> None:
     parser.add_argument("--one", choices=["ray", "local"], help=argparse.SUPPRESS)
     parser.add_argument("--world", help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
+    parser.add_argument("--memory-limit-gib", type=float, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
-        run_one(args.one, args.world, args.out, args.num_cpus, args.stats)
+        run_one(args.one, args.world, args.out, args.num_cpus, args.stats, args.memory_limit_gib)
         return
 
     root = Path(args.worlds)
@@ -140,7 +166,8 @@ def main() -> None:
                 print_row(size, "local", local, None)
             for layout, world in worlds.items():
                 ray = measure("ray", world, root / f"features-{size}-ray", args.num_cpus, args.stats)
-                print_row(size, f"ray {layout}", ray, local["seconds"] / ray["seconds"] if local else None)
+                ratio = local["seconds"] / ray["seconds"] if local and "seconds" in local and "seconds" in ray else None
+                print_row(size, f"ray {layout}", ray, ratio)
 
 
 if __name__ == "__main__":

@@ -4,9 +4,10 @@ Usage: .venv/bin/python bench/score.py [--sizes 100000 1000000] [--repeat 2] [--
 
 For each size the book is the feature table of `world-<n>-partitioned` (generated and built once,
 reused when present, under --worlds). The champions are the demo's families at fixed, typical
-hyperparameters: a LightGBM credit model on a logistic start (TreeSHAP explains the declines) and
-an X-learner uplift model (LightGBM outcome, propensity and CATE models), trained once on 50,000
-rows of the first book and registered under --worlds/score-registry. Each repetition scores the
+hyperparameters: a LightGBM credit model on a logistic start (TreeSHAP explains the declines), or
+the logistic baseline (--credit), and an X-learner uplift model (LightGBM outcome, propensity and
+CATE models), trained once on 50,000 rows of the first book and registered under
+--worlds/score-registry-<credit family>. Each repetition scores the
 whole book in a fresh child process (a local cluster of --num-cpus CPUs; its start is not timed):
 prints the job's seconds and decisions/s (read, decide on the actor pool, write), the CPU seconds
 and peak resident memory of the child's process tree, and the 1-minute load average at the start.
@@ -41,26 +42,33 @@ def ensure_book(root: Path, size: int) -> Path:
     return book
 
 
-def ensure_registry(root: Path, book: Path) -> Path:
-    """A registry whose champions are a GBM credit model and an X-learner, trained on the book's first rows."""
-    registry = root / "score-registry"
+def _credit_model(family: str) -> object:
+    from tala_ray.models.credit import GBMCreditModel, LogisticCreditModel
+
+    if family == "logistic":
+        return LogisticCreditModel()
+    return GBMCreditModel(
+        n_estimators=300, learning_rate=0.03, num_leaves=8, min_child_samples=200, subsample=0.8,
+        colsample_bytree=0.5, reg_lambda=1.0, boost_from_logistic=True,
+    )  # fmt: skip
+
+
+def ensure_registry(root: Path, book: Path, credit_family: str) -> Path:
+    """A registry with a `credit_family` credit champion and an X-learner, trained on the book's first rows."""
+    registry = root / f"score-registry-{credit_family}"
     if (registry / "credit_pd").exists() and (registry / "uplift").exists():
         return registry
     from tala_ray.core.registry import ArtifactMetadata, Registry
     from tala_ray.features.definitions import FEATURE_NAMES
     from tala_ray.features.table import read_feature_manifest, read_feature_table
-    from tala_ray.models.credit import GBMCreditModel
     from tala_ray.models.uplift import XLearnerUplift
 
     shutil.rmtree(registry, ignore_errors=True)
     fsv = read_feature_manifest(str(book)).feature_set_version
     table = read_feature_table(str(book)).iloc[:TRAINING_ROWS]
     store = Registry(str(registry))
-    credit = GBMCreditModel(
-        n_estimators=300, learning_rate=0.03, num_leaves=8, min_child_samples=200, subsample=0.8,
-        colsample_bytree=0.5, reg_lambda=1.0, boost_from_logistic=True,
-    ).fit(table[FEATURE_NAMES], table["defaulted"].to_numpy())  # fmt: skip
-    meta = ArtifactMetadata(kind="credit", family="gbm", feature_set_version=fsv, feature_names=FEATURE_NAMES)
+    credit = _credit_model(credit_family).fit(table[FEATURE_NAMES], table["defaulted"].to_numpy())
+    meta = ArtifactMetadata(kind="credit", family=credit_family, feature_set_version=fsv, feature_names=FEATURE_NAMES)
     store.set_alias("credit_pd", "champion", store.register("credit_pd", credit.to_files(), meta).version)
     experiment = table[table["cohort"] == "experiment"]
     uplift = XLearnerUplift(nuisance_n_estimators=200, nuisance_num_leaves=15, final_n_estimators=100)
@@ -114,6 +122,7 @@ def main() -> None:
     parser.add_argument("--worlds", default="/tmp/tala-bench-features")
     parser.add_argument("--num-cpus", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=8192)
+    parser.add_argument("--credit", nargs="+", choices=["gbm", "logistic"], default=["gbm", "logistic"])
     parser.add_argument("--one", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--book", help=argparse.SUPPRESS)
     parser.add_argument("--registry", help=argparse.SUPPRESS)
@@ -125,19 +134,20 @@ def main() -> None:
 
     root = Path(args.worlds)
     books = {size: ensure_book(root, size) for size in args.sizes}
-    registry = ensure_registry(root, books[args.sizes[0]])
+    registries = {family: ensure_registry(root, books[args.sizes[0]], family) for family in args.credit}
     print(
-        f"{'applications':>12} {'declined':>9} {'actors':>6} {'seconds':>8} {'decisions/s':>12} {'cpu s':>7}"
-        f" {'peak GiB':>9} {'load':>6}"
+        f"{'applications':>12} {'credit':>8} {'declined':>9} {'actors':>6} {'seconds':>8} {'decisions/s':>12}"
+        f" {'cpu s':>7} {'peak GiB':>9} {'load':>6}"
     )
     for size, book in books.items():
         for _ in range(args.repeat):
-            f = measure(book, registry, root / f"scored-{size}", args.num_cpus, args.batch_size)
-            print(
-                f"{f['rows']:>12,} {f['declined']:>9,} {f['actors']:>6} {f['seconds']:>8.1f} {f['per_second']:>12,.0f}"
-                f" {f['cpu_seconds']:>7.1f} {f['peak_gib']:>9.2f} {f['load']:>6.2f}",
-                flush=True,
-            )
+            for family, registry in registries.items():
+                f = measure(book, registry, root / f"scored-{size}", args.num_cpus, args.batch_size)
+                print(
+                    f"{f['rows']:>12,} {family:>8} {f['declined']:>9,} {f['actors']:>6} {f['seconds']:>8.1f}"
+                    f" {f['per_second']:>12,.0f} {f['cpu_seconds']:>7.1f} {f['peak_gib']:>9.2f} {f['load']:>6.2f}",
+                    flush=True,
+                )
 
 
 if __name__ == "__main__":
