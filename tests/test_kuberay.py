@@ -54,6 +54,27 @@ class EnvVar(Strict):
     valueFrom: EnvVarSource | None = None
 
 
+class VolumeMount(Strict):
+    name: str
+    mountPath: str
+    readOnly: bool | None = None
+
+
+class KeyToPath(Strict):
+    key: str
+    path: str
+
+
+class SecretVolumeSource(Strict):
+    secretName: str
+    items: list[KeyToPath] = []
+
+
+class Volume(Strict):
+    name: str
+    secret: SecretVolumeSource
+
+
 class ContainerPort(Strict):
     containerPort: int = Field(gt=0, lt=65536)
     name: str | None = None
@@ -72,6 +93,7 @@ class Container(Strict):
     resources: ResourceRequirements | None = None
     ports: list[ContainerPort] = []
     env: list[EnvVar] = []
+    volumeMounts: list[VolumeMount] = []
 
 
 class Toleration(Strict):
@@ -87,6 +109,7 @@ class PodSpec(Strict):
     nodeSelector: dict[str, str] = {}
     tolerations: list[Toleration] = []
     containers: list[Container]
+    volumes: list[Volume] = []
 
 
 class PodTemplateSpec(Strict):
@@ -226,6 +249,16 @@ def test_every_ray_container_runs_the_shipped_ingress_settings_and_gets_the_api_
         assert {name: env[name].value for name in HAPROXY_ENVIRONMENT} == HAPROXY_ENVIRONMENT, container.name
         assert env["TALA_API_KEY"].value is None and env["TALA_API_KEY"].valueFrom.secretKeyRef.key
         assert "metrics" in {p.name for p in container.ports}, "Prometheus scrapes every pod"
+
+
+def test_every_ray_container_trusts_the_signing_public_key_mounted_from_a_secret(manifest):
+    for group in groups(manifest):
+        spec = group.template.spec
+        (container,) = spec.containers
+        trusted = Path({e.name: e for e in container.env}["TALA_TRUSTED_KEYS"].value)
+        (mount,) = [m for m in container.volumeMounts if Path(m.mountPath) == trusted.parent]
+        (volume,) = [v for v in spec.volumes if v.name == mount.name]
+        assert mount.readOnly and trusted.name in {item.path for item in volume.secret.items}, container.name
 
 
 def test_the_generator_refuses_a_manifest_whose_serve_config_is_not_the_last_key():
