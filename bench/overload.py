@@ -41,9 +41,12 @@ FAST_SHED_MS = 50.0
 GOODPUT_RATIO = 0.8
 
 
-def override_ingress(config: Path, max_ongoing: int | None, max_queued: int | None) -> None:
-    """Set the ingress's `max_ongoing_requests` / `max_queued_requests` in the run's config (to explore)."""
+def override_ingress(config: Path, max_ongoing: int | None, max_queued: int | None, wait_from: int | None) -> None:
+    """Set the ingress's `max_ongoing_requests` / `max_queued_requests` and the batching's
+    `wait_from_in_flight` in the run's config (to explore)."""
     raw = yaml.safe_load(config.read_text())
+    if wait_from is not None:
+        raw["applications"][0]["args"]["decision_batching"]["wait_from_in_flight"] = wait_from
     ingress = next(d for d in raw["applications"][0]["deployments"] if d["name"] == "DecisionIngress")
     if max_ongoing is not None:
         ingress["max_ongoing_requests"] = max_ongoing
@@ -98,6 +101,7 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=15.0, help="seconds per level")
     parser.add_argument("--max-ongoing", type=int, help="override the config's ingress max_ongoing_requests")
     parser.add_argument("--max-queued", type=int, help="override the config's ingress max_queued_requests")
+    parser.add_argument("--wait-from-in-flight", type=int, help="override decision_batching.wait_from_in_flight")
     parser.add_argument("--slo", type=Path, default=ROOT / "slo.yaml")
     args = parser.parse_args()
     hey = ensure_tool("hey", False) or sys.exit("error: this benchmark needs `hey` (Debian package `hey`)")
@@ -109,7 +113,7 @@ def main() -> None:
         body = write_bodies(args.world, 1, scratch)["single"]
         port = free_port()
         config, _ = serve_config(scratch, args.registry, port, 1)
-        override_ingress(config, args.max_ongoing, args.max_queued)
+        override_ingress(config, args.max_ongoing, args.max_queued, args.wait_from_in_flight)
         with serve_target(config, port, args.ingress, api_key) as target:
             hey_closed(hey, target.url, body, headers, args.clients, 5.0)  # warm-up, discarded
             lone = hey_closed(hey, target.url, body, headers, 1, 8.0)
