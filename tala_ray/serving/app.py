@@ -20,6 +20,8 @@ def build_app(args: AppArgs | dict[str, Any]) -> Application:
     routing = RoutingConfig(
         challenger_mode=args.challenger_mode,
         canary_weight=args.canary_weight,
+        uplift_challenger_mode=args.uplift_challenger_mode,
+        uplift_canary_weight=args.uplift_canary_weight,
         max_batch_applications=args.max_batch_applications,
         batching=args.decision_batching,
     )

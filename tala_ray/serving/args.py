@@ -50,6 +50,9 @@ class BatchingConfig(BaseModel):
         return self.batch_wait_timeout_s if in_flight >= self.wait_from_in_flight else 0.0
 
 
+ChallengerMode = Literal["off", "canary", "shadow"]
+
+
 class RoutingConfig(BaseModel):
     """The ingress `user_config`: who decides, and how large a batch may be (changed live)."""
 
@@ -57,6 +60,8 @@ class RoutingConfig(BaseModel):
 
     challenger_mode: Literal["off", "canary", "shadow"] = "off"
     canary_weight: float = Field(0.0, ge=0.0, le=1.0)
+    uplift_challenger_mode: ChallengerMode = "off"
+    uplift_canary_weight: float = Field(0.0, ge=0.0, le=1.0)
     max_batch_applications: int = Field(100, ge=1)
     batching: BatchingConfig = Field(default_factory=BatchingConfig)
 
@@ -79,6 +84,15 @@ class AppArgs(BaseModel):
         "off", description="canary: the challenger decides a `canary_weight` share; shadow: it scores, never decides."
     )
     canary_weight: float = Field(0.0, ge=0.0, le=1.0, description="Share of applications the challenger decides.")
+    uplift_challenger: ModelRef | None = Field(None, description="A second uplift model for canary or shadow.")
+    uplift_challenger_mode: ChallengerMode = Field(
+        "off",
+        description="canary: the uplift challenger's effects decide an `uplift_canary_weight` share; shadow: its "
+        "effects are computed and logged beside the champion's, and the decisions they would change counted.",
+    )
+    uplift_canary_weight: float = Field(
+        0.0, ge=0.0, le=1.0, description="Share of applications decided with the uplift challenger's effects."
+    )
     expected_feature_set_version: str | None = Field(
         None, description="Models must match this feature-set version; default: the code's current version."
     )
@@ -106,4 +120,8 @@ class AppArgs(BaseModel):
     def _challenger_present(self) -> AppArgs:
         if self.challenger_mode != "off" and self.credit_challenger is None:
             raise ValueError(f"credit_challenger: required when challenger_mode is {self.challenger_mode!r}")
+        if self.uplift_challenger_mode != "off" and self.uplift_challenger is None:
+            raise ValueError(
+                f"uplift_challenger: required when uplift_challenger_mode is {self.uplift_challenger_mode!r}"
+            )
         return self

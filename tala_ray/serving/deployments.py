@@ -104,9 +104,10 @@ class UpliftModel:
         prepare_heap_for_serving()
 
     def effect(self, features: Columns) -> list[dict[str, Any]]:
-        """The intervention's uplift and model version for each row."""
+        """The intervention's uplift (every arm's with several) and model version for each row."""
         predictor = self._slot.predictor
-        return _measured("uplift", lambda: graph.uplift_effects(predictor, features))
+        stage = "uplift" if self._slot.config.role == "champion" else "uplift_challenger"
+        return _measured(stage, lambda: graph.uplift_effects(predictor, features))
 
     def info(self) -> dict[str, Any]:
         return self._slot.info() | {"replica": _replica_id()}

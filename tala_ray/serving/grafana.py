@@ -71,7 +71,7 @@ def _rate(counter: str, by: str, title: str, unit: str, description: str) -> Tim
 
 
 def build_dashboard() -> Dashboard:
-    """Rows: requests and decisions, the model graph's batches, errors and model loads."""
+    """Rows: requests and decisions, the model graph's batches, the uplift challenger, errors and model loads."""
     names = exported_names()
     latency, batch, model = names["decision_latency_ms"], names["batch_size"], names["model_latency_ms"]
     rows: list[tuple[str, list[TimeSeries | Stat]]] = [
@@ -119,6 +119,32 @@ def build_dashboard() -> Dashboard:
                     "(raise batch_wait_timeout_s a little); always at max_batch_size, raise it.",
                 ),
                 _quantiles(model, "stage", "Batch time by stage", "ms", "Time one batch takes in each graph step."),
+            ],
+        ),
+        (
+            "Uplift challenger",
+            [
+                _rate(
+                    names["uplift_shadow_decisions"],
+                    "change",
+                    "Uplift shadow: decisions the challenger would change",
+                    "ops",
+                    "Each decision made again with the uplift challenger's effects: what would change "
+                    "(decision, intervention, limit) or not (none).",
+                ),
+                TimeSeries(
+                    title="Uplift shadow: share of decisions changed",
+                    dataSource=DATASOURCE,
+                    unit="percentunit",
+                    targets=[
+                        _target(
+                            f'sum(rate({names["uplift_shadow_decisions"]}{{change!="none"}}[{RATE}])) / '
+                            f"sum(rate({names['uplift_shadow_decisions']}[{RATE}]))",
+                            "changed",
+                            0,
+                        )
+                    ],
+                ),
             ],
         ),
         (

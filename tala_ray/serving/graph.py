@@ -77,19 +77,26 @@ def merge_contributions(parts: list[tuple[list[int], Contributions]], size: int)
 
 
 def uplift_effects(predictor: Any, columns: Columns) -> list[dict[str, Any]]:
-    """The intervention's uplift and model version for each row."""
-    effects = np.asarray(predictor.effect(columns), dtype=float).reshape(-1)
+    """The intervention's uplift and model version for each row; a model with several arms gives
+    every arm's uplift too (`uplift_by_arm`, `uplift` being the largest)."""
     version = str(predictor.version)
-    return [{"uplift": float(e), "version": version} for e in effects]
+    if len(predictor.arms) == 1:
+        effects = np.asarray(predictor.effect(columns), dtype=float).reshape(-1)
+        return [{"uplift": float(e), "version": version} for e in effects]
+    effects = np.asarray(predictor.arm_effects(columns), dtype=float)
+    return [
+        {"uplift": max(row), "uplift_by_arm": dict(zip(predictor.arms, row, strict=True)), "version": version}
+        for row in effects.tolist()
+    ]
 
 
 def policy_items(
     amounts: np.ndarray, terms: np.ndarray, credit: list[dict[str, Any]], uplift: list[dict[str, Any]]
 ) -> dict[str, list[Any]]:
-    """The policy's inputs, one list per quantity."""
+    """The policy's inputs, one list per quantity (`uplift`: a number a row, or arm -> uplift with several arms)."""
     return {
         "default_probability": [c["default_probability"] for c in credit],
-        "uplift": [u["uplift"] for u in uplift],
+        "uplift": [u.get("uplift_by_arm", u["uplift"]) for u in uplift],
         "amount": np.asarray(amounts, dtype=float).tolist(),
         "term_days": np.asarray(terms, dtype=float).tolist(),
     }
@@ -98,8 +105,24 @@ def policy_items(
 def policy_decisions(params: PolicyParams, items: dict[str, list[Any]]) -> list[dict[str, Any]]:
     """Decision dicts, declines with empty reason codes (`decline_reasons` fills them once the
     credit model has explained the declines)."""
-    inputs = (items[k] for k in ("default_probability", "uplift", "amount", "term_days"))
+    uplift = items["uplift"]
+    if uplift and isinstance(uplift[0], dict):  # several arms: arm -> each row's uplift
+        uplift = {arm: [row[arm] for row in uplift] for arm in uplift[0]}
+    inputs = (items["default_probability"], uplift, items["amount"], items["term_days"])
     return [fields | {"reason_codes": []} for fields in decision_dicts(*inputs, params)]
+
+
+def decision_changes(champion: list[dict[str, Any]], challenger: list[dict[str, Any]]) -> list[str]:
+    """Per application, what the challenger's decision changes against the champion's: `decision`
+    (approve <-> decline), else `intervention` (another arm or none), else `limit`, else `none`."""
+
+    def change(first: dict[str, Any], second: dict[str, Any]) -> str:
+        for what in ("decision", "intervention", "limit"):
+            if first[what] != second[what]:
+                return what
+        return "none"
+
+    return [change(first, second) for first, second in zip(champion, challenger, strict=True)]
 
 
 def declined(decisions: list[dict[str, Any]]) -> list[int]:

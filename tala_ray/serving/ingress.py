@@ -30,7 +30,7 @@ from tala_ray.serving.batch_body import (
     read_events_body,
 )
 from tala_ray.serving.error_body import install_error_handlers
-from tala_ray.serving.graph import RawTables
+from tala_ray.serving.graph import RawTables, decision_changes
 from tala_ray.serving.guard import RequestGuard
 from tala_ray.serving.heap import prepare_heap_for_serving
 from tala_ray.serving.idempotency import IdempotencyConflict, SharedIdempotency
@@ -38,6 +38,7 @@ from tala_ray.serving.metrics import serving_metrics
 from tala_ray.serving.online_store import EventsResponse, store_error
 from tala_ray.serving.records import (
     LOG_COLUMN_TYPES,
+    OPTIONAL_LOG_COLUMN_TYPES,
     application_log_columns,
     batch_response,
     fingerprint,
@@ -52,7 +53,17 @@ from tala_ray.serving.schemas import (
     document_api,
     error_responses,
 )
-from tala_ray.serving.steps import Decided, GraphSteps, Role, StepConfigs, decide, local_steps, read_by_id, rescore
+from tala_ray.serving.steps import (
+    Decided,
+    GraphSteps,
+    Role,
+    StepConfigs,
+    decide,
+    local_steps,
+    read_by_id,
+    rescore,
+    shadow_uplift,
+)
 
 log = logging.getLogger("ray.serve")
 
@@ -113,7 +124,10 @@ class DecisionIngress:
         app.state.max_body_bytes = config.max_body_bytes
         self._steps = steps if isinstance(steps, GraphSteps) else local_steps(steps)
         self._log = PredictionLogWriter(
-            config.prediction_log_uri, config.log_flush_interval_s, config.log_max_buffer_rows, LOG_COLUMN_TYPES
+            config.prediction_log_uri,
+            config.log_flush_interval_s,
+            config.log_max_buffer_rows,
+            LOG_COLUMN_TYPES | OPTIONAL_LOG_COLUMN_TYPES,
         )
         self._idempotency = SharedIdempotency(idempotency_store)
         self._routing: RoutingConfig | None = None
@@ -132,6 +146,8 @@ class DecisionIngress:
             routing = RoutingConfig.model_validate(user_config)
             if routing.challenger_mode != "off" and "challenger" not in self._steps.credit:
                 raise UserError("challenger_mode: needs a credit_challenger deployment in the application")
+            if routing.uplift_challenger_mode != "off" and self._steps.uplift_challenger is None:
+                raise UserError("uplift_challenger_mode: needs an uplift_challenger deployment in the application")
         except (ValueError, UserError) as error:
             if self._routing is None:
                 raise
@@ -160,12 +176,16 @@ class DecisionIngress:
         champion_info, uplift_info, policy = await asyncio.gather(
             steps.credit["champion"].info.remote(), steps.uplift.info.remote(), steps.policy.info.remote()
         )
+        uplift_challenger = steps.uplift_challenger
         return ModelsResponse(
             credit_champion=champion_info,
             credit_challenger=await challenger.info.remote() if challenger is not None else None,
             uplift=uplift_info,
+            uplift_challenger=await uplift_challenger.info.remote() if uplift_challenger is not None else None,
             challenger_mode=self._routing.challenger_mode,
             canary_weight=self._routing.canary_weight,
+            uplift_challenger_mode=self._routing.uplift_challenger_mode,
+            uplift_canary_weight=self._routing.uplift_canary_weight,
             policy=policy,
             replica=serve.get_replica_context().replica_id.unique_id,
         )
@@ -266,6 +286,15 @@ class DecisionIngress:
             return "challenger"
         return "champion"
 
+    def _uplift_roles(self, count: int) -> list[Role] | None:
+        """Which uplift model's effects decide each application: None (the champion's) unless the uplift
+        challenger is a canary, then the challenger's for an `uplift_canary_weight` share."""
+        routing = self._routing
+        if routing.uplift_challenger_mode != "canary":
+            return None
+        draws = [self._random.random() for _ in range(count)]
+        return ["challenger" if draw < routing.uplift_canary_weight else "champion" for draw in draws]
+
     @serve.batch(max_batch_size=BatchingConfig().max_batch_size)  # `reconfigure` and `_decide_one` set the rest
     async def _decide_pending(self, pending: list[PendingDecision]) -> list[dict[str, Any] | HTTPException]:
         """Concurrent single decisions of this replica: the raw bodies in one pass of the graph (one call
@@ -321,7 +350,8 @@ class DecisionIngress:
         `applicant_ids`: of applications decided by id (logged with the application, for consistency checks).
         """
         count = row_count(tables["applications"])
-        decided = await decide(self._steps, tables, [self._choose_role() for _ in range(count)])
+        roles = [self._choose_role() for _ in range(count)]
+        decided = await decide(self._steps, tables, roles, self._uplift_roles(count))
         finished = time.perf_counter()
         if batch_id is None:
             ids = [str(uuid.uuid4()) for _ in range(count)]
@@ -338,6 +368,8 @@ class DecisionIngress:
             self._metrics.decisions.inc(n, tags={"outcome": outcome, "credit_role": role})
         if self._routing.challenger_mode == "shadow":
             self._spawn(self._shadow(decided, ids))
+        if self._routing.uplift_challenger_mode == "shadow":
+            self._spawn(self._uplift_shadow(decided, ids))
         return responses
 
     async def _shadow(self, decided: Decided, ids: list[str]) -> None:
@@ -356,6 +388,28 @@ class DecisionIngress:
             shadows, shadow.decisions, "shadow", [None] * count, [latency_ms] * count, datetime.now(UTC)
         )
         self._log.append_columns(columns, count, features=shadow.features)
+
+    async def _uplift_shadow(self, decided: Decided, ids: list[str]) -> None:
+        """The uplift challenger's effects for the same applications, and the decisions they would make:
+        logged beside the champion's (role `uplift_shadow`, the same request ids, what each would change),
+        the changes counted (`tala_uplift_shadow_decisions`); never returned."""
+        started = time.perf_counter()
+        try:
+            shadow = await shadow_uplift(self._steps, decided)
+        except Exception:
+            self._metrics.errors.inc(tags={"stage": "uplift_shadow", "kind": "internal"})
+            log.exception("uplift shadow failed")
+            return
+        latency_ms = (time.perf_counter() - started) * 1000
+        changes = decision_changes(decided.decisions, shadow.decisions)
+        for change, n in Counter(changes).items():
+            self._metrics.uplift_shadow_decisions.inc(n, tags={"change": change})
+        shadows = shadow.responses(ids)
+        count = len(shadows)
+        columns = log_columns(
+            shadows, shadow.decisions, "uplift_shadow", [None] * count, [latency_ms] * count, datetime.now(UTC)
+        )
+        self._log.append_columns(columns | {"changed_by_uplift_challenger": changes}, count, features=shadow.features)
 
     def _spawn(self, coroutine: Any) -> None:
         task = asyncio.get_running_loop().create_task(coroutine)

@@ -54,7 +54,7 @@ def use_haproxy_environment(address: str | None) -> list[str]:
     return notes
 
 
-MODEL_ARGS = ("credit_model", "credit_challenger", "uplift_model")
+MODEL_ARGS = ("credit_model", "credit_challenger", "uplift_model", "uplift_challenger")
 
 
 def live_config_models() -> dict[str, type]:
@@ -69,6 +69,7 @@ def live_config_models() -> dict[str, type]:
         "CreditChampion": ModelConfig,
         "CreditChallenger": ModelConfig,
         "UpliftModel": ModelConfig,
+        "UpliftChallenger": ModelConfig,
         "IdempotencyStore": LedgerConfig,
     }
 
@@ -93,6 +94,8 @@ def check_user_configs(application: dict[str, Any], args: AppArgs, index: int) -
             raise UserError(validation_problems(error, where)) from None
         if isinstance(config, RoutingConfig) and config.challenger_mode != "off" and args.credit_challenger is None:
             raise UserError(f"{where}.challenger_mode: needs args.credit_challenger")
+        if isinstance(config, RoutingConfig) and config.uplift_challenger_mode != "off" and not args.uplift_challenger:
+            raise UserError(f"{where}.uplift_challenger_mode: needs args.uplift_challenger")
 
 
 def pin_model_versions(args: AppArgs) -> AppArgs:

@@ -31,6 +31,12 @@ class ServingMetrics:
         self.model_load_failures = metrics.Counter(
             "tala_model_load_failures", "Model loads that failed (the old model kept serving).", ("model",)
         )
+        self.uplift_shadow_decisions = metrics.Counter(
+            "tala_uplift_shadow_decisions",
+            "Decisions made again with the uplift challenger's effects (shadow), by what that would change: "
+            "decision (approve/decline), intervention, limit, or none.",
+            ("change",),
+        )
 
     def observe_batch(self, stage: str, size: int, elapsed_ms: float) -> None:
         """Record one dynamic batch of `size` items that took `elapsed_ms`."""

@@ -27,6 +27,13 @@ LOG_COLUMN_TYPES = {
 """The prediction-log types of `log_columns`' columns that their values alone may not fix
 (every key missing, every list empty): the same schema in every file."""
 
+OPTIONAL_LOG_COLUMN_TYPES = {
+    "uplift_by_arm": pa.map_(pa.string(), pa.float64()),
+    "uplift_role": pa.string(),
+    "changed_by_uplift_challenger": pa.string(),
+}
+"""The types of the columns only some services log (several arms, an uplift challenger)."""
+
 
 def fingerprint(body: BaseModel) -> str:
     """A digest of the request body, to refuse an idempotency key reused for a different request."""
@@ -35,8 +42,14 @@ def fingerprint(body: BaseModel) -> str:
 
 def decision_response(request_id: str, decision: dict, credit: dict, uplift: dict) -> dict[str, Any]:
     """One decision in `DecisionResponse`'s shape, as a plain dict: a batch of them is serialised
-    once by `batch_response` without building and re-validating a model per decision."""
-    return {
+    once by `batch_response` without building and re-validating a model per decision.
+
+    An uplift model with several arms adds every arm's uplift and every option's expected profit;
+    an uplift challenger in canary adds the uplift model's role (a one-arm champion's response is as it was)."""
+    versions = {"credit": credit["version"], "credit_role": credit["role"], "uplift": uplift["version"]}
+    if "role" in uplift:
+        versions["uplift_role"] = uplift["role"]
+    response = {
         "request_id": request_id,
         "decision": decision["decision"],
         "limit": decision["limit"],
@@ -45,9 +58,13 @@ def decision_response(request_id: str, decision: dict, credit: dict, uplift: dic
         "uplift": uplift["uplift"],
         "expected_profit": decision["expected_profit"],
         "reason_codes": decision["reason_codes"],
-        "model_versions": {"credit": credit["version"], "credit_role": credit["role"], "uplift": uplift["version"]},
+        "model_versions": versions,
         "replayed": False,
     }
+    if "uplift_by_arm" in uplift:
+        response["uplift_by_arm"] = uplift["uplift_by_arm"]
+        response["expected_profit_by_option"] = decision["expected_profit_by_option"]
+    return response
 
 
 def batch_response(batch_id: str, decisions: list[dict[str, Any]], replayed: bool) -> Response:
@@ -103,4 +120,15 @@ def log_columns(
         "credit_role": [v["credit_role"] for v in versions],
         "uplift_model_version": [v["uplift"] for v in versions],
         "latency_ms": latencies_ms,
-    }
+    } | _optional_log_columns(responses, versions)
+
+
+def _optional_log_columns(responses: list[dict[str, Any]], versions: list[dict[str, Any]]) -> dict[str, list[Any]]:
+    """Columns only some services have: every arm's uplift (several arms), the uplift model's role (an
+    uplift challenger in canary or shadow)."""
+    columns: dict[str, list[Any]] = {}
+    if responses and "uplift_by_arm" in responses[0]:
+        columns["uplift_by_arm"] = [response["uplift_by_arm"] for response in responses]
+    if versions and "uplift_role" in versions[0]:
+        columns["uplift_role"] = [v["uplift_role"] for v in versions]
+    return columns

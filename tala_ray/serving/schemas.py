@@ -32,12 +32,20 @@ class BatchByIdRequest(BaseModel):
     applications: list[ApplicationByIdRequest] = Field(min_length=1)
 
 
+def _absent(value: object) -> bool:
+    """A field only some services have (several arms, an uplift challenger) is left out when it is not there."""
+    return value is None
+
+
 class ModelVersions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     credit: str
     credit_role: Literal["champion", "challenger"]
     uplift: str
+    uplift_role: Literal["champion", "challenger"] | None = Field(
+        None, exclude_if=_absent, description="The uplift model's role: present while an uplift challenger is a canary."
+    )
 
 
 class DecisionResponse(BaseModel):
@@ -50,10 +58,21 @@ class DecisionResponse(BaseModel):
     limit: float = Field(description="Amount offered (0 on a decline), local currency.")
     intervention: str | None = Field(description="The intervention attached to the loan, if any.")
     default_probability: float = Field(description="Probability of default without the intervention.")
-    uplift: float = Field(description="Reduction in default probability from the intervention.")
+    uplift: float = Field(
+        description="Reduction in default probability from the intervention (with several arms: the largest)."
+    )
     expected_profit: float = Field(description="Expected profit of the best option, local currency.")
     reason_codes: list[ReasonCode] = Field(description="Up to four principal reasons for a decline.")
     model_versions: ModelVersions
+    uplift_by_arm: dict[str, float] | None = Field(
+        None, exclude_if=_absent, description="Several arms: each arm's reduction in default probability."
+    )
+    expected_profit_by_option: dict[str, float | None] | None = Field(
+        None,
+        exclude_if=_absent,
+        description="Several arms: the expected profit of every option (none and each arm, net of its cost; "
+        "null where the limit ladder lends nothing), local currency.",
+    )
     replayed: bool = Field(False, description="True when returned from an earlier call with the same Idempotency-Key.")
 
 
@@ -75,8 +94,11 @@ class ModelsResponse(BaseModel):
     credit_champion: dict[str, Any]
     credit_challenger: dict[str, Any] | None
     uplift: dict[str, Any]
+    uplift_challenger: dict[str, Any] | None = None
     challenger_mode: str
     canary_weight: float
+    uplift_challenger_mode: str = "off"
+    uplift_canary_weight: float = 0.0
     policy: dict[str, Any]
     replica: str = Field(description="The ingress replica that answered.")
 

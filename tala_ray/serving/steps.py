@@ -48,6 +48,7 @@ class StepConfigs(BaseModel):
     credit: dict[Role, ModelConfig] = Field(description="Role -> the credit model that scores its applications.")
     uplift: ModelConfig
     policy: PolicyParams
+    uplift_challenger: ModelConfig | None = Field(None, description="A second uplift model (canary or shadow).")
     online_store: OnlineStoreConfig = Field(default_factory=OnlineStoreConfig)
 
 
@@ -55,7 +56,8 @@ def _pinned_version(kind: str, ref: ModelRef, args: AppArgs, fsv: str) -> str:
     """Load the model once here (checksums, feature-set version) and return its exact version.
 
     A model that fails to load fails the deploy with the reason; the running application keeps
-    serving. Pinning the exact version makes every replica load the same artifact.
+    serving. Pinning the exact version makes every replica load the same artifact. An uplift
+    model's arms must be the policy's (`policy.intervention_costs`, in the same order).
     """
     try:
         predictor = load_predictor(
@@ -65,6 +67,12 @@ def _pinned_version(kind: str, ref: ModelRef, args: AppArgs, fsv: str) -> str:
         raise UserError(
             f"{kind} model {ref.name}@{ref.ref}: cannot be served: {type(error).__name__}: {error}"
         ) from error
+    costed = tuple(args.policy.arm_costs())
+    if kind == "uplift" and predictor.arms != costed:
+        raise UserError(
+            f"policy.intervention_costs: arms {list(costed)} are not uplift model {ref.name}@{predictor.version}'s "
+            f"arms {list(predictor.arms)}"
+        )
     return str(predictor.version)
 
 
@@ -82,7 +90,10 @@ def step_configs(args: AppArgs) -> StepConfigs:
     if args.credit_challenger is not None:
         credit["challenger"] = model("credit", "challenger", args.credit_challenger)
     uplift = model("uplift", "champion", args.uplift_model)
-    return StepConfigs(credit=credit, uplift=uplift, policy=args.policy, online_store=args.online_store)
+    challenger = None if args.uplift_challenger is None else model("uplift", "challenger", args.uplift_challenger)
+    return StepConfigs(
+        credit=credit, uplift=uplift, policy=args.policy, online_store=args.online_store, uplift_challenger=challenger
+    )
 
 
 @dataclass(frozen=True)
@@ -94,6 +105,7 @@ class GraphSteps:
     uplift: Any  # UpliftModel: feature columns -> uplift
     policy: Any  # DecisionPolicy: policy items -> decisions; contributions -> reason codes
     online_store: Any  # OnlineStoreStep: applications by applicant id -> raw tables (`read_by_id`); events -> topic
+    uplift_challenger: Any = None  # UpliftModel of the uplift challenger (canary or shadow), if any
 
 
 StepMaker = Callable[[Any, str, dict[str, Any] | None], Any]
@@ -111,6 +123,9 @@ def build_steps(configs: StepConfigs, make: StepMaker) -> GraphSteps:
         uplift=make(UpliftModel, "UpliftModel", configs.uplift.model_dump(mode="json")),
         policy=make(DecisionPolicy, "DecisionPolicy", configs.policy.model_dump(mode="json")),
         online_store=make(OnlineStoreStep, "OnlineStore", configs.online_store.model_dump(mode="json")),
+        uplift_challenger=None
+        if configs.uplift_challenger is None
+        else make(UpliftModel, "UpliftChallenger", configs.uplift_challenger.model_dump(mode="json")),
     )
 
 
@@ -145,12 +160,45 @@ class Decided:
         return [decision_response(*part) for part in parts]
 
 
-async def decide(steps: GraphSteps, tables: graph.RawTables, roles: list[Role]) -> Decided:
-    """The applications of the raw tables through the graph; `roles`: which credit model scores each."""
+async def decide(
+    steps: GraphSteps, tables: graph.RawTables, roles: list[Role], uplift_roles: list[Role] | None = None
+) -> Decided:
+    """The applications of the raw tables through the graph; `roles`: which credit model scores each;
+    `uplift_roles` (an uplift canary): which uplift model's effects decide each (each effect then names
+    its role), else the champion's for all."""
     features = await steps.features.transform.remote(tables)
-    uplift = steps.uplift.effect.remote(features)  # under way while the credit models score (handles)
+    uplift = _send_uplift(steps, features, uplift_roles)  # under way while the credit models score (handles)
     credit = await _by_role(steps, "score", features, roles, graph.merge_rows)
-    return await _policy(steps, features, graph.application_terms(tables), roles, credit, await uplift)
+    return await _policy(steps, features, graph.application_terms(tables), roles, credit, await _received(uplift))
+
+
+def _send_uplift(steps: GraphSteps, features: Columns, roles: list[Role] | None) -> list[tuple[Any, ...]]:
+    """The uplift calls, sent: the champion's for every row, or one call per role of `roles`."""
+    if roles is None:
+        return [(None, None, steps.uplift.effect.remote(features))]
+    groups = {role: [i for i, r in enumerate(roles) if r == role] for role in dict.fromkeys(roles)}
+    model = {"champion": steps.uplift, "challenger": steps.uplift_challenger}
+    return [
+        (role, positions, model[role].effect.remote(features if len(groups) == 1 else take(features, positions)))
+        for role, positions in groups.items()
+    ]
+
+
+async def _received(calls: list[tuple[Any, ...]]) -> list[dict[str, Any]]:
+    """The uplift calls' effects in row order (each naming its role when roles were given)."""
+    if calls[0][0] is None:
+        return await calls[0][2]
+    parts = [(positions, [effect | {"role": role} for effect in await call]) for role, positions, call in calls]
+    return parts[0][1] if len(parts) == 1 else graph.merge_rows(parts, sum(len(p) for p, _ in parts))
+
+
+async def shadow_uplift(steps: GraphSteps, decided: Decided) -> Decided:
+    """The same applications decided with the uplift challenger's effects (uplift shadow): the features
+    and credit scores as they were; each effect names its role."""
+    effects = await steps.uplift_challenger.effect.remote(decided.features)
+    uplift = [effect | {"role": "challenger"} for effect in effects]
+    roles = [score["role"] for score in decided.credit]
+    return await _policy(steps, decided.features, decided.terms, roles, decided.credit, uplift)
 
 
 async def read_by_id(steps: GraphSteps, requests: list[ApplicationByIdRequest]) -> StoreRead:
