@@ -3,19 +3,39 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
 import ray
 
 from tala_ray.core.net import free_port
+from tala_ray.core.settings import get_settings
 from tala_ray.data.generate import WorldSpec, generate_world
+from tala_ray.streaming.server import running_server, stop_server
 
 SMALL_WORLD = WorldSpec(applicants=4_000, seed=11, chunk_size=1_000)
 
 pytest_plugins = ["streaming_fixtures"]  # the embedded Valkey server and stream config fixtures
+
+
+def pytest_configure(config):
+    """The session's embedded stream server (started on demand by the code under test) keeps its data
+    in a directory of its own, so no state is shared with a developer's `stream/` or an earlier run."""
+    if "TALA_STREAM_DIR" not in os.environ:
+        os.environ["TALA_STREAM_DIR"] = tempfile.mkdtemp(prefix="tala-test-stream-")
+    get_settings.cache_clear()
+
+
+def pytest_unconfigure(config):
+    """Stop the session's embedded stream server, by its pid, if the code under test started one."""
+    info = running_server(os.environ["TALA_STREAM_DIR"])
+    if info is not None:
+        stop_server(info)
+    shutil.rmtree(os.environ["TALA_STREAM_DIR"], ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

