@@ -31,7 +31,9 @@ test-tools:  ## install the Debian packages the browser and Prometheus tests use
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends$$missing >/dev/null; \
 	fi
 
-test: install test-tools  ## the test suite (what CI runs)
+test: install test-tools  ## lint, then the test suite (what CI runs)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest -m "not slow"
 
 test-slow: install  ## long workloads (quality bars on 50k applicants)

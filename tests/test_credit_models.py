@@ -115,7 +115,9 @@ def reference_coded(preprocessor, frame: pd.DataFrame) -> pd.DataFrame:
     out = {c.name: pd.to_numeric(frame[c.name], errors="coerce").astype("float64") for c in preprocessor.numeric}
     for column in preprocessor.categorical:
         codes = {level: float(i) for i, level in enumerate(column.levels)}
-        out[column.name] = frame[column.name].map(lambda v: codes.get(str(v), np.nan) if isinstance(v, str) else np.nan)
+        out[column.name] = frame[column.name].map(
+            lambda v, codes=codes: codes.get(str(v), np.nan) if isinstance(v, str) else np.nan
+        )
     return pd.DataFrame(out, index=frame.index)
 
 

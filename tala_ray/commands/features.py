@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 from typing import Annotated
 
 import typer
@@ -12,7 +12,7 @@ from tala_ray.core.settings import get_settings
 app = typer.Typer(no_args_is_help=True)
 
 
-class EngineChoice(str, Enum):
+class EngineChoice(StrEnum):
     ray = "ray"
     local = "local"
 

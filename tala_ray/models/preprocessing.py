@@ -2,7 +2,8 @@
 
 Numeric columns: missing values filled with the training median, then standardised; a missing
 indicator is added for columns that had gaps in training. Categorical (string) columns: one-hot
-over the (at most 50 most frequent) levels seen in training (any other level is all zeros), or integer codes for LightGBM.
+over the (at most 50 most frequent) levels seen in training (any other level is all zeros), or integer
+codes for LightGBM.
 """
 
 from __future__ import annotations
