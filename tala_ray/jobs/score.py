@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
-from typing import Any
+from typing import Any, NamedTuple
 
 import pyarrow as pa
 import pyarrow.dataset as pads
@@ -136,9 +136,15 @@ def _filesystem(location: str, what: str) -> tuple[Any, str]:
         raise UserError(f"{what} {location!r}: cannot open it ({error})") from None
 
 
-def check_book(spec: ScoreSpec, overwrite: bool) -> tuple[ScoringSetup, list[str]]:
-    """Everything that can fail before Ray works: the output, the table, its feature set, the models.
-    Returns the actors' setup and the table's columns to read."""
+class Book(NamedTuple):
+    """A checked book: the actors' setup and the table's columns to read."""
+
+    setup: ScoringSetup
+    columns: list[str]
+
+
+def check_book(spec: ScoreSpec, overwrite: bool) -> Book:
+    """Everything that can fail before Ray works: the output, the table, its feature set, the models."""
     _filesystem(spec.out, "--out")
     check_output(spec.out, overwrite)
     _filesystem(spec.features, "--features")
@@ -157,7 +163,7 @@ def check_book(spec: ScoreSpec, overwrite: bool) -> tuple[ScoringSetup, list[str
             f"--features {spec.features!r}: the table lacks columns {missing} that scoring needs "
             "(rebuild it with `tala-ray features build`)"
         )
-    return setup, columns
+    return Book(setup, columns)
 
 
 def _table_columns(features: str) -> list[str]:
@@ -190,7 +196,9 @@ def score_book(spec: ScoreSpec, overwrite: bool = False) -> ScoreManifest:
     started = time.perf_counter()
     actors = _actor_count(spec)
     in_fs, in_root = resolve_filesystem(spec.features)
-    decisions = ray.data.read_parquet(join_path(in_root, TABLE_DIR), filesystem=in_fs, columns=columns).map_batches(
+    table = ray.data.read_parquet(join_path(in_root, TABLE_DIR), filesystem=in_fs, columns=columns)
+    # blocks of one batch (a read block holds up to 128 MiB: a whole small book), so every actor gets work
+    decisions = table.repartition(target_num_rows_per_block=spec.batch_size).map_batches(
         BookScorer,
         fn_constructor_kwargs={"setup": setup.model_dump(mode="json")},
         batch_size=spec.batch_size,
@@ -202,18 +210,18 @@ def score_book(spec: ScoreSpec, overwrite: bool = False) -> ScoreManifest:
     decisions.write_parquet(join_path(out_root, DECISIONS_DIR), filesystem=out_fs)
     elapsed = time.perf_counter() - started
     log.debug("scoring:\n%s", decisions.stats())
-    rows, counts = _decision_counts(spec.out)
+    decided, counts = _decision_counts(spec.out)
     manifest = ScoreManifest(
         features=spec.features,
         feature_set_version=setup.credit.feature_set_version,
         credit_model=setup.credit,
         uplift_model=setup.uplift,
         policy=spec.policy,
-        rows=rows,
+        rows=decided,
         decisions=counts,
         actors=actors,
         elapsed_seconds=round(elapsed, 3),
-        decisions_per_second=round(rows / elapsed, 1) if elapsed > 0 else 0.0,
+        decisions_per_second=round(decided / elapsed, 1) if elapsed > 0 else 0.0,
     )
     write_model(spec.out, MANIFEST, manifest)
     return manifest
