@@ -91,7 +91,8 @@ def in_process_registry(tmp_path_factory) -> str:
     return small_registry(tmp_path_factory.mktemp("registry"))[0]
 
 
-def test_the_in_process_app_passes_every_check(in_process_registry):
+def test_the_in_process_app_passes_every_check(in_process_registry, valkey, monkeypatch):
+    monkeypatch.setenv("TALA_STREAM_URL", valkey.url)  # a real online store: decisions by id are read from it
     with in_process_server(in_process_registry, MAX_BODY_BYTES="2000000") as server:
         run = run_schemathesis(server.url)
     print("schemathesis answers:", dict(sorted(run.statuses.items())))
