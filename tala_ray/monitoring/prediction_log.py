@@ -55,9 +55,10 @@ class _Chunk:
 
 
 def _table(chunks: list[_Chunk], column_types: Mapping[str, pa.DataType]) -> pa.Table:
-    """The chunks as one table (a column a chunk lacks is null there, a missing time is the
-    chunk's append time); the chunks' feature columns become the `features` struct."""
-    names = list(dict.fromkeys(name for chunk in chunks for name in chunk.columns))
+    """The chunks as one table (a column a chunk lacks is null there, a pinned column no chunk has is
+    all null, a missing time is the chunk's append time); the chunks' feature columns become the
+    `features` struct."""
+    names = list(dict.fromkeys([*(name for chunk in chunks for name in chunk.columns), *column_types]))
     columns = {name: pa.array(_column_values(chunks, name), type=column_types.get(name)) for name in names}
     if TIME_COLUMN not in columns:
         columns[TIME_COLUMN] = pa.array(_column_values(chunks, TIME_COLUMN))
