@@ -17,6 +17,7 @@ import pytest
 from tala_ray.data import schema
 from tala_ray.data.generate import PARTITION_KEY, generate_world, read_manifest
 from tala_ray.data.validation import SchemaMismatchError
+from tala_ray.features import layout
 from tala_ray.features.build import build_feature_table, check_inputs
 from tala_ray.features.definitions import FEATURES, compute_features, feature_set_version
 from tala_ray.features.online import ApplicationRequest, features_from_requests
@@ -65,10 +66,13 @@ def test_the_single_process_engine_gives_the_same_table_and_records_the_world(bu
     pd.testing.assert_frame_equal(read_feature_table(str(tmp_path / "local")), read_feature_table(str(built)))
 
 
-def test_both_raw_layouts_give_the_single_process_table_bit_for_bit(small_world, tmp_path):
+def test_both_raw_layouts_give_the_single_process_table_bit_for_bit(small_world, tmp_path, monkeypatch):
     """A world written partitioned by applicant (same bytes, applicant_part=<chunk>/ directories) is
-    read partition by partition; the plain one is shuffled by applicant first; both tables equal
-    the single-process engine's exactly, and the shuffle leaves no staged files behind."""
+    read partition by partition; the plain one is shuffled by applicant first (in several units per
+    table: every applicant's rows come from several tasks and must keep their order); both tables
+    equal the single-process engine's exactly, and the shuffle leaves no staged files behind."""
+    monkeypatch.setattr(layout, "MAX_UNIT_ROWS", 50_000)  # the small world's event files: one unit each
+    assert len([u for u in layout.source_units(str(small_world)) if u.table == "events"]) == 4
     partitioned = tmp_path / "partitioned"
     spec = read_manifest(str(small_world)).spec.model_copy(update={"partitioned": True})
     written = generate_world(spec, str(partitioned), progress=False)
@@ -78,13 +82,19 @@ def test_both_raw_layouts_give_the_single_process_table_bit_for_bit(small_world,
         assert all(f"/{PARTITION_KEY}=" in path for path in written.tables[name].files)
     local = build_feature_table(str(small_world), str(tmp_path / "local"), engine="local")
     expected = read_feature_table(str(tmp_path / "local"))
-    for world, layout, partitions in ((partitioned, "partitioned", 4), (small_world, "shuffled", 3)):
-        out = tmp_path / f"ray-{layout}"
+    for world, how, partitions in ((partitioned, "partitioned", 4), (small_world, "shuffled", 3)):
+        out = tmp_path / f"ray-{how}"
         manifest = build_feature_table(str(world), str(out), engine="ray", num_buckets=3)
-        assert (manifest.layout, manifest.partitions) == (layout, partitions)
+        assert (manifest.layout, manifest.partitions) == (how, partitions)
         assert manifest.rows_out == local.rows_out and manifest.quarantined == local.quarantined == {}
         pd.testing.assert_frame_equal(read_feature_table(str(out)), expected, check_exact=True)
         assert sorted(p.name for p in out.iterdir()) == ["manifest.json", "table"]
+
+
+def test_shuffle_units_pack_consecutive_row_groups_up_to_the_row_budget(monkeypatch):
+    monkeypatch.setattr(layout, "MAX_UNIT_ROWS", 10)
+    groups = [("a", 0, 4), ("a", 1, 4), ("b", 0, 3), ("c", 0, 12), ("c", 1, 2), ("d", 0, 8)]
+    assert layout._packed(groups) == [groups[:2], [groups[2]], [groups[3]], groups[4:]]
 
 
 def test_ray_table_equals_the_feature_code_run_in_one_process(built, small_world):

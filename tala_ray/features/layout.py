@@ -4,9 +4,10 @@ A raw source is *partitioned by applicant* when every file of every raw table li
 `applicant_part=<k>` directory (hive style, as `tala-ray data generate --partitioned` writes): the
 directory names declare that all rows of an applicant are in partition k of every table, so the
 features of partition k need only its files (`Partition`). Any other layout is read in
-`SourceUnit`s (a file, or a range of a large file's row groups) and shuffled by applicant first
-(`features.shuffle`). Either way a unit's files are listed in the order the single-process engine
-reads them, so every applicant's rows keep their order and the features come out bit-identical.
+`SourceUnit`s (consecutive row groups of a table's files: small files together, large ones in
+ranges) and shuffled by applicant first (`features.shuffle`). Either way a unit's files are listed
+in the order the single-process engine reads them, so every applicant's rows keep their order and
+the features come out bit-identical.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from tala_ray.core.storage import join_path, resolve_filesystem
 from tala_ray.data import validation
 from tala_ray.data.generate import PARTITION_KEY
 
-MAX_UNIT_ROWS = 2_000_000  # a larger file is read in ranges of row groups (bounds a shuffle task's memory)
+MAX_UNIT_ROWS = 2_000_000  # rows a shuffle task reads at most (bounds its memory; a larger row group alone)
 FileFormat = Literal["parquet", "arrow"]
 
 
@@ -38,15 +39,23 @@ class Partition(BaseModel):
     files: dict[str, list[str]]  # raw table -> paths on that filesystem (a table may have none)
 
 
-class SourceUnit(BaseModel):
-    """Rows of one raw table that one shuffle task reads: a file, or some of its row groups."""
+class FileSlice(BaseModel):
+    """Some consecutive row groups of one Parquet file."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    index: int  # position in the source's read order (every table's files in turn)
-    table: str
     path: str
-    row_groups: list[int] | None = None  # None: the whole file
+    row_groups: list[int]
+
+
+class SourceUnit(BaseModel):
+    """Rows of one raw table that one shuffle task reads: consecutive row groups of its files, in read order."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    index: int  # position in the source's read order (every table's units in turn)
+    table: str
+    slices: list[FileSlice]
 
 
 def _fragments(world: str, table: str) -> list[pads.ParquetFileFragment]:
@@ -74,35 +83,48 @@ def declared_partitions(world: str) -> list[Partition] | None:
 
 
 def source_units(world: str) -> list[SourceUnit]:
-    """Every raw table's rows as shuffle units: whole files, large ones split by row groups."""
+    """Every raw table's rows as shuffle units of at most `MAX_UNIT_ROWS` rows (a larger row group
+    alone): small files are read together, large ones in ranges of row groups."""
     units: list[SourceUnit] = []
     for table in validation.RAW_TABLES:
-        for fragment in _fragments(world, table):
-            groups = [fragment.metadata.row_group(i).num_rows for i in range(fragment.metadata.num_row_groups)]
-            for row_groups in _ranges(groups) if sum(groups) > MAX_UNIT_ROWS else [None]:
-                units.append(SourceUnit(index=len(units), table=table, path=fragment.path, row_groups=row_groups))
+        groups = [
+            (fragment.path, group, fragment.metadata.row_group(group).num_rows)
+            for fragment in _fragments(world, table)
+            for group in range(fragment.metadata.num_row_groups)
+        ]
+        for packed in _packed(groups):
+            slices = [
+                FileSlice(path=path, row_groups=[g for p, g, _ in packed if p == path]) for path in _paths(packed)
+            ]
+            units.append(SourceUnit(index=len(units), table=table, slices=slices))
     return units
 
 
-def _ranges(group_rows: list[int]) -> list[list[int]]:
-    """Consecutive row groups in ranges of at most `MAX_UNIT_ROWS` rows (a larger group alone)."""
-    ranges: list[list[int]] = [[]]
+def _packed(groups: list[tuple[str, int, int]]) -> list[list[tuple[str, int, int]]]:
+    """Consecutive (path, row group, rows) in runs of at most `MAX_UNIT_ROWS` rows (a larger group alone)."""
+    runs: list[list[tuple[str, int, int]]] = []
     rows = 0
-    for group, count in enumerate(group_rows):
-        if ranges[-1] and rows + count > MAX_UNIT_ROWS:
-            ranges.append([])
+    for group in groups:
+        if not runs or (runs[-1] and rows + group[2] > MAX_UNIT_ROWS):
+            runs.append([])
             rows = 0
-        ranges[-1].append(group)
-        rows += count
-    return ranges
+        runs[-1].append(group)
+        rows += group[2]
+    return runs
+
+
+def _paths(groups: list[tuple[str, int, int]]) -> list[str]:
+    return list(dict.fromkeys(path for path, _, _ in groups))
 
 
 def read_unit(world: str, unit: SourceUnit) -> pa.Table:
-    """The raw rows of a shuffle unit."""
+    """The raw rows of a shuffle unit, in read order."""
     filesystem, _ = resolve_filesystem(world)
-    with filesystem.open_input_file(unit.path) as stream:
-        file = pq.ParquetFile(stream)
-        return file.read() if unit.row_groups is None else file.read_row_groups(unit.row_groups)
+    tables = []
+    for piece in unit.slices:
+        with filesystem.open_input_file(piece.path) as stream:
+            tables.append(pq.ParquetFile(stream).read_row_groups(piece.row_groups))
+    return pa.concat_tables(tables, promote_options="permissive")
 
 
 def read_file(source: str, path: str, file_format: FileFormat) -> pa.Table:
