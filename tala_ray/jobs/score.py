@@ -196,7 +196,8 @@ def score_book(spec: ScoreSpec, overwrite: bool = False) -> ScoreManifest:
     started = time.perf_counter()
     actors = _actor_count(spec)
     in_fs, in_root = resolve_filesystem(spec.features)
-    table = ray.data.read_parquet(join_path(in_root, TABLE_DIR), filesystem=in_fs, columns=columns)
+    # partitioning=None: the cohort=<c> directories are not needed as a column
+    table = ray.data.read_parquet(join_path(in_root, TABLE_DIR), filesystem=in_fs, columns=columns, partitioning=None)
     # blocks of one batch (a read block holds up to 128 MiB: a whole small book), so every actor gets work
     decisions = table.repartition(target_num_rows_per_block=spec.batch_size).map_batches(
         BookScorer,

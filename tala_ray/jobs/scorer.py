@@ -22,7 +22,7 @@ from tala_ray.policy.decision import PolicyParams
 from tala_ray.serving import graph
 
 ROLE = "champion"  # a book is re-scored by the champion alone
-KEY_COLUMNS = ("application_id", "applicant_id", "cohort")
+KEY_COLUMNS = ("application_id", "applicant_id")
 TERMS = ("amount", "term_days")  # the requested amount (local currency) and term the policy lends against
 
 REASON_CODE = pa.struct(
@@ -37,7 +37,6 @@ DECISIONS = pa.schema(
     [
         pa.field("application_id", pa.int64()),
         pa.field("applicant_id", pa.int64()),
-        pa.field("cohort", pa.string()),
         pa.field("decision", pa.string()),
         pa.field("limit", pa.float64()),
         pa.field("intervention", pa.string()),
