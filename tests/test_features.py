@@ -303,7 +303,7 @@ OUT_OF_RANGE = {
     "days late for a century": (("loans", 0, "days_late"), "36500", "less than or equal to 730"),
     "event in 2100": (("events", 1, "event_time"), '"2100-01-01T00:00:00+00:00"', "clock"),
     "event in 1990": (("events", 0, "event_time"), '"1990-01-01T00:00:00"', "2007-01-01"),
-    "event ten minutes ahead": (("events", 1, "event_time"), f'"{soon(10)}"', "clock"),
+    "event ten minutes ahead": (("events", 1, "event_time"), "SOON_10", "clock"),  # timed when the test runs
     "loan disbursed in 9999": (
         ("loans", 0, "disbursed_time"),
         '"9999-12-31T00:00:00+00:00"',
@@ -318,6 +318,7 @@ OUT_OF_RANGE = {
 @pytest.mark.parametrize("case", list(OUT_OF_RANGE))
 def test_an_out_of_range_request_value_is_refused_naming_the_field_and_bound(case):
     path, raw, bound = OUT_OF_RANGE[case]
+    raw = f'"{soon(10)}"' if raw == "SOON_10" else raw
     with pytest.raises(ValidationError) as caught:
         ApplicationRequest.model_validate_json(request_json(path, raw))
     errors = caught.value.errors(include_url=False)

@@ -108,7 +108,14 @@ class PendingDecision:
 
 
 # Everything the class uses must be defined above it: `@serve.ingress` serialises the routes here.
-@serve.deployment(name="DecisionIngress", max_ongoing_requests=128, ray_actor_options={"num_cpus": 0.1})
+# A replaced replica finishes what it holds: its in-flight decisions may wait on steps that are
+# restarting too (a rollout on a busy node took 20-26 s), past Serve's default 20 s grace.
+@serve.deployment(
+    name="DecisionIngress",
+    max_ongoing_requests=128,
+    graceful_shutdown_timeout_s=60,
+    ray_actor_options={"num_cpus": 0.1},
+)
 @serve.ingress(app)
 class DecisionIngress:
     """Runs the graph (`steps.decide`) through the steps' handles (composed layout) or in this
